@@ -1,0 +1,355 @@
+"""Method registry: each Captum method declared once, with its knobs and its cost model.
+
+A spec says which Captum class to build, what kind of attribution it is, which knobs it
+takes (defaults and valid values) and how many forward / backward passes one call makes.
+Passes are counted in samples (rows through the model), so they compare across batch
+sizes and batching knobs: `internal_batch_size` changes how rows are grouped, not how many.
+Backward passes of layer and neuron methods run only from the output (or neuron) down to
+the layer; the cost model counts them as passes all the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import captum.attr as ca
+import torch
+from torch import nn
+
+from attrib_core.registry import Registry
+from attrib_core.workloads import Workload
+
+IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+class KnobError(ValueError):
+    """A knob name or value that a method does not accept."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A tunable argument: its default and what values are valid."""
+
+    name: str
+    default: Any
+    doc: str
+    type: Literal["int", "float", "bool", "choice", "shape"] = "int"
+    minimum: float | None = None
+    choices: tuple[Any, ...] = ()
+    optional: bool = False  # None is a valid value (e.g. "no internal batching")
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            valid = "one of " + ", ".join(map(repr, self.choices))
+        elif self.type == "bool":
+            valid = "True or False"
+        elif self.type == "shape":
+            valid = "a tuple of positive integers"
+        else:
+            valid = f"{'an integer' if self.type == 'int' else 'a number'} >= {self.minimum}"
+        return valid + (" or None" if self.optional else "")
+
+    def validate(self, method: str, value: Any) -> Any:
+        """Return the value (shapes as tuples) or raise KnobError naming it and the valid range."""
+        if value is None and self.optional:
+            return None
+        ok = False
+        if self.type == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= self.minimum
+        elif self.type == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= self.minimum
+        elif self.type == "bool":
+            ok = isinstance(value, bool)
+        elif self.type == "choice":
+            ok = value in self.choices
+        elif self.type == "shape":
+            ok = isinstance(value, (tuple, list)) and all(isinstance(v, int) and v >= 1 for v in value)
+            value = tuple(value) if ok else value
+        if not ok:
+            raise KnobError(f"{method}: {self.name}={value!r} is not valid; expected {self.describe()}")
+        return value
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Rows pushed through the model by one `attribute` call."""
+
+    forward: int
+    backward: int
+
+
+@dataclass(frozen=True)
+class CostInput:
+    """What a cost model may depend on."""
+
+    batch_size: int
+    knobs: Mapping[str, Any]
+    input_shape: tuple[int, ...]  # one example, no batch dimension
+    n_features: int  # groups in the workload's feature mask
+    with_delta: bool
+
+
+CostModel = Callable[[CostInput], Passes]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    captum_class: type
+    kind: Literal["feature", "layer", "neuron"]
+    family: Literal["gradient", "perturbation"]
+    cost: CostModel
+    knobs: tuple[Knob, ...] = ()
+    baselines: Literal["none", "single", "background"] = "none"
+    takes_target: bool = True
+    uses_feature_mask: bool = False
+    supports_delta: bool = False
+    has_completeness: bool = False  # sum(attr) ~ F(x) - F(baseline) by construction
+    stochastic: bool = False  # output depends on the seed
+    inner_class: type | None = None  # NoiseTunnel wraps this method
+    min_batch_size: int = 1
+    runner_knobs: frozenset[str] = frozenset()  # knobs used by the runner, not passed to captum
+    postprocess: Callable[[torch.Tensor, torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
+    needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
+    check: Callable[[str, Mapping[str, Any]], None] | None = None
+    description: str = ""
+    defaults_note: str = field(default="")
+
+    @property
+    def knob_names(self) -> list[str]:
+        return [k.name for k in self.knobs]
+
+    def resolve_knobs(self, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults, overridden by each mapping in turn (workload defaults, then the user's)."""
+        by_name = {k.name: k for k in self.knobs}
+        merged: dict[str, Any] = {k.name: k.default for k in self.knobs}
+        for layer in layers:
+            for name, value in (layer or {}).items():
+                if name not in by_name:
+                    valid = ", ".join(by_name) or "none"
+                    raise KnobError(f"unknown knob {name!r} for {self.name}; valid knobs: {valid}")
+                merged[name] = value
+        resolved = {name: by_name[name].validate(self.name, value) for name, value in merged.items()}
+        if self.check:
+            self.check(self.name, resolved)
+        return resolved
+
+    def build(self, model: nn.Module, layer: nn.Module | None) -> Any:
+        if self.inner_class is not None:
+            return self.captum_class(self.inner_class(model))
+        if self.kind == "feature":
+            return self.captum_class(model)
+        return self.captum_class(model, layer)
+
+    def unsupported_reason(self, workload: Workload) -> str | None:
+        """Why this method cannot run on the workload, or None if it can."""
+        if self.kind != "feature" and not workload.layer_name:
+            return f"{self.name} is a {self.kind} method but workload {workload.name!r} declares no layer"
+        if self.needs_spatial_layer and not workload.is_image:
+            return f"{self.name} needs a convolutional layer; workload {workload.name!r} is not an image model"
+        return None
+
+    def applies_to(self, workload: Workload) -> bool:
+        return self.unsupported_reason(workload) is None
+
+    def attribute_kwargs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in knobs.items() if k not in self.runner_knobs}
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    return METHODS.register(spec.name, spec)
+
+
+def get_method(name: str) -> MethodSpec:
+    return METHODS.get(name)
+
+
+# --- knobs shared by several methods ----------------------------------------------------
+
+
+def _integration_knobs(n_steps: int = 50, method: str = "gausslegendre") -> tuple[Knob, ...]:
+    return (
+        Knob("n_steps", n_steps, "points on the path from baseline to input", minimum=1),
+        Knob("method", method, "integration rule", type="choice", choices=IG_METHODS),
+        Knob("internal_batch_size", None, "rows per forward/backward chunk (memory vs speed)", minimum=1, optional=True),
+    )
+
+
+def _check_integration(method: str, knobs: Mapping[str, Any]) -> None:
+    if knobs["method"].startswith("riemann") and knobs["n_steps"] < 2:
+        raise KnobError(
+            f"{method}: n_steps={knobs['n_steps']} is too small for method={knobs['method']!r}; "
+            "riemann rules need n_steps >= 2 (gausslegendre accepts 1)"
+        )
+
+
+PERTURBATIONS_PER_EVAL = Knob(
+    "perturbations_per_eval", 1, "perturbed copies evaluated in one forward call (memory vs speed)", minimum=1
+)
+
+
+# --- cost models ------------------------------------------------------------------------
+
+
+def _delta(c: CostInput) -> int:
+    """Convergence delta evaluates the model once on the inputs and once on the baselines."""
+    return 2 * c.batch_size if c.with_delta else 0
+
+
+def one_pass(c: CostInput) -> Passes:
+    return Passes(c.batch_size, c.batch_size)
+
+
+def forward_only(c: CostInput) -> Passes:
+    return Passes(c.batch_size, 0)
+
+
+def path_integral(c: CostInput) -> Passes:
+    rows = c.batch_size * c.knobs["n_steps"]
+    return Passes(rows + _delta(c), rows)
+
+
+def deeplift(c: CostInput) -> Passes:
+    """Inputs and baselines go through the model together, in one batch of 2B rows."""
+    return Passes(2 * c.batch_size + _delta(c), 2 * c.batch_size)
+
+
+def deeplift_shap(c: CostInput) -> Passes:
+    rows = 2 * c.batch_size * c.knobs["n_baselines"]
+    return Passes(rows + (2 * c.batch_size * c.knobs["n_baselines"] if c.with_delta else 0), rows)
+
+
+def gradient_shap(c: CostInput) -> Passes:
+    rows = c.batch_size * c.knobs["n_samples"]
+    return Passes(rows + (2 * rows if c.with_delta else 0), rows)
+
+
+def noise_tunnel_saliency(c: CostInput) -> Passes:
+    rows = c.batch_size * c.knobs["nt_samples"]
+    return Passes(rows, rows)
+
+
+def noise_tunnel_ig(c: CostInput) -> Passes:
+    rows = c.batch_size * c.knobs["nt_samples"] * c.knobs["n_steps"]
+    return Passes(rows, rows)
+
+
+def occlusion_windows(input_shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Window positions per example, as Captum places them (a last, clipped one included)."""
+    return math.prod(math.ceil((d - w) / s) + 1 for d, w, s in zip(input_shape, window, stride, strict=True))
+
+
+def occlusion(c: CostInput) -> Passes:
+    windows = occlusion_windows(c.input_shape, c.knobs["sliding_window_shapes"], c.knobs["strides"])
+    return Passes(c.batch_size * (1 + windows), 0)
+
+
+def ablation(c: CostInput) -> Passes:
+    return Passes(c.batch_size * (1 + c.n_features), 0)
+
+
+def shapley_sampling(c: CostInput) -> Passes:
+    return Passes(c.batch_size * (1 + c.knobs["n_samples"] * c.n_features), 0)
+
+
+def surrogate(c: CostInput) -> Passes:
+    """Lime / KernelShap: each example alone, one row per sampled perturbation."""
+    return Passes(c.batch_size * (1 + c.knobs["n_samples"]), 0)
+
+
+def upsample_to_input(attributions: torch.Tensor, inputs: torch.Tensor, knobs: Mapping[str, Any]) -> torch.Tensor:
+    """GradCAM maps are layer-sized; the Captum tutorial upsamples them to the input's size."""
+    if not knobs["interpolate"]:
+        return attributions
+    return ca.LayerAttribution.interpolate(attributions, tuple(inputs.shape[2:]))
+
+
+def _check_occlusion(method: str, knobs: Mapping[str, Any]) -> None:
+    if len(knobs["sliding_window_shapes"]) != len(knobs["strides"]):
+        raise KnobError(
+            f"{method}: sliding_window_shapes={knobs['sliding_window_shapes']} and "
+            f"strides={knobs['strides']} must have the same length (one entry per input dimension)"
+        )
+
+
+# --- the registry -----------------------------------------------------------------------
+
+IG_KNOBS = _integration_knobs()
+
+for spec in (
+    # feature, gradient
+    MethodSpec("IntegratedGradients", ca.IntegratedGradients, "feature", "gradient", path_integral,
+               IG_KNOBS, baselines="single", supports_delta=True, has_completeness=True, check=_check_integration),
+    MethodSpec("Saliency", ca.Saliency, "feature", "gradient", one_pass,
+               (Knob("abs", True, "absolute value of the gradient", type="bool"),)),
+    MethodSpec("InputXGradient", ca.InputXGradient, "feature", "gradient", one_pass),
+    MethodSpec("GuidedBackprop", ca.GuidedBackprop, "feature", "gradient", one_pass),
+    MethodSpec("DeepLift", ca.DeepLift, "feature", "gradient", deeplift,
+               baselines="single", supports_delta=True, has_completeness=True),
+    MethodSpec("DeepLiftShap", ca.DeepLiftShap, "feature", "gradient", deeplift_shap,
+               (Knob("n_baselines", 4, "baselines drawn from the workload's background set", minimum=1),),
+               baselines="background", supports_delta=True, has_completeness=True,
+               runner_knobs=frozenset({"n_baselines"})),
+    MethodSpec("GradientShap", ca.GradientShap, "feature", "gradient", gradient_shap,
+               (Knob("n_samples", 5, "random points per example", minimum=1),
+                Knob("stdevs", 0.0, "noise added to each sample", type="float", minimum=0.0)),
+               baselines="background", supports_delta=True, has_completeness=True, stochastic=True),
+    MethodSpec("NoiseTunnel-Saliency", ca.NoiseTunnel, "feature", "gradient", noise_tunnel_saliency,
+               (Knob("nt_type", "smoothgrad", "how noisy attributions are combined", type="choice", choices=NT_TYPES),
+                Knob("nt_samples", 10, "noisy copies per example", minimum=1),
+                Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
+                Knob("stdevs", 0.2, "noise standard deviation", type="float", minimum=0.0)),
+               inner_class=ca.Saliency, stochastic=True),
+    MethodSpec("NoiseTunnel-IntegratedGradients", ca.NoiseTunnel, "feature", "gradient", noise_tunnel_ig,
+               (Knob("nt_type", "smoothgrad_sq", "how noisy attributions are combined", type="choice",
+                     choices=NT_TYPES),
+                Knob("nt_samples", 10, "noisy copies per example", minimum=1),
+                Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
+                Knob("stdevs", 0.2, "noise standard deviation", type="float", minimum=0.0),
+                *_integration_knobs(n_steps=20)),
+               baselines="single", inner_class=ca.IntegratedGradients, stochastic=True, check=_check_integration),
+    # feature, perturbation
+    MethodSpec("Occlusion", ca.Occlusion, "feature", "perturbation", occlusion,
+               (Knob("sliding_window_shapes", (1,), "occluding patch, per input dimension", type="shape"),
+                Knob("strides", (1,), "step between patches, per input dimension", type="shape"),
+                PERTURBATIONS_PER_EVAL),
+               baselines="single", check=_check_occlusion),
+    MethodSpec("FeatureAblation", ca.FeatureAblation, "feature", "perturbation", ablation,
+               (PERTURBATIONS_PER_EVAL,), baselines="single", uses_feature_mask=True),
+    MethodSpec("FeaturePermutation", ca.FeaturePermutation, "feature", "perturbation", ablation,
+               (PERTURBATIONS_PER_EVAL,), uses_feature_mask=True, stochastic=True, min_batch_size=2),
+    MethodSpec("ShapleyValueSampling", ca.ShapleyValueSampling, "feature", "perturbation", shapley_sampling,
+               (Knob("n_samples", 25, "feature permutations sampled", minimum=1), PERTURBATIONS_PER_EVAL),
+               baselines="single", uses_feature_mask=True, stochastic=True),
+    MethodSpec("KernelShap", ca.KernelShap, "feature", "perturbation", surrogate,
+               (Knob("n_samples", 200, "coalitions sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+               baselines="single", uses_feature_mask=True, stochastic=True),
+    MethodSpec("Lime", ca.Lime, "feature", "perturbation", surrogate,
+               (Knob("n_samples", 200, "perturbations sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+               baselines="single", uses_feature_mask=True, stochastic=True),
+    # layer
+    MethodSpec("LayerGradCam", ca.LayerGradCam, "layer", "gradient", one_pass,
+               (Knob("relu_attributions", False, "keep only positive evidence", type="bool"),
+                Knob("interpolate", True, "upsample to the input size, as the Captum tutorial does", type="bool")),
+               runner_knobs=frozenset({"interpolate"}), postprocess=upsample_to_input, needs_spatial_layer=True),
+    MethodSpec("LayerIntegratedGradients", ca.LayerIntegratedGradients, "layer", "gradient", path_integral,
+               IG_KNOBS, baselines="single", supports_delta=True, has_completeness=True, check=_check_integration),
+    MethodSpec("LayerConductance", ca.LayerConductance, "layer", "gradient", path_integral,
+               IG_KNOBS, baselines="single", supports_delta=True, has_completeness=True, check=_check_integration),
+    MethodSpec("LayerGradientXActivation", ca.LayerGradientXActivation, "layer", "gradient", one_pass),
+    MethodSpec("LayerActivation", ca.LayerActivation, "layer", "gradient", forward_only, takes_target=False),
+    # neuron
+    MethodSpec("NeuronGradient", ca.NeuronGradient, "neuron", "gradient", one_pass, takes_target=False),
+    MethodSpec("NeuronIntegratedGradients", ca.NeuronIntegratedGradients, "neuron", "gradient", path_integral,
+               IG_KNOBS, baselines="single", takes_target=False, check=_check_integration),
+    MethodSpec("NeuronConductance", ca.NeuronConductance, "neuron", "gradient", path_integral,
+               IG_KNOBS, baselines="single", check=_check_integration),
+):
+    register_method(spec)

@@ -1,0 +1,186 @@
+"""The one way to run an attribution: (method, workload, device, batch, knobs, options, seed).
+
+`prepare` does everything that is not the attribution itself (validation, model placement,
+batch building, Captum object construction) so that a benchmark times only the call.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
+from attrib_core.workloads import Workload, load_workload
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell: the complete, hashable description of an attribution run."""
+
+    method: str
+    workload: str
+    device: str = "cpu"
+    batch_size: int = 1
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    memory_format: str = "contiguous"
+    seed: int = 0
+    with_delta: bool = False
+
+
+@dataclass
+class AttributionResult:
+    attributions: torch.Tensor  # fp32, on the CPU
+    delta: torch.Tensor | None  # Captum's convergence delta, when asked for and supported
+
+
+def available_devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; available: cpu")
+    return torch.device(device)
+
+
+def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is not None and not torch.amp.is_autocast_available(device.type):
+        raise ValueError(f"precision {precision!r} (autocast) is not available on {device.type}")
+    return dtype
+
+
+class AutocastForward(nn.Module):
+    """Runs the wrapped model under autocast and hands Captum fp32 outputs.
+
+    A module (not a function) so DeepLift and GuidedBackprop still find the model's ReLUs,
+    and layer hooks on the wrapped model's submodules still fire.
+    """
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(x).float()
+
+
+@functools.cache
+def placed_model(workload_name: str, device: str, memory_format: str) -> nn.Module:
+    """A copy of the workload's model on `device`, in `memory_format`; cached per sweep."""
+    model = load_workload(workload_name).model
+    if device != "cpu" or memory_format != "contiguous":
+        model = copy.deepcopy(model).to(device=device, memory_format=MEMORY_FORMATS[memory_format])
+    return model.eval()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@dataclass
+class PreparedRun:
+    """A ready-to-call attribution; calling it again repeats the same computation."""
+
+    config: RunConfig
+    spec: MethodSpec
+    workload: Workload
+    knobs: dict[str, Any]
+    attributor: Any
+    model: nn.Module  # what Captum calls (the placed model, or its autocast wrapper)
+    inputs: torch.Tensor
+    kwargs: dict[str, Any]
+
+    @property
+    def passes(self) -> Passes:
+        return self.spec.cost(
+            CostInput(
+                batch_size=self.config.batch_size,
+                knobs=self.knobs,
+                input_shape=tuple(self.workload.inputs.shape[1:]),
+                n_features=self.workload.n_features,
+                with_delta=self.kwargs.get("return_convergence_delta", False),
+            )
+        )
+
+    def __call__(self) -> AttributionResult:
+        seed_everything(self.config.seed)
+        out = self.attributor.attribute(self.inputs, **self.kwargs)
+        delta = None
+        if self.kwargs.get("return_convergence_delta"):
+            out, delta = out
+        if self.spec.postprocess is not None:
+            out = self.spec.postprocess(out, self.inputs, self.knobs)
+        return AttributionResult(
+            attributions=out.detach().float().cpu(),
+            delta=None if delta is None else delta.detach().float().cpu(),
+        )
+
+
+def prepare(config: RunConfig) -> PreparedRun:
+    """Validate a config and build everything the attribution call needs."""
+    spec = get_method(config.method)
+    workload = load_workload(config.workload)
+    device = check_device(config.device)
+    dtype = check_precision(config.precision, device)
+    if config.memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"unknown memory_format {config.memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
+    if config.memory_format == "channels_last" and workload.inputs.dim() != 4:
+        raise ValueError(f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image")
+    reason = spec.unsupported_reason(workload)
+    if reason:
+        raise ValueError(reason)
+    if not isinstance(config.batch_size, int) or config.batch_size < spec.min_batch_size:
+        raise ValueError(f"{spec.name}: batch_size={config.batch_size!r} is not valid; needs >= {spec.min_batch_size}")
+    if config.with_delta and not spec.supports_delta:
+        with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
+        raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
+    knobs = spec.resolve_knobs(workload.method_defaults.get(spec.name), config.knobs)
+
+    base = placed_model(workload.name, str(device), config.memory_format)
+    model = base if dtype is None else AutocastForward(base, device.type, dtype)
+    layer = base.get_submodule(workload.layer_name) if spec.kind != "feature" else None
+
+    inputs, targets = workload.batch(config.batch_size)
+    inputs = inputs.to(device=device, memory_format=MEMORY_FORMATS[config.memory_format])
+    kwargs: dict[str, Any] = spec.attribute_kwargs(knobs)
+    if spec.takes_target:
+        kwargs["target"] = targets.to(device)
+    if spec.kind == "neuron":
+        kwargs["neuron_selector"] = workload.neuron
+    if spec.baselines == "single":
+        kwargs["baselines"] = workload.baseline.to(device)
+    elif spec.baselines == "background":
+        n = knobs.get("n_baselines", len(workload.background))
+        kwargs["baselines"] = workload.background[:n].to(device)
+    if spec.uses_feature_mask:
+        kwargs["feature_mask"] = workload.feature_mask.to(device)
+    if config.with_delta:
+        kwargs["return_convergence_delta"] = True
+    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, inputs, kwargs)
+
+
+def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:
+    """Convenience: prepare and call once. Options are RunConfig's fields."""
+    return prepare(RunConfig(method, workload, **options))()

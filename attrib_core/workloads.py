@@ -1,0 +1,265 @@
+"""Workload registry: a model plus real inputs, targets, baselines, and the layer / neuron
+that layer and neuron methods explain.
+
+Workloads are built lazily and cached per process: a sweep loads each model once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attrib_core.cache import cache_dir, stable_hash
+from attrib_core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything a method needs to run on one model. Tensors live on the CPU in fp32."""
+
+    name: str
+    model: nn.Module
+    inputs: torch.Tensor  # (N, ...) real, preprocessed examples
+    targets: torch.Tensor  # (N,) class explained for each example
+    baseline: torch.Tensor  # (1, ...) the reference input ("absence of signal")
+    background: torch.Tensor  # (K, ...) baseline distribution for the *Shap methods
+    feature_mask: torch.Tensor  # (1, ...) integer groups for perturbation methods
+    layer_name: str  # dotted path of the layer for layer / neuron methods
+    neuron: tuple[int, ...]  # index into the layer's output (no batch dimension)
+    output_name: str  # the final module; its backward hook counts backward passes
+    weights: str  # e.g. "imagenet1k_v1", "trained:<hash>", "random"
+    is_image: bool
+    description: str
+    method_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> nn.Module:
+        return self.model.get_submodule(self.layer_name)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.feature_mask.max().item()) + 1
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `batch_size` examples, cycling through the real inputs if needed."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        idx = torch.arange(batch_size) % len(self.inputs)
+        return self.inputs[idx].clone(), self.targets[idx].clone()
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    description: str
+    build: Callable[[], Workload]
+
+
+WORKLOADS: Registry[WorkloadSpec] = Registry("workload")
+
+
+def register_workload(name: str, description: str) -> Callable:
+    def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:
+        WORKLOADS.register(name, WorkloadSpec(name, description, build))
+        return build
+
+    return decorate
+
+
+@functools.cache
+def load_workload(name: str) -> Workload:
+    """Build (once per process) the named workload."""
+    return WORKLOADS.get(name).build()
+
+
+def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:
+    """(1, 1, H, W) mask giving each patch x patch square its own feature id."""
+    rows = torch.arange(height) // patch
+    cols = torch.arange(width) // patch
+    n_cols = (width + patch - 1) // patch
+    return (rows[:, None] * n_cols + cols[None, :])[None, None]
+
+
+def _trained(model: nn.Module, tag: str, recipe_key: dict, train: Callable[[nn.Module], None]) -> str:
+    """Load cached weights for this exact recipe, or train once and cache; return the label."""
+    key = stable_hash(recipe_key)
+    path = cache_dir() / f"{tag}-{key}.pt"
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.eval()
+    else:
+        train(model)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+    return f"trained:{key}"
+
+
+# --- digits CNN -------------------------------------------------------------------------
+
+DIGITS_RECIPE_VERSION = 1
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 handwritten digits, scaled to [0, 1], stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)[:, None]
+    return train_test_split(x, data.target, test_size=0.25, random_state=0, stratify=data.target)
+
+
+@register_workload("digits_cnn", "small CNN on scikit-learn's 8x8 handwritten digits (fast, for tests and CI)")
+def _digits_cnn() -> Workload:
+    from attrib_core.models.small import DigitsCNN, TrainingRecipe, accuracy, train_classifier
+
+    x_train, x_test, y_train, y_test = digits_split()
+    recipe = TrainingRecipe(epochs=30)
+    torch.manual_seed(recipe.seed)
+    model = DigitsCNN()
+    weights = _trained(
+        model,
+        "digits_cnn",
+        {"recipe": recipe.__dict__, "version": DIGITS_RECIPE_VERSION, "torch": torch.__version__},
+        lambda m: train_classifier(m, x_train, y_train, recipe),
+    )
+    generator = torch.Generator().manual_seed(0)
+    background = torch.as_tensor(x_train)[torch.randperm(len(x_train), generator=generator)[:8]]
+    return Workload(
+        name="digits_cnn",
+        model=model,
+        inputs=torch.as_tensor(x_test[:64]),
+        targets=torch.as_tensor(y_test[:64]),
+        baseline=torch.zeros(1, 1, 8, 8),
+        background=background,
+        feature_mask=patch_mask(8, 8, 1),
+        layer_name="conv2",
+        neuron=(0, 4, 4),
+        output_name="fc2",
+        weights=weights,
+        is_image=True,
+        description=WORKLOADS.get("digits_cnn").description,
+        method_defaults={"Occlusion": {"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)}},
+        info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
+    )
+
+
+# --- tabular MLP ------------------------------------------------------------------------
+
+TABULAR_RECIPE_VERSION = 1
+
+
+def breast_cancer_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's breast cancer set (569 x 30), standardised on the training part."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.25, random_state=0, stratify=data.target
+    )
+    mean, std = x_train.mean(0), x_train.std(0)
+    return (
+        ((x_train - mean) / std).astype(np.float32),
+        ((x_test - mean) / std).astype(np.float32),
+        y_train,
+        y_test,
+    )
+
+
+@register_workload("tabular_mlp", "MLP on scikit-learn's breast cancer set (30 features), for sampling methods")
+def _tabular_mlp() -> Workload:
+    from attrib_core.models.small import TabularMLP, TrainingRecipe, accuracy, train_classifier
+
+    x_train, x_test, y_train, y_test = breast_cancer_split()
+    recipe = TrainingRecipe(epochs=40)
+    torch.manual_seed(recipe.seed)
+    model = TabularMLP(x_train.shape[1], 2)
+    weights = _trained(
+        model,
+        "tabular_mlp",
+        {"recipe": recipe.__dict__, "version": TABULAR_RECIPE_VERSION, "torch": torch.__version__},
+        lambda m: train_classifier(m, x_train, y_train, recipe),
+    )
+    n_features = x_train.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    background = torch.as_tensor(x_train)[torch.randperm(len(x_train), generator=generator)[:8]]
+    return Workload(
+        name="tabular_mlp",
+        model=model,
+        inputs=torch.as_tensor(x_test[:64]),
+        targets=torch.as_tensor(y_test[:64]),
+        baseline=torch.zeros(1, n_features),  # the training mean after standardisation
+        background=background,
+        feature_mask=torch.arange(n_features)[None],
+        layer_name="fc2",
+        neuron=(0,),
+        output_name="fc3",
+        weights=weights,
+        is_image=False,
+        description=WORKLOADS.get("tabular_mlp").description,
+        method_defaults={"Occlusion": {"sliding_window_shapes": (1,), "strides": (1,)}},
+        info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
+    )
+
+
+# --- resnet18, as in the Captum tutorial ------------------------------------------------
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # chelsea is the tutorial's cat
+
+
+def imagenet_photos(size: int = 224) -> torch.Tensor:
+    """Photos shipped in scikit-image, with the tutorial's resize, centre crop, normalise."""
+    import skimage.data
+    from PIL import Image
+    from torchvision import transforms
+
+    preprocess = transforms.Compose(
+        [
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    return torch.stack([preprocess(Image.fromarray(getattr(skimage.data, name)())) for name in PHOTOS])
+
+
+@register_workload("resnet18", "torchvision resnet18 (IMAGENET1K_V1 if available) on scikit-image photos, 224x224")
+def _resnet18() -> Workload:
+    from attrib_core.models.resnet import distinct_relus, load_resnet18
+
+    model, weights = load_resnet18()
+    model = distinct_relus(model).eval()
+    inputs = imagenet_photos()
+    with torch.no_grad():
+        targets = model(inputs).argmax(1)  # explain the predicted class, as the tutorial does
+    generator = torch.Generator().manual_seed(0)
+    background = torch.cat([torch.zeros(1, 3, 224, 224), 0.5 * torch.randn(3, 3, 224, 224, generator=generator)])
+    return Workload(
+        name="resnet18",
+        model=model,
+        inputs=inputs,
+        targets=targets,
+        baseline=torch.zeros(1, 3, 224, 224),
+        background=background,
+        feature_mask=patch_mask(224, 224, 16),
+        layer_name="layer3.1.conv2",
+        neuron=(0, 7, 7),
+        output_name="fc",
+        weights=weights,
+        is_image=True,
+        description=WORKLOADS.get("resnet18").description,
+        method_defaults={"Occlusion": {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)}},
+        info={"photos": list(PHOTOS), "relu": "distinct module per use (DeepLift-safe), same outputs"},
+    )
