@@ -216,6 +216,18 @@ def path_integral(c: CostInput) -> Passes:
     return Passes(rows + _delta(c), rows)
 
 
+def layer_path_integral(c: CostInput) -> Passes:
+    """The path runs in layer space: one extra forward of inputs and baselines finds its ends."""
+    plain = path_integral(c)
+    return Passes(plain.forward + 2 * c.batch_size, plain.backward)
+
+
+def conductance(c: CostInput) -> Passes:
+    """Conductance differences consecutive path points, so it evaluates n_steps + 1 of them."""
+    rows = c.batch_size * (c.knobs["n_steps"] + 1)
+    return Passes(rows + _delta(c), rows)
+
+
 def deeplift(c: CostInput) -> Passes:
     """Inputs and baselines go through the model together, in one batch of 2B rows."""
     return Passes(2 * c.batch_size + _delta(c), 2 * c.batch_size)
@@ -339,9 +351,9 @@ for spec in (
                (Knob("relu_attributions", False, "keep only positive evidence", type="bool"),
                 Knob("interpolate", True, "upsample to the input size, as the Captum tutorial does", type="bool")),
                runner_knobs=frozenset({"interpolate"}), postprocess=upsample_to_input, needs_spatial_layer=True),
-    MethodSpec("LayerIntegratedGradients", ca.LayerIntegratedGradients, "layer", "gradient", path_integral,
+    MethodSpec("LayerIntegratedGradients", ca.LayerIntegratedGradients, "layer", "gradient", layer_path_integral,
                IG_KNOBS, baselines="single", supports_delta=True, has_completeness=True, check=_check_integration),
-    MethodSpec("LayerConductance", ca.LayerConductance, "layer", "gradient", path_integral,
+    MethodSpec("LayerConductance", ca.LayerConductance, "layer", "gradient", conductance,
                IG_KNOBS, baselines="single", supports_delta=True, has_completeness=True, check=_check_integration),
     MethodSpec("LayerGradientXActivation", ca.LayerGradientXActivation, "layer", "gradient", one_pass),
     MethodSpec("LayerActivation", ca.LayerActivation, "layer", "gradient", forward_only, takes_target=False),

@@ -109,6 +109,7 @@ class PreparedRun:
     knobs: dict[str, Any]
     attributor: Any
     model: nn.Module  # what Captum calls (the placed model, or its autocast wrapper)
+    workload_model: nn.Module  # the placed model itself
     inputs: torch.Tensor
     kwargs: dict[str, Any]
 
@@ -178,7 +179,7 @@ def prepare(config: RunConfig) -> PreparedRun:
         kwargs["feature_mask"] = workload.feature_mask.to(device)
     if config.with_delta:
         kwargs["return_convergence_delta"] = True
-    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, inputs, kwargs)
+    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, base, inputs, kwargs)
 
 
 def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:
