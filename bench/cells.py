@@ -1,0 +1,141 @@
+"""Measuring one cell: timing rounds, then one memory pass and one fidelity pass.
+
+Plain functions over pytest-benchmark's fixture; the suite and its conftest only wire
+them to pytest. A cell that raises is recorded as failed with its message and the sweep
+goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from attrib_core import fidelity, measure
+from attrib_core.run import PreparedRun, RunConfig, prepare
+from attrib_core.sweep import Preset, cell_key
+
+SCHEMA_VERSION = 1
+MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
+
+
+class NonFiniteAttributions(RuntimeError):
+    """The method returned NaN or Inf: the cell fails rather than reporting a time."""
+
+
+@dataclass
+class CellOutcome:
+    key: str
+    status: str
+    extra_info: dict[str, Any]
+    median_s: float | None = None
+    peak_bytes: int | None = None
+    map: np.ndarray | None = field(default=None, repr=False)
+
+
+def cell_record(config: RunConfig) -> dict[str, Any]:
+    """The identifying part of a record: same fields as the cell key."""
+    return {
+        "workload": config.workload,
+        "method": config.method,
+        "device": config.device,
+        "batch_size": config.batch_size,
+        "precision": config.precision,
+        "memory_format": config.memory_format,
+        "knobs": dict(config.knobs),
+        "seed": config.seed,
+    }
+
+
+def gallery_map(attributions: torch.Tensor) -> np.ndarray:
+    """First example's map, channels summed, pooled to at most MAP_SIDE a side, fp16."""
+    first = attributions[0]
+    if first.dim() == 3:
+        first = first.sum(0)
+    if first.dim() == 2 and max(first.shape) > MAP_SIDE:
+        first = torch.nn.functional.adaptive_avg_pool2d(first[None, None], MAP_SIDE)[0, 0]
+    return first.numpy().astype(np.float16)
+
+
+class CalibrationCache:
+    """One calibration per (workload, device, batch, precision, memory format) and run."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, dict[str, Any]] = {}
+
+    def get(self, prepared: PreparedRun) -> dict[str, Any]:
+        c = prepared.config
+        key = (c.workload, c.device, c.batch_size, c.precision, c.memory_format)
+        if key not in self._cache:
+            target = prepared.kwargs.get("target")
+            if target is None:
+                target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
+            self._cache[key] = measure.calibrate(prepared.model, prepared.inputs, target, c.device)
+        return self._cache[key]
+
+
+def rounds_for(first_call_s: float, preset: Preset) -> int:
+    t = preset.timing
+    wanted = math.ceil(t.max_time_s / max(first_call_s, 1e-9))
+    return max(t.min_rounds, min(t.max_rounds, wanted))
+
+
+def measure_cell(config: RunConfig, benchmark: Any, preset: Preset, calibrations: CalibrationCache) -> CellOutcome:
+    """Time, profile and score one cell; never raises for a failing method."""
+    key = cell_key(config)
+    info: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    benchmark.extra_info.update(info)
+    phase = "prepare"
+    try:
+        prepared = prepare(config)
+        info.update(
+            method_kind=prepared.spec.kind,
+            method_family=prepared.spec.family,
+            resolved_knobs=_jsonable(prepared.knobs),
+            weights=prepared.workload.weights,
+            passes=asdict(prepared.passes),
+            threads=torch.get_num_threads(),
+        )
+        phase = "first call"
+        call = measure.synchronized(prepared, config.device)
+        started = time.perf_counter()
+        result = call()
+        first_call_s = time.perf_counter() - started
+        if not torch.isfinite(result.attributions).all():
+            raise NonFiniteAttributions(f"{key}: attributions contain NaN or Inf")
+        phase = "calibration"
+        info["calibration"] = calibrations.get(prepared)
+        phase = "timing"
+        rounds = rounds_for(first_call_s, preset)
+        info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds, "first_call_s": first_call_s}
+        benchmark.pedantic(call, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
+        phase = "memory"
+        reading = measure.peak_memory(prepared, config.device)
+        info["memory"] = asdict(reading)
+        phase = "fidelity"
+        info["fidelity"] = fidelity.evaluate_fidelity(
+            prepared, result, metrics=preset.fidelity_metrics, **preset.fidelity_options
+        )
+        info["status"] = "ok"
+        info["error"] = None
+        benchmark.extra_info.update(info)
+        return CellOutcome(
+            key, "ok", info, benchmark.stats.stats.median, reading.peak_bytes, gallery_map(result.attributions)
+        )
+    except Exception as exc:  # recorded, not raised: one bad cell must not stop the sweep
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        info["status"] = "failed"
+        info["error"] = f"{phase}: {type(exc).__name__}: {exc}"
+        info["traceback"] = traceback.format_exc(limit=6)
+        benchmark.extra_info.update(info)
+        return CellOutcome(key, "failed", info)
+
+
+def _jsonable(knobs: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}

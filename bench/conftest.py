@@ -1,0 +1,185 @@
+"""pytest wiring for the benchmark suites: preset selection, cell generation, progress,
+machine info, failed-cell records, and an atomically written results file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attrib_core import measure
+from attrib_core.run import available_devices
+from attrib_core.sweep import PresetError, cell_key, load_preset
+from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("attrib-bench")
+    group.addoption("--preset", default=os.environ.get("ATTRIB_BENCH_PRESET", "standard"),
+                    help="preset name (bench/presets/*.toml) or path to a preset TOML file")
+    group.addoption("--results-dir", default=str(REPO / "results"), help="where the results JSON is written")
+    group.addoption("--machine-name", default=os.environ.get("ATTRIB_BENCH_MACHINE"),
+                    help="machine label in the results file name (default: derived from CPU/GPU)")
+    group.addoption("--no-save", action="store_true", help="do not write a results file")
+
+
+class BenchRun:
+    """State of one benchmark session."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        try:
+            self.preset = load_preset(config.getoption("--preset"))
+        except PresetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if self.preset.timing.threads:
+            torch.set_num_threads(self.preset.timing.threads)
+        self.devices = tuple(available_devices())
+        self.missing_devices = sorted(self.preset.devices_requested() - set(self.devices))
+        self.cells = self.preset.cells(self.devices)
+        self.calibrations = CalibrationCache()
+        self.outcomes: list[CellOutcome] = []
+        self.failed_without_stats: list[dict] = []
+        self.started = time.monotonic()
+        self.results_path: Path | None = None
+        self.partial_path: Path | None = None
+        if not config.getoption("--no-save") and not config.getoption("benchmark_json"):
+            self.results_path = _results_path(config, self.preset.name)
+            self.partial_path = self.results_path.with_name(self.results_path.name + ".partial")
+            config.option.benchmark_json = str(self.partial_path)
+
+    def progress_line(self, outcome: CellOutcome) -> str:
+        done, total = len(self.outcomes), len(self.cells)
+        elapsed = time.monotonic() - self.started
+        stamp = f"[{done:>{len(str(total))}}/{total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}]"
+        if outcome.status != "ok":
+            return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
+        peak = f"{outcome.peak_bytes / 2**20:.1f} MiB" if outcome.peak_bytes is not None else "n/a"
+        return f"{stamp} ok {outcome.key}  median {_seconds(outcome.median_s)}  peak {peak}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _machine_label() -> str:
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = measure.environment()["cpu_model"] or "cpu"
+        name = f"{name}-{os.cpu_count()}c"
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        return out.stdout.strip() or "nocommit"
+    except OSError:
+        return "nocommit"
+
+
+def _results_path(config: pytest.Config, preset_name: str) -> Path:
+    """results/<machine>_<utc time>_<commit>_<preset>.json, never an existing file."""
+    folder = Path(config.getoption("--results-dir"))
+    folder.mkdir(parents=True, exist_ok=True)
+    machine = config.getoption("--machine-name") or _machine_label()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{machine}_{stamp}_{_git_commit()}_{preset_name}"
+    path, n = folder / f"{base}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{base}-{n}.json"
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.attrib_bench = BenchRun(config)  # before pytest-benchmark reads --benchmark-json
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    run: BenchRun = config.attrib_bench
+    lines = [f"attrib-bench preset {run.preset.name!r} ({run.preset.path}), {len(run.cells)} cells, "
+             f"devices {', '.join(run.devices)}, torch threads {torch.get_num_threads()}"]
+    if run.missing_devices:
+        lines.append(f"attrib-bench: no cells for {', '.join(run.missing_devices)}: not available on this machine")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" in metafunc.fixturenames:
+        cells = metafunc.config.attrib_bench.cells
+        metafunc.parametrize("cell", cells, ids=[cell_key(c) for c in cells])
+
+
+@pytest.fixture
+def bench_run(request: pytest.FixtureRequest) -> BenchRun:
+    return request.config.attrib_bench
+
+
+def record_outcome(run: BenchRun, outcome: CellOutcome, benchmark, config: pytest.Config) -> None:
+    run.outcomes.append(outcome)
+    if outcome.status != "ok" and benchmark.stats is None:
+        run.failed_without_stats.append(
+            {"group": None, "name": benchmark.name, "fullname": benchmark.fullname, "params": None,
+             "param": outcome.key, "extra_info": outcome.extra_info, "options": {}, "stats": None}
+        )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(run.progress_line(outcome))
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    run: BenchRun = config.attrib_bench
+    machine_info["attrib_bench"] = {
+        "schema_version": SCHEMA_VERSION,
+        "preset": run.preset.name,
+        "preset_sha256": run.preset.sha256,
+        "devices": list(run.devices),
+        "environment": measure.environment(),
+    }
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    """Failed cells have no timing stats, so pytest-benchmark leaves them out: add them."""
+    output_json["benchmarks"].extend(config.attrib_bench.failed_without_stats)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """pytest-benchmark has written the .partial file by now: move it into place, atomically."""
+    run: BenchRun = session.config.attrib_bench
+    if run.partial_path is not None and run.partial_path.exists():
+        os.replace(run.partial_path, run.results_path)
+        maps = {o.key: o.map for o in run.outcomes if o.map is not None}
+        if maps:
+            np.savez_compressed(run.results_path.with_suffix(".maps.npz"), **maps)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    run: BenchRun = config.attrib_bench
+    if not run.outcomes:
+        return
+    tr = terminalreporter
+    tr.section("attrib-bench summary")
+    width = max(len(o.key) for o in run.outcomes)
+    tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}")
+    for o in run.outcomes:
+        peak = f"{o.peak_bytes / 2**20:.1f} MiB" if o.peak_bytes is not None else "-"
+        tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {_seconds(o.median_s):>10}  {peak:>10}")
+    failed = sum(o.status != "ok" for o in run.outcomes)
+    elapsed = time.monotonic() - run.started
+    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {elapsed:.0f} s")
+    if run.results_path is not None and run.results_path.exists():
+        tr.write_line(f"results: {run.results_path}")
