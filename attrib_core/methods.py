@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from attrib_core.registry import Registry
-from attrib_core.workloads import Workload
+from attrib_core.workloads import WORKLOADS, Workload
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -150,7 +150,11 @@ class MethodSpec:
         if self.kind != "feature" and not workload.layer_name:
             return f"{self.name} is a {self.kind} method but workload {workload.name!r} declares no layer"
         if self.needs_spatial_layer and not workload.is_image:
-            return f"{self.name} needs a convolutional layer; workload {workload.name!r} is not an image model"
+            image = ", ".join(w.name for w in WORKLOADS if w.is_image)
+            return (
+                f"{self.name} needs a convolutional layer; workload {workload.name!r} is not an image model "
+                f"(image workloads: {image})"
+            )
         return None
 
     def applies_to(self, workload: Workload) -> bool:
@@ -175,6 +179,7 @@ def get_method(name: str) -> MethodSpec:
 
 
 def _integration_knobs(n_steps: int = 50, method: str = "gausslegendre") -> tuple[Knob, ...]:
+    """Defaults follow Captum's own for each method."""
     return (
         Knob("n_steps", n_steps, "points on the path from baseline to input", minimum=1),
         Knob("method", method, "integration rule", type="choice", choices=IG_METHODS),
@@ -223,8 +228,18 @@ def layer_path_integral(c: CostInput) -> Passes:
 
 
 def conductance(c: CostInput) -> Passes:
-    """Conductance differences consecutive path points, so it evaluates n_steps + 1 of them."""
-    rows = c.batch_size * (c.knobs["n_steps"] + 1)
+    """Conductance differences consecutive path points, so it evaluates n_steps + 1 of them.
+
+    With internal_batch_size, Captum splits the points into chunks of s >= 2 that share
+    their end point with the next chunk, so each chunk boundary is evaluated twice.
+    """
+    points = c.knobs["n_steps"] + 1
+    ibs = c.knobs["internal_batch_size"]
+    if ibs is not None:
+        per_chunk = max(2, ibs // c.batch_size)
+        if per_chunk < points:
+            points += math.ceil((points - 1) / (per_chunk - 1)) - 1
+    rows = c.batch_size * points
     return Passes(rows + _delta(c), rows)
 
 
@@ -272,8 +287,10 @@ def shapley_sampling(c: CostInput) -> Passes:
 
 
 def surrogate(c: CostInput) -> Passes:
-    """Lime / KernelShap: each example alone, one row per sampled perturbation."""
-    return Passes(c.batch_size * (1 + c.knobs["n_samples"]), 0)
+    """Lime / KernelShap: one row per sampled perturbation and example; with more than one
+    example Captum first evaluates the whole batch once more."""
+    initial = c.batch_size if c.batch_size > 1 else 0
+    return Passes(c.batch_size * c.knobs["n_samples"] + initial, 0)
 
 
 def upsample_to_input(attributions: torch.Tensor, inputs: torch.Tensor, knobs: Mapping[str, Any]) -> torch.Tensor:
@@ -362,6 +379,6 @@ for spec in (
     MethodSpec("NeuronIntegratedGradients", ca.NeuronIntegratedGradients, "neuron", "gradient", path_integral,
                IG_KNOBS, baselines="single", takes_target=False, check=_check_integration),
     MethodSpec("NeuronConductance", ca.NeuronConductance, "neuron", "gradient", path_integral,
-               IG_KNOBS, baselines="single", check=_check_integration),
+               _integration_knobs(method="riemann_trapezoid"), baselines="single", check=_check_integration),
 ):
     register_method(spec)

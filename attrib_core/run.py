@@ -24,6 +24,13 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+class FrozenKnobs(dict):
+    """Knob values that hash, so RunConfig stays hashable (lists become tuples)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.items())))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One cell: the complete, hashable description of an attribution run."""
@@ -37,6 +44,9 @@ class RunConfig:
     memory_format: str = "contiguous"
     seed: int = 0
     with_delta: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "knobs", FrozenKnobs(self.knobs))
 
 
 @dataclass
@@ -148,11 +158,15 @@ def prepare(config: RunConfig) -> PreparedRun:
     if config.memory_format not in MEMORY_FORMATS:
         raise ValueError(f"unknown memory_format {config.memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
     if config.memory_format == "channels_last" and workload.inputs.dim() != 4:
-        raise ValueError(f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image")
+        raise ValueError(
+            f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image "
+            "(valid for it: contiguous)"
+        )
     reason = spec.unsupported_reason(workload)
     if reason:
         raise ValueError(reason)
-    if not isinstance(config.batch_size, int) or config.batch_size < spec.min_batch_size:
+    batch = config.batch_size
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < spec.min_batch_size:
         raise ValueError(f"{spec.name}: batch_size={config.batch_size!r} is not valid; needs >= {spec.min_batch_size}")
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)

@@ -19,7 +19,7 @@ import tomllib
 
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
-from attrib_core.run import MEMORY_FORMATS, PRECISIONS, RunConfig
+from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "bench" / "presets"
@@ -192,18 +192,9 @@ def _expand(group: Mapping[str, Any], seed: int) -> Iterator[RunConfig]:
                     workload=workload,
                     device=device,
                     batch_size=batch,
-                    knobs=_FrozenKnobs(resolved),
+                    knobs=FrozenKnobs(resolved),
                     precision=precision,
                     memory_format=fmt,
                     seed=seed,
                     with_delta=False,
                 )
-
-
-class _FrozenKnobs(dict):
-    """A dict that hashes, so RunConfig stays hashable."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted(self.items())))
-
-

@@ -59,15 +59,16 @@ class Workload:
 class WorkloadSpec:
     name: str
     description: str
+    is_image: bool
     build: Callable[[], Workload]
 
 
 WORKLOADS: Registry[WorkloadSpec] = Registry("workload")
 
 
-def register_workload(name: str, description: str) -> Callable:
+def register_workload(name: str, description: str, is_image: bool) -> Callable:
     def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:
-        WORKLOADS.register(name, WorkloadSpec(name, description, build))
+        WORKLOADS.register(name, WorkloadSpec(name, description, is_image, build))
         return build
 
     return decorate
@@ -113,11 +114,13 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[:, None]
+    x = np.ascontiguousarray((data.images / 16.0).astype(np.float32)[:, None])
     return train_test_split(x, data.target, test_size=0.25, random_state=0, stratify=data.target)
 
 
-@register_workload("digits_cnn", "small CNN on scikit-learn's 8x8 handwritten digits (fast, for tests and CI)")
+@register_workload(
+    "digits_cnn", "small CNN on scikit-learn's 8x8 handwritten digits (fast, for tests and CI)", is_image=True
+)
 def _digits_cnn() -> Workload:
     from attrib_core.models.small import DigitsCNN, TrainingRecipe, accuracy, train_classifier
 
@@ -142,7 +145,7 @@ def _digits_cnn() -> Workload:
         background=background,
         feature_mask=patch_mask(8, 8, 1),
         layer_name="conv2",
-        neuron=(0, 4, 4),
+        neuron=(31, 1, 3),  # the conv2 unit whose gradient reaches the logits most often
         output_name="fc2",
         weights=weights,
         is_image=True,
@@ -175,7 +178,9 @@ def breast_cancer_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     )
 
 
-@register_workload("tabular_mlp", "MLP on scikit-learn's breast cancer set (30 features), for sampling methods")
+@register_workload(
+    "tabular_mlp", "MLP on scikit-learn's breast cancer set (30 features), for sampling methods", is_image=False
+)
 def _tabular_mlp() -> Workload:
     from attrib_core.models.small import TabularMLP, TrainingRecipe, accuracy, train_classifier
 
@@ -235,7 +240,9 @@ def imagenet_photos(size: int = 224) -> torch.Tensor:
     return torch.stack([preprocess(Image.fromarray(getattr(skimage.data, name)())) for name in PHOTOS])
 
 
-@register_workload("resnet18", "torchvision resnet18 (IMAGENET1K_V1 if available) on scikit-image photos, 224x224")
+@register_workload(
+    "resnet18", "torchvision resnet18 (IMAGENET1K_V1 if available) on scikit-image photos, 224x224", is_image=True
+)
 def _resnet18() -> Workload:
     from attrib_core.models.resnet import distinct_relus, load_resnet18
 

@@ -29,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--machine-name", default=os.environ.get("ATTRIB_BENCH_MACHINE"),
                     help="machine label in the results file name (default: derived from CPU/GPU)")
     group.addoption("--no-save", action="store_true", help="do not write a results file")
+    group.addoption("--benchmark-table", action="store_true",
+                    help="also print pytest-benchmark's own (very wide) table after attrib-bench's summary")
 
 
 class BenchRun:
@@ -149,6 +151,12 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "devices": list(run.devices),
         "environment": measure.environment(),
     }
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_group_stats(config: pytest.Config, benchmarks, group_by):
+    """No groups, no table: the attrib-bench summary replaces it unless --benchmark-table."""
+    return None if config.getoption("--benchmark-table") else []
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:

@@ -1,0 +1,147 @@
+"""The results schema: pytest-benchmark JSON files -> one tidy pandas DataFrame.
+
+One row per cell and run. Report, compare and regress all read through `load_results`,
+which validates what it reads and names the file when something is wrong. Failed cells are
+kept (status "failed", timing columns empty), never dropped. Needs pandas, not torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SUPPORTED_SCHEMA_VERSIONS = {1}
+TIME_STATS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3")
+IDENTITY = ("workload", "method", "device", "batch_size", "precision", "memory_format", "seed")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as attrib-bench output; names the file."""
+
+
+def results_files(folder: str | Path) -> list[Path]:
+    """Results JSON files in a folder (not recursive), oldest name first."""
+    return sorted(p for p in Path(folder).glob("*.json") if p.is_file())
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
+        raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' / 'machine_info')")
+    meta = data["machine_info"].get("attrib_bench")
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{path}: pytest-benchmark output, but not from attrib-bench (no machine_info.attrib_bench)")
+    version = meta.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise ResultsError(
+            f"{path}: schema version {version!r} is not supported; supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
+        )
+    return data
+
+
+def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    info = data["machine_info"]
+    meta = info["attrib_bench"]
+    env = meta.get("environment", {})
+    gpus = env.get("gpus") or []
+    commit = data.get("commit_info") or {}
+    return {
+        "file": path.name,
+        "run_datetime": data.get("datetime"),
+        "preset": meta.get("preset"),
+        "preset_sha256": meta.get("preset_sha256"),
+        "machine": machine_label(env),
+        "cpu_model": env.get("cpu_model"),
+        "gpu_name": gpus[0]["name"] if gpus else None,
+        "torch_version": env.get("torch_version"),
+        "captum_version": env.get("captum_version"),
+        "cuda_version": env.get("torch_cuda_version"),
+        "commit": (commit.get("id") or "")[:12] or None,
+        "commit_dirty": commit.get("dirty"),
+    }
+
+
+def machine_label(env: dict[str, Any]) -> str:
+    gpus = env.get("gpus") or []
+    if gpus:
+        return gpus[0]["name"]
+    cores = env.get("cpu_logical_cores")
+    return f"{env.get('cpu_model') or 'unknown CPU'}" + (f" ({cores} cores)" if cores else "")
+
+
+def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Flatten one benchmark record. Timing columns are in seconds (`_s`)."""
+    extra = record.get("extra_info") or {}
+    if "cell" not in extra or "cell_key" not in extra:
+        raise ResultsError(f"{path}: record {record.get('name')!r} has no attrib-bench cell in extra_info")
+    cell = extra["cell"]
+    row: dict[str, Any] = {"cell_key": extra["cell_key"], **{k: cell.get(k) for k in IDENTITY}}
+    for name, value in (extra.get("resolved_knobs") or cell.get("knobs") or {}).items():
+        row[f"knob_{name}"] = tuple(value) if isinstance(value, list) else value
+    row.update(
+        status=extra.get("status", "ok" if record.get("stats") else "failed"),
+        error=extra.get("error"),
+        method_kind=extra.get("method_kind"),
+        method_family=extra.get("method_family"),
+        weights=extra.get("weights"),
+        threads=extra.get("threads"),
+    )
+    stats = record.get("stats") or {}
+    for name in TIME_STATS:
+        row[f"{name}_s"] = stats.get(name)
+    row["rounds"] = stats.get("rounds")
+    row["samples_s"] = stats.get("data")
+    passes = extra.get("passes") or {}
+    row["passes_forward"] = passes.get("forward")
+    row["passes_backward"] = passes.get("backward")
+    calibration = extra.get("calibration") or {}
+    row["calib_forward_s_per_sample"] = calibration.get("forward_s_per_sample")
+    row["calib_forward_backward_s_per_sample"] = calibration.get("forward_backward_s_per_sample")
+    memory = extra.get("memory") or {}
+    row["peak_bytes"] = memory.get("peak_bytes")
+    row["memory_method"] = memory.get("method")
+    for metric, result in (extra.get("fidelity") or {}).items():
+        if isinstance(result, dict):
+            row[f"fid_{metric}"] = result.get("value")
+            row[f"fid_{metric}_status"] = result.get("status")
+            row[f"fid_{metric}_time_s"] = result.get("time_s")
+    return row
+
+
+def efficiency(df: pd.DataFrame) -> pd.Series:
+    """Cost-model bound over measured median: how close a cell runs to the model's own speed.
+
+    bound = forward rows x per-sample forward time + backward rows x per-sample backward
+    time, both calibrated on the same device and batch size in the same run. Above 1 means
+    the method pushes more rows per model call than the calibration batch did.
+    """
+    backward_s = df["calib_forward_backward_s_per_sample"] - df["calib_forward_s_per_sample"]
+    bound = df["passes_forward"] * df["calib_forward_s_per_sample"] + df["passes_backward"] * backward_s
+    return bound / df["median_s"]
+
+
+def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One tidy row per (file, cell); raises ResultsError naming the first bad file."""
+    rows: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        data = read_json(path)
+        machine = machine_columns(data, path)
+        rows.extend({**machine, **record_row(record, path)} for record in data["benchmarks"])
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    numeric = [c for c in df.columns if c.endswith("_s") or c in ("peak_bytes", "passes_forward", "passes_backward")]
+    df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
+    df["efficiency"] = efficiency(df)
+    df["per_sample_median_s"] = df["median_s"] / df["batch_size"]
+    return df
