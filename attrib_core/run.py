@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
 from attrib_core.workloads import Workload, load_workload
 
@@ -53,18 +54,6 @@ class RunConfig:
 class AttributionResult:
     attributions: torch.Tensor  # fp32, on the CPU
     delta: torch.Tensor | None  # Captum's convergence delta, when asked for and supported
-
-
-def available_devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def check_device(device: str) -> torch.device:
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; available: cpu")
-    return torch.device(device)
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:

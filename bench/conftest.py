@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from attrib_core import measure
-from attrib_core.run import available_devices
+from attrib_core.devices import available_devices
 from attrib_core.sweep import PresetError, cell_key, load_preset
 from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from attrib_core.devices import available_devices
 from attrib_core.methods import METHODS, KnobError, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import (
     AutocastForward,
     RunConfig,
-    available_devices,
     placed_model,
     prepare,
     run_attribution,
