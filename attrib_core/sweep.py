@@ -17,6 +17,7 @@ from typing import Any
 
 import tomllib
 
+from attrib_core.fidelity import DEFAULT_METRICS, FidelityOptions, check_metric_names
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
@@ -117,13 +118,15 @@ def load_preset(name_or_path: str | Path) -> Preset:
         path=path,
         description=str(raw.get("description", "")),
         timing=Timing(**timing),
-        fidelity_metrics=tuple(fidelity.get("metrics", ())),
+        fidelity_metrics=tuple(fidelity.get("metrics", DEFAULT_METRICS)),
         fidelity_options=fidelity.get("options", {}),
         groups=tuple(_normalise_group(path, i, g) for i, g in enumerate(groups)),
         seed=int(raw.get("seed", 0)),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
     )
-    try:  # expand every cell (knobs are validated as they resolve) before anything runs
+    try:  # check fidelity settings and expand every cell (knobs resolve) before anything runs
+        check_metric_names(preset.fidelity_metrics)
+        FidelityOptions.from_mapping(preset.fidelity_options)
         preset.cells(DEVICES)
     except PresetError as exc:
         raise PresetError(f"{path}: {exc}") from None
