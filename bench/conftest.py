@@ -23,14 +23,23 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("attrib-bench")
-    group.addoption("--preset", default=os.environ.get("ATTRIB_BENCH_PRESET", "standard"),
-                    help="preset name (bench/presets/*.toml) or path to a preset TOML file")
+    group.addoption(
+        "--preset",
+        default=os.environ.get("ATTRIB_BENCH_PRESET", "standard"),
+        help="preset name (bench/presets/*.toml) or path to a preset TOML file",
+    )
     group.addoption("--results-dir", default=str(REPO / "results"), help="where the results JSON is written")
-    group.addoption("--machine-name", default=os.environ.get("ATTRIB_BENCH_MACHINE"),
-                    help="machine label in the results file name (default: derived from CPU/GPU)")
+    group.addoption(
+        "--machine-name",
+        default=os.environ.get("ATTRIB_BENCH_MACHINE"),
+        help="machine label in the results file name (default: derived from CPU/GPU)",
+    )
     group.addoption("--no-save", action="store_true", help="do not write a results file")
-    group.addoption("--benchmark-table", action="store_true",
-                    help="also print pytest-benchmark's own (very wide) table after attrib-bench's summary")
+    group.addoption(
+        "--benchmark-table",
+        action="store_true",
+        help="also print pytest-benchmark's own (very wide) table after attrib-bench's summary",
+    )
 
 
 class BenchRun:
@@ -111,8 +120,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     run: BenchRun = config.attrib_bench
-    lines = [f"attrib-bench preset {run.preset.name!r} ({run.preset.path}), {len(run.cells)} cells, "
-             f"devices {', '.join(run.devices)}, torch threads {torch.get_num_threads()}"]
+    lines = [
+        f"attrib-bench preset {run.preset.name!r} ({run.preset.path}), {len(run.cells)} cells, "
+        f"devices {', '.join(run.devices)}, torch threads {torch.get_num_threads()}"
+    ]
     if run.missing_devices:
         lines.append(f"attrib-bench: no cells for {', '.join(run.missing_devices)}: not available on this machine")
     return lines
@@ -133,8 +144,16 @@ def record_outcome(run: BenchRun, outcome: CellOutcome, benchmark, config: pytes
     run.outcomes.append(outcome)
     if outcome.status != "ok" and benchmark.stats is None:
         run.failed_without_stats.append(
-            {"group": None, "name": benchmark.name, "fullname": benchmark.fullname, "params": None,
-             "param": outcome.key, "extra_info": outcome.extra_info, "options": {}, "stats": None}
+            {
+                "group": None,
+                "name": benchmark.name,
+                "fullname": benchmark.fullname,
+                "params": None,
+                "param": outcome.key,
+                "extra_info": outcome.extra_info,
+                "options": {},
+                "stats": None,
+            }
         )
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

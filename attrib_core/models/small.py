@@ -57,9 +57,7 @@ class TrainingRecipe:
     seed: int = 0
 
 
-def train_classifier(
-    model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, recipe: TrainingRecipe
-) -> nn.Module:
+def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, recipe: TrainingRecipe) -> nn.Module:
     """Full-batch-shuffled Adam training, seeded, single-threaded so it is reproducible."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
