@@ -32,7 +32,7 @@ def torch_python(session: nox.Session) -> str:
     stamp = TORCH_ENV / ".attrib-bench-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]", external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench,dev]", external=True)
         stamp.write_text(wanted)
     return str(python)
 
@@ -70,6 +70,26 @@ def bench(session: nox.Session) -> None:
         *session.posargs,
         what="benchmark cells",
     )
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Tables, plots and an HTML page from results files (no torch): nox -s report -- [FILES...] [--out DIR]."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "bench.report", *session.posargs)
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "bench.compare", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def regress(session: nox.Session) -> None:
+    """Run the CI preset and compare with results/baselines/; exits non-zero on a regression."""
+    session.run(torch_python(session), "-m", "bench.regress", *session.posargs, external=True)
 
 
 @nox.session
