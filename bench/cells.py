@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ import torch
 from attrib_core import fidelity, measure
 from attrib_core.run import PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
@@ -79,16 +82,42 @@ class CalibrationCache:
         return self._cache[key]
 
 
+def slowed_down(call: Callable[[], T], factor: float) -> Callable[[], T]:
+    """Fault injection for testing regression checks: after each call, spin for
+    (factor - 1) x the call's own time, so the cell takes `factor` times as long."""
+
+    def slow_call() -> T:
+        started = time.perf_counter()
+        result = call()
+        until = time.perf_counter() + (factor - 1) * (time.perf_counter() - started)
+        while time.perf_counter() < until:
+            pass
+        return result
+
+    return slow_call
+
+
 def rounds_for(first_call_s: float, preset: Preset) -> int:
     t = preset.timing
     wanted = math.ceil(t.max_time_s / max(first_call_s, 1e-9))
     return max(t.min_rounds, min(t.max_rounds, wanted))
 
 
-def measure_cell(config: RunConfig, benchmark: Any, preset: Preset, calibrations: CalibrationCache) -> CellOutcome:
-    """Time, profile and score one cell; never raises for a failing method."""
+def measure_cell(
+    config: RunConfig,
+    benchmark: Any,
+    preset: Preset,
+    calibrations: CalibrationCache,
+    slowdown: float = 1.0,
+) -> CellOutcome:
+    """Time, profile and score one cell; never raises for a failing method.
+
+    `slowdown` > 1 injects a fault (see `slowed_down`) and is recorded in the cell.
+    """
     key = cell_key(config)
     info: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    if slowdown != 1.0:
+        info["injected_slowdown"] = slowdown
     benchmark.extra_info.update(info)
     phase = "prepare"
     try:
@@ -103,6 +132,8 @@ def measure_cell(config: RunConfig, benchmark: Any, preset: Preset, calibrations
         )
         phase = "first call"
         call = measure.synchronized(prepared, config.device)
+        if slowdown != 1.0:
+            call = slowed_down(call, slowdown)
         started = time.perf_counter()
         result = call()
         first_call_s = time.perf_counter() - started

@@ -56,6 +56,7 @@ class BenchRun:
         self.missing_devices = sorted(self.preset.devices_requested() - set(self.devices))
         self.cells = self.preset.cells(self.devices)
         self.calibrations = CalibrationCache()
+        self.slowdowns = _parse_slowdowns(config.getoption("--inject-slowdown"))
         self.outcomes: list[CellOutcome] = []
         self.failed_without_stats: list[dict] = []
         self.started = time.monotonic()
@@ -74,6 +75,25 @@ class BenchRun:
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
         peak = f"{outcome.peak_bytes / 2**20:.1f} MiB" if outcome.peak_bytes is not None else "n/a"
         return f"{stamp} ok {outcome.key}  median {_seconds(outcome.median_s)}  peak {peak}"
+
+
+def _parse_slowdowns(values: list[str]) -> dict[str, float]:
+    from attrib_core.methods import METHODS
+
+    slowdowns = {}
+    for value in values:
+        method, _, factor = value.partition("=")
+        if method not in METHODS:
+            raise pytest.UsageError(
+                f"--inject-slowdown {value!r}: unknown method {method!r}; known: {', '.join(METHODS.names())}"
+            )
+        try:
+            slowdowns[method] = float(factor)
+        except ValueError:
+            raise pytest.UsageError(f"--inject-slowdown {value!r}: factor {factor!r} is not a number") from None
+        if slowdowns[method] < 1:
+            raise pytest.UsageError(f"--inject-slowdown {value!r}: factor must be >= 1")
+    return slowdowns
 
 
 def _seconds(value: float | None) -> str:

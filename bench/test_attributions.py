@@ -10,7 +10,8 @@ from bench.conftest import BenchRun, record_outcome
 
 
 def test_cell(cell: RunConfig, benchmark, bench_run: BenchRun, request: pytest.FixtureRequest) -> None:
-    outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations)
+    slowdown = bench_run.slowdowns.get(cell.method, 1.0)
+    outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown)
     record_outcome(bench_run, outcome, benchmark, request.config)
     if outcome.status != "ok":
         pytest.fail(outcome.extra_info["error"], pytrace=False)
