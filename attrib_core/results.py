@@ -144,7 +144,8 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    numeric = [c for c in df.columns if c.endswith("_s") or c in ("peak_bytes", "passes_forward", "passes_backward")]
+    scalar_times = [c for c in df.columns if c.endswith("_s") and c != "samples_s"]
+    numeric = [*scalar_times, "peak_bytes", "passes_forward", "passes_backward"]
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
     df["efficiency"] = efficiency(df)
     df["per_sample_median_s"] = df["median_s"] / df["batch_size"]

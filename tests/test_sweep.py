@@ -1,0 +1,130 @@
+"""Presets: expansion into cells, stable keys, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attrib_core.run import RunConfig
+from attrib_core.sweep import PresetError, cell_key, load_preset, preset_names
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_presets_load_and_have_cells():
+    assert {"smoke", "standard", "full"} <= set(preset_names())
+    smoke = load_preset("smoke")
+    assert len(smoke.cells(("cpu",))) > 0
+    assert load_preset("full").cells(("cpu",)) == []  # CUDA only
+    assert len(load_preset("full").cells(("cuda",))) > 0
+
+
+def test_smoke_runs_every_method_at_least_once():
+    from attrib_core.methods import METHODS
+
+    methods = {c.method for c in load_preset("smoke").cells(("cpu",))}
+    assert methods == set(METHODS.names())
+
+
+def test_standard_includes_the_tutorial_settings():
+    keys = {cell_key(c) for c in load_preset("standard").cells(("cpu",))}
+    assert "resnet18-IntegratedGradients-cpu-b1-fp32-contiguous-method=gausslegendre-n_steps=200" in keys
+    assert any("Occlusion" in k and "sliding_window_shapes=3x15x15-strides=3x8x8" in k for k in keys)
+    assert any(k.startswith("resnet18-LayerGradCam-cpu-b1-") for k in keys)
+
+
+def test_group_expands_to_the_product_and_knobs_go_to_methods_that_take_them(tmp_path):
+    preset = load_preset(
+        write(
+            tmp_path,
+            """
+[[sweep]]
+workload = "digits_cnn"
+method = ["IntegratedGradients", "Saliency"]
+device = ["cpu", "cuda"]
+batch_size = [1, 4]
+[sweep.knobs]
+n_steps = [4, 8, 16]
+""",
+        )
+    )
+    cells = preset.cells(("cpu",))
+    assert len(cells) == 2 * (3 + 1)  # batch sizes x (3 IG step counts + 1 Saliency)
+    assert {c.knobs.get("n_steps") for c in cells if c.method == "IntegratedGradients"} == {4, 8, 16}
+    assert all("n_steps" not in c.knobs for c in cells if c.method == "Saliency")
+    assert len(preset.cells(("cpu", "cuda"))) == 16
+    assert preset.devices_requested() == {"cpu", "cuda"}
+
+
+def test_keys_are_stable_and_defaults_spelled_out_or_not_give_one_cell(tmp_path):
+    preset = load_preset(
+        write(
+            tmp_path,
+            """
+[[sweep]]
+workload = "digits_cnn"
+method = "IntegratedGradients"
+[sweep.knobs]
+n_steps = [50]
+
+[[sweep]]
+workload = "digits_cnn"
+method = "IntegratedGradients"
+[sweep.knobs]
+method = ["gausslegendre"]
+""",
+        )
+    )
+    cells = preset.cells(("cpu",))
+    assert len(cells) == 1
+    assert cell_key(cells[0]) == "digits_cnn-IntegratedGradients-cpu-b1-fp32-contiguous-method=gausslegendre-n_steps=50"
+
+
+def test_workload_method_defaults_resolve_into_the_key():
+    config = RunConfig("Occlusion", "digits_cnn", knobs={"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)})
+    assert cell_key(config).endswith("sliding_window_shapes=1x2x2-strides=1x1x1")
+
+
+def test_method_all_skips_methods_that_do_not_apply(tmp_path):
+    preset = load_preset(write(tmp_path, '[[sweep]]\nworkload = "tabular_mlp"\nmethod = "all"\n'))
+    methods = {c.method for c in preset.cells(("cpu",))}
+    assert "LayerGradCam" not in methods
+    assert "KernelShap" in methods
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'IGG'\n", r"unknown method 'IGG'; valid: all, Integrated"),
+        ("[[sweep]]\nworkload = 'mnist'\nmethod = 'Saliency'\n", r"unknown workload 'mnist'; valid: digits_cnn"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\ndevice = ['tpu']\n", r"unknown device 'tpu'"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch = [1]\n", r"unknown key 'batch' in"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch_size = [0]\n", r"batch_size 0 must be"),
+        ("[timing]\nrounds = 3\n[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n", r"unknown key 'rounds'"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n[sweep.knobs]\nn_steps = [4]\n",
+         r"unknown knob 'n_steps' for Saliency; valid knobs: abs"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'IntegratedGradients'\n[sweep.knobs]\nn_steps = [0]\n",
+         r"n_steps=0 is not valid"),
+        ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'IntegratedGradients'\n[sweep.knobs]\nn_steps = 4\n",
+         r"knob 'n_steps' must be a list of choices"),
+        ("[fidelity]\nmetrics = ['accuracy']\n[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n",
+         r"unknown fidelity metric 'accuracy'"),
+        ("name = 'x'\n", r"needs at least one \[\[sweep\]\] group"),
+        ("[[sweep]\n", r"not valid TOML"),
+    ],
+)  # fmt: skip
+def test_bad_presets_name_the_file_and_the_bad_key(tmp_path, text, match):
+    path = write(tmp_path, text)
+    with pytest.raises(PresetError, match=match) as caught:
+        load_preset(path)
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_preset_name_lists_the_known_ones():
+    with pytest.raises(PresetError, match=r"unknown preset 'smok'; known: .*smoke"):
+        load_preset("smok")
