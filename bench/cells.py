@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -119,39 +120,39 @@ def measure_cell(
     if slowdown != 1.0:
         info["injected_slowdown"] = slowdown
     benchmark.extra_info.update(info)
-    phase = "prepare"
+    phases = Phases()
+    info["phase_s"] = phases.seconds  # where a cell's wall time goes: measurement vs the rest
     try:
-        prepared = prepare(config)
-        info.update(
-            method_kind=prepared.spec.kind,
-            method_family=prepared.spec.family,
-            resolved_knobs=_jsonable(prepared.knobs),
-            weights=prepared.workload.weights,
-            passes=asdict(prepared.passes),
-            threads=torch.get_num_threads(),
-        )
-        phase = "first call"
-        call = measure.synchronized(prepared, config.device)
-        if slowdown != 1.0:
-            call = slowed_down(call, slowdown)
-        started = time.perf_counter()
-        result = call()
-        first_call_s = time.perf_counter() - started
-        if not torch.isfinite(result.attributions).all():
-            raise NonFiniteAttributions(f"{key}: attributions contain NaN or Inf")
-        phase = "calibration"
-        info["calibration"] = calibrations.get(prepared)
-        phase = "timing"
-        rounds = rounds_for(first_call_s, preset)
-        info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds, "first_call_s": first_call_s}
-        benchmark.pedantic(call, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
-        phase = "memory"
-        reading = measure.peak_memory(prepared, config.device)
-        info["memory"] = asdict(reading)
-        phase = "fidelity"
-        info["fidelity"] = fidelity.evaluate_fidelity(
-            prepared, result, metrics=preset.fidelity_metrics, **preset.fidelity_options
-        )
+        with phases("prepare"):
+            prepared = prepare(config)
+            info.update(
+                method_kind=prepared.spec.kind,
+                method_family=prepared.spec.family,
+                resolved_knobs=_jsonable(prepared.knobs),
+                weights=prepared.workload.weights,
+                passes=asdict(prepared.passes),
+                threads=torch.get_num_threads(),
+            )
+            call = measure.synchronized(prepared, config.device)
+            if slowdown != 1.0:
+                call = slowed_down(call, slowdown)
+        with phases("first_call"):
+            result = call()
+            if not torch.isfinite(result.attributions).all():
+                raise NonFiniteAttributions(f"{key}: attributions contain NaN or Inf")
+        with phases("calibration"):
+            info["calibration"] = calibrations.get(prepared)
+        with phases("timing"):
+            rounds = rounds_for(phases.seconds["first_call"], preset)
+            info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds}
+            benchmark.pedantic(call, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
+        with phases("memory"):
+            reading = measure.peak_memory(prepared, config.device)
+            info["memory"] = asdict(reading)
+        with phases("fidelity"):
+            info["fidelity"] = fidelity.evaluate_fidelity(
+                prepared, result, metrics=preset.fidelity_metrics, **preset.fidelity_options
+            )
         info["status"] = "ok"
         info["error"] = None
         benchmark.extra_info.update(info)
@@ -162,10 +163,25 @@ def measure_cell(
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         info["status"] = "failed"
-        info["error"] = f"{phase}: {type(exc).__name__}: {exc}"
+        info["error"] = f"{phases.current}: {type(exc).__name__}: {exc}"
         info["traceback"] = traceback.format_exc(limit=6)
         benchmark.extra_info.update(info)
         return CellOutcome(key, "failed", info)
+
+
+class Phases:
+    """Times named phases of a cell and remembers which one is running (for error messages)."""
+
+    def __init__(self) -> None:
+        self.current = "prepare"
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.current = name
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - started
 
 
 def _jsonable(knobs: dict[str, Any]) -> dict[str, Any]:
