@@ -89,7 +89,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     for name, value in (extra.get("resolved_knobs") or cell.get("knobs") or {}).items():
         row[f"knob_{name}"] = tuple(value) if isinstance(value, list) else value
     row.update(
-        status=extra.get("status", "ok" if record.get("stats") else "failed"),
+        status=extra.get("status", "incomplete"),
         error=extra.get("error"),
         method_kind=extra.get("method_kind"),
         method_family=extra.get("method_family"),

@@ -117,6 +117,7 @@ def measure_cell(
     """
     key = cell_key(config)
     info: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    info["status"] = "incomplete"  # stays so if the run is interrupted (Ctrl-C) part-way through the cell
     if slowdown != 1.0:
         info["injected_slowdown"] = slowdown
     benchmark.extra_info.update(info)

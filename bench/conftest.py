@@ -36,6 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--no-save", action="store_true", help="do not write a results file")
     group.addoption(
+        "--inject-slowdown",
+        action="append",
+        default=[],
+        metavar="METHOD=FACTOR",
+        help="fault injection for testing regression checks: make METHOD's cells FACTOR times slower (repeatable)",
+    )
+    group.addoption(
         "--benchmark-table",
         action="store_true",
         help="also print pytest-benchmark's own (very wide) table after attrib-bench's summary",
@@ -196,6 +203,13 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def pytest_benchmark_group_stats(config: pytest.Config, benchmarks, group_by):
     """No groups, no table: the attrib-bench summary replaces it unless --benchmark-table."""
     return None if config.getoption("--benchmark-table") else []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_info, commit_info):
+    """A cell interrupted mid-timing (Ctrl-C) has no complete rounds: leave it out, keep the rest."""
+    benchmarks[:] = [bench for bench in benchmarks if bench]
+    return (yield)
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
