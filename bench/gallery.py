@@ -1,0 +1,161 @@
+"""Attribution gallery: each method's map of the same input, side by side.
+
+The maps come from the results file's companion `<results>.maps.npz` (the first example of
+each ok cell, channels summed, pooled to at most 112 px a side; see bench/cells.py), so the
+report shows what the methods produced without running a model. One figure per workload:
+2-D maps as images in a diverging colormap (red positive, blue negative, each map scaled to
+its own 99.5th percentile of |attribution|, as Captum's visualisations clip outliers),
+1-D maps (tabular inputs) as bar charts of the signed attribution per feature.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import zipfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from attrib_core.results import ResultsError
+from bench.plots import Rendered, theme
+from bench.style import MethodStyle, all_knobs_label, knob_columns
+
+COLUMNS = 6
+CMAP = "RdBu_r"
+CLIP_PERCENTILE = 99.5
+POSITIVE, NEGATIVE = "#b2182b", "#2166ac"
+
+
+def maps_path(results_path: Path) -> Path:
+    return results_path.with_suffix(".maps.npz")
+
+
+def load_maps(results_path: Path) -> dict[str, np.ndarray]:
+    """cell_key -> map for one results file; empty when it has no companion file."""
+    path = maps_path(results_path)
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as archive:
+            return {key: archive[key].astype(np.float32) for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ResultsError(f"{path}: not a readable maps archive ({exc})") from None
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """One cell per (workload, method) that has a map: plain execution (fp32, contiguous),
+    smallest batch, most converged (lowest reference error), then fastest."""
+    ok = df[(df["status"] == "ok")].copy()
+    ok = ok[[(f, k) in maps for f, k in zip(ok["file"], ok["cell_key"], strict=True)]]
+    if ok.empty:
+        return ok
+    ok["_plain"] = (ok["precision"] != "fp32").astype(int) + (ok["memory_format"] != "contiguous").astype(int)
+    ok["_error"] = ok["fid_reference_error"] if "fid_reference_error" in ok.columns else np.nan
+    ok = ok.sort_values(["_plain", "batch_size", "_error", "median_s"], na_position="last", kind="stable")
+    return ok.drop_duplicates(["workload", "method"]).sort_values(["workload", "method"])
+
+
+def _caption(row: pd.Series, knobs: list[str]) -> str:
+    knob_text = all_knobs_label(row, knobs)
+    timing = f"{_milliseconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
+    lines = textwrap.wrap(knob_text, 34) if knob_text else []
+    return "\n".join([*lines, timing])
+
+
+def _image(ax: plt.Axes, image: np.ndarray) -> None:
+    limit = float(np.percentile(np.abs(image), CLIP_PERCENTILE)) or float(np.abs(image).max()) or 1.0
+    small = max(image.shape) <= 32
+    ax.imshow(image, cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest" if small else "bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _bars(ax: plt.Axes, values: np.ndarray) -> None:
+    scale = float(np.abs(values).max()) or 1.0
+    frame = pd.DataFrame({"feature": np.arange(len(values)), "value": values / scale})
+    frame["sign"] = np.where(frame["value"] >= 0, "+", "-")
+    sns.barplot(
+        data=frame,
+        x="feature",
+        y="value",
+        hue="sign",
+        palette={"+": POSITIVE, "-": NEGATIVE},
+        legend=False,
+        ax=ax,
+        width=0.8,
+    )
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xticks(range(0, len(values), 5))
+    ax.tick_params(labelsize=7)
+    ax.set_ylabel("")
+
+
+def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: MethodStyle) -> Rendered:
+    name = f"gallery_{workload}"
+    title = f"Attribution gallery: {workload}"
+    knobs = knob_columns(cells)
+    images = [(row, maps[(row["file"], row["cell_key"])]) for _, row in cells.iterrows()]
+    two_d = [(row, m) for row, m in images if m.ndim == 2]
+    one_d = [(row, m) for row, m in images if m.ndim == 1]
+    chosen, kind = (two_d, "image") if len(two_d) >= len(one_d) else (one_d, "bars")
+    if not chosen:
+        return Rendered(name, title, "", skipped=f"no 1-D or 2-D maps for {workload}")
+    if kind == "image":
+        caption = (
+            "Each method's attribution of the same input (the workload's first example), channels summed; "
+            "red = positive, blue = negative evidence for the target, each map scaled to its own 99.5th "
+            "percentile of |attribution|. Layer methods show their layer's resolution. One config per method: "
+            "plain fp32, smallest batch, most converged; knobs and median time under each."
+        )
+    else:
+        caption = (
+            "Tabular input: each method's signed attribution per feature for the same example (the first), "
+            "scaled to the method's largest |attribution|; red = positive, blue = negative. "
+            "One config per method; knobs and median time under each."
+        )
+    skipped = len(images) - len(chosen)
+    if skipped:
+        caption += f" {skipped} map(s) of another shape are not shown."
+    columns = min(COLUMNS if kind == "image" else 4, len(chosen))
+    rows = math.ceil(len(chosen) / columns)
+    width, height = (2.5, 3.35) if kind == "image" else (3.6, 2.9)
+    theme()
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for ax, (row, values) in zip(axes.flat, chosen, strict=False):
+        if kind == "image":
+            _image(ax, values)
+        else:
+            _bars(ax, values)
+        method = str(row["method"])
+        ax.set_title(method, fontsize=9.5, fontweight="bold")
+        for spine in ax.spines.values():  # the method's colour, as in every other figure
+            spine.set_edgecolor(style.palette.get(method, "black"))
+            spine.set_linewidth(3)
+        ax.set_xlabel(_caption(row, knobs), fontsize=7.5)
+    for ax in list(axes.flat)[len(chosen) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return Rendered(name, title, caption, fig)
+
+
+def gallery_figures(df: pd.DataFrame, results_paths: list[Path], style: MethodStyle) -> list[Rendered]:
+    """One gallery per workload that has maps; a skipped entry when no file has a maps archive."""
+    maps = {(path.name, key): value for path in results_paths for key, value in load_maps(path).items()}
+    if not maps:
+        names = ", ".join(maps_path(p).name for p in results_paths)
+        return [
+            Rendered("gallery", "Attribution gallery", "", skipped=f"no maps archive next to the results ({names})")
+        ]
+    cells = pick_cells(df, maps)
+    if cells.empty:
+        return [Rendered("gallery", "Attribution gallery", "", skipped="no ok cell has a stored map")]
+    return [gallery_figure(str(w), group, maps, style) for w, group in cells.groupby("workload", sort=True)]
