@@ -313,6 +313,13 @@ def _check_occlusion(method: str, knobs: Mapping[str, Any]) -> None:
 # --- the registry -----------------------------------------------------------------------
 
 IG_KNOBS = _integration_knobs()
+NOISE_TUNNEL_KNOBS = (
+    Knob("nt_type", "smoothgrad", "how noisy attributions are combined", type="choice", choices=NT_TYPES),
+    Knob("nt_samples", 5, "noisy copies per example", minimum=1),
+    Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
+    # Captum's default, in input units; workloads override it to suit their input scale
+    Knob("stdevs", 1.0, "noise standard deviation", type="float", minimum=0.0),
+)
 
 for spec in (
     # feature, gradient
@@ -381,12 +388,7 @@ for spec in (
         "feature",
         "gradient",
         noise_tunnel_saliency,
-        (
-            Knob("nt_type", "smoothgrad", "how noisy attributions are combined", type="choice", choices=NT_TYPES),
-            Knob("nt_samples", 10, "noisy copies per example", minimum=1),
-            Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
-            Knob("stdevs", 0.2, "noise standard deviation", type="float", minimum=0.0),
-        ),
+        NOISE_TUNNEL_KNOBS,
         inner_class=ca.Saliency,
         stochastic=True,
     ),
@@ -396,13 +398,7 @@ for spec in (
         "feature",
         "gradient",
         noise_tunnel_ig,
-        (
-            Knob("nt_type", "smoothgrad_sq", "how noisy attributions are combined", type="choice", choices=NT_TYPES),
-            Knob("nt_samples", 10, "noisy copies per example", minimum=1),
-            Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
-            Knob("stdevs", 0.2, "noise standard deviation", type="float", minimum=0.0),
-            *_integration_knobs(n_steps=20),
-        ),
+        NOISE_TUNNEL_KNOBS + IG_KNOBS,
         baselines="single",
         inner_class=ca.IntegratedGradients,
         stochastic=True,
@@ -461,7 +457,7 @@ for spec in (
         "feature",
         "perturbation",
         surrogate,
-        (Knob("n_samples", 200, "coalitions sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+        (Knob("n_samples", 25, "coalitions sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
         baselines="single",
         uses_feature_mask=True,
         stochastic=True,
@@ -472,7 +468,7 @@ for spec in (
         "feature",
         "perturbation",
         surrogate,
-        (Knob("n_samples", 200, "perturbations sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+        (Knob("n_samples", 50, "perturbations sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
         baselines="single",
         uses_feature_mask=True,
         stochastic=True,

@@ -114,10 +114,16 @@ DIRECT: dict[str, Callable] = {
         x, baselines=w.background, target=t, n_samples=3, stdevs=0.0
     ),
     "NoiseTunnel-Saliency": lambda m, w, x, t: ca.NoiseTunnel(ca.Saliency(m)).attribute(
-        x, nt_type="smoothgrad", nt_samples=3, stdevs=0.2, target=t
+        x, nt_type="smoothgrad", nt_samples=3, stdevs=w.method_defaults["NoiseTunnel-Saliency"]["stdevs"], target=t
     ),
     "NoiseTunnel-IntegratedGradients": lambda m, w, x, t: ca.NoiseTunnel(ca.IntegratedGradients(m)).attribute(
-        x, nt_type="smoothgrad_sq", nt_samples=2, stdevs=0.2, baselines=w.baseline, target=t, n_steps=3
+        x,
+        nt_type="smoothgrad",
+        nt_samples=2,
+        stdevs=w.method_defaults["NoiseTunnel-IntegratedGradients"]["stdevs"],
+        baselines=w.baseline,
+        target=t,
+        n_steps=3,
     ),
     "DeepLiftShap": lambda m, w, x, t: ca.DeepLiftShap(m).attribute(x, baselines=w.background[:2], target=t),
     "LayerGradCam": lambda m, w, x, t: ca.LayerAttribution.interpolate(
