@@ -57,8 +57,10 @@ class BenchRun:
             self.preset = load_preset(config.getoption("--preset"))
         except PresetError as exc:
             raise pytest.UsageError(str(exc)) from None
-        if self.preset.timing.threads:
-            torch.set_num_threads(self.preset.timing.threads)
+        # Always set explicitly (and recorded in machine_info and every cell): the preset's
+        # count, else one thread per physical core, which is what torch picks by default.
+        threads = self.preset.timing.threads or measure.environment()["cpu_physical_cores"] or os.cpu_count()
+        measure.set_threads(threads)
         self.devices = tuple(available_devices())
         self.missing_devices = sorted(self.preset.devices_requested() - set(self.devices))
         self.cells = self.preset.cells(self.devices)
