@@ -17,7 +17,8 @@ from typing import Any
 
 import tomllib
 
-from attrib_core.fidelity import DEFAULT_METRICS, FidelityOptions, check_metric_names
+from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
+from attrib_core.fidelity_metrics import FidelityOptions
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig

@@ -11,17 +11,15 @@ import torch
 from captum.attr import IntegratedGradients, Occlusion
 from torch import nn
 
-from attrib_core.fidelity import (
-    DEFAULT_METRICS,
-    METRICS,
+from attrib_core.fidelity import DEFAULT_METRICS, METRICS, evaluate_fidelity
+from attrib_core.fidelity_metrics import (
     check_attributions,
     completeness_error,
-    evaluate_fidelity,
     perturbation_curve,
-    reference_attributions,
     reference_error,
     seed_spread,
 )
+from attrib_core.fidelity_references import reference_attributions
 from attrib_core.methods import IG_METHODS
 from attrib_core.run import AttributionResult, RunConfig, prepare
 
