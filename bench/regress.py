@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-factor",
         type=_number,
         default=defaults.time_factor,
-        help=f"normalised median ratio a slowdown must exceed (default {defaults.time_factor})",
+        help=f"normalised ratio (of --statistic) a slowdown must exceed (default {defaults.time_factor})",
     )
     group.add_argument(
         "--alpha",
