@@ -68,6 +68,8 @@ class BenchRun:
         self.slowdowns = _parse_slowdowns(config.getoption("--inject-slowdown"))
         self.outcomes: list[CellOutcome] = []
         self.failed_without_stats: list[dict] = []
+        self.pending_progress: str | None = None
+        self.selected = 0  # cells left after -k / deselection, set when collection finishes
         self.started = time.monotonic()
         self.results_path: Path | None = None
         self.partial_path: Path | None = None
@@ -77,12 +79,12 @@ class BenchRun:
             config.option.benchmark_json = str(self.partial_path)
 
     def progress_line(self, outcome: CellOutcome) -> str:
-        done, total = len(self.outcomes), len(self.cells)
+        done, total = len(self.outcomes), self.selected or len(self.cells)
         elapsed = time.monotonic() - self.started
         stamp = f"[{done:>{len(str(total))}}/{total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}]"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
-        peak = f"{outcome.peak_bytes / 2**20:.1f} MiB" if outcome.peak_bytes is not None else "n/a"
+        peak = _bytes(outcome.peak_bytes)
         return f"{stamp} ok {outcome.key}  median {_seconds(outcome.median_s)}  peak {peak}"
 
 
@@ -103,6 +105,12 @@ def _parse_slowdowns(values: list[str]) -> dict[str, float]:
         if slowdowns[method] < 1:
             raise pytest.UsageError(f"--inject-slowdown {value!r}: factor must be >= 1")
     return slowdowns
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**20:.1f} MiB" if value >= 2**20 else f"{value / 2**10:.1f} KiB"
 
 
 def _seconds(value: float | None) -> str:
@@ -158,6 +166,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.attrib_bench.selected = len(session.items)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" in metafunc.fixturenames:
         cells = metafunc.config.attrib_bench.cells
@@ -184,10 +196,20 @@ def record_outcome(run: BenchRun, outcome: CellOutcome, benchmark, config: pytes
                 "stats": None,
             }
         )
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    run.pending_progress = run.progress_line(outcome)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """After the cell, outside pytest's output capture, print its progress line."""
+    result = yield
+    run: BenchRun = item.config.attrib_bench
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if run.pending_progress and reporter is not None:
         reporter.ensure_newline()
-        reporter.write_line(run.progress_line(outcome))
+        reporter.write_line(run.pending_progress)
+        run.pending_progress = None
+    return result
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -239,7 +261,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     width = max(len(o.key) for o in run.outcomes)
     tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}")
     for o in run.outcomes:
-        peak = f"{o.peak_bytes / 2**20:.1f} MiB" if o.peak_bytes is not None else "-"
+        peak = _bytes(o.peak_bytes)
         tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {_seconds(o.median_s):>10}  {peak:>10}")
     failed = sum(o.status != "ok" for o in run.outcomes)
     elapsed = time.monotonic() - run.started

@@ -84,7 +84,7 @@ def test_failed_cell_is_recorded_and_the_sweep_goes_on(tiny_run):
     ig = ok[ok.method == "IntegratedGradients"].iloc[0]
     assert (ig.passes_forward, ig.passes_backward) == (8, 8)  # batch 2 x 4 steps
     assert ig.fid_completeness_status == "ok" and ig.fid_completeness < 0.2
-    assert "FAILED" in proc.stdout and "[3/3" in proc.stdout  # progress lines, one per cell
+    assert "FAILED" in proc.stdout and "[1/3" in proc.stdout and "[3/3" in proc.stdout  # a line per cell
 
 
 def test_unknown_preset_runs_nothing(tmp_path):
