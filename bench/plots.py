@@ -341,9 +341,19 @@ def _ig_cells(df: pd.DataFrame) -> pd.DataFrame:
     return ig[(ig["precision"] == "fp32") & (ig["memory_format"] == "contiguous")].copy()
 
 
-def _lines(hue: str, hue_order: list, palette: object, style: str, style_order: list) -> Callable[..., None]:
+def _layer(
+    plot: Callable[..., object],
+    hue: str,
+    hue_order: list,
+    palette: object,
+    style: str,
+    style_order: list,
+    **look: object,
+) -> Callable[..., None]:
+    """A FacetGrid.map_dataframe function drawing `plot` (a seaborn axes-level function)."""
+
     def draw(data: pd.DataFrame, **_: object) -> None:
-        sns.lineplot(
+        plot(
             data=data,
             x="x",
             y="value",
@@ -352,11 +362,8 @@ def _lines(hue: str, hue_order: list, palette: object, style: str, style_order: 
             palette=palette,
             style=style,
             style_order=style_order,
-            markers=True,
-            markersize=7,
-            errorbar=None,
-            sort=True,
             ax=plt.gca(),
+            **look,
         )
 
     return draw
@@ -389,7 +396,18 @@ def ig_steps_figure(df: pd.DataFrame) -> Rendered:
     grid = measure_grid(
         long,
         [TIME_PER_CALL, REFERENCE_ERROR, COMPLETENESS],
-        _lines("integration rule", rules, "colorblind", "batch", sorted(long["batch"].unique(), key=_number)),
+        _layer(
+            sns.lineplot,
+            "integration rule",
+            rules,
+            "colorblind",
+            "batch",
+            sorted(long["batch"].unique(), key=_number),
+            markers=True,
+            markersize=7,
+            errorbar=None,
+            sort=True,
+        ),
         xlabel="n_steps (log2)",
         xticks=sorted(long["x"].unique()),
     )
@@ -417,30 +435,20 @@ def ig_internal_batch_figure(df: pd.DataFrame) -> Rendered:
     grid = measure_grid(
         long,
         [PEAK_MIB, TIME_PER_CALL],
-        _scatter("n_steps", steps, "viridis", "internal batching", sorted(long["internal batching"].unique())),
+        _layer(
+            sns.scatterplot,
+            "n_steps",
+            steps,
+            "viridis",
+            "internal batching",
+            sorted(long["internal batching"].unique()),
+            s=70,
+        ),
         xlabel="rows per model call (log2)",
         xticks=sorted(long["x"].unique()),
     )
     lift_legend(grid, "")
     return Rendered("ig_internal_batch", title, caption, grid.figure)
-
-
-def _scatter(hue: str, hue_order: list, palette: object, style: str, style_order: list) -> Callable[..., None]:
-    def draw(data: pd.DataFrame, **_: object) -> None:
-        sns.scatterplot(
-            data=data,
-            x="x",
-            y="value",
-            hue=hue,
-            hue_order=hue_order,
-            palette=palette,
-            style=style,
-            style_order=style_order,
-            s=70,
-            ax=plt.gca(),
-        )
-
-    return draw
 
 
 # --- 3. batch size ------------------------------------------------------------------------
