@@ -146,7 +146,7 @@ def prepare(config: RunConfig) -> PreparedRun:
     dtype = check_precision(config.precision, device)
     if config.memory_format not in MEMORY_FORMATS:
         raise ValueError(f"unknown memory_format {config.memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
-    if config.memory_format == "channels_last" and workload.inputs.dim() != 4:
+    if config.memory_format == "channels_last" and not workload.is_image:
         raise ValueError(
             f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image "
             "(valid for it: contiguous)"

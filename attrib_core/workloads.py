@@ -34,10 +34,13 @@ class Workload:
     neuron: tuple[int, ...]  # index into the layer's output (no batch dimension)
     output_name: str  # the final module; its backward hook counts backward passes
     weights: str  # e.g. "imagenet1k_v1", "trained:<hash>", "random"
-    is_image: bool
     description: str
     method_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_image(self) -> bool:
+        return self.inputs.dim() == 4
 
     @property
     def layer(self) -> nn.Module:
@@ -154,7 +157,6 @@ def _digits_cnn() -> Workload:
         neuron=(31, 1, 3),  # the conv2 unit whose gradient reaches the logits most often
         output_name="fc2",
         weights=weights,
-        is_image=True,
         description=WORKLOADS.get("digits_cnn").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)},
@@ -218,7 +220,6 @@ def _tabular_mlp() -> Workload:
         neuron=(0,),
         output_name="fc3",
         weights=weights,
-        is_image=False,
         description=WORKLOADS.get("tabular_mlp").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (1,), "strides": (1,)},
@@ -277,7 +278,6 @@ def _resnet18() -> Workload:
         neuron=(0, 7, 7),
         output_name="fc",
         weights=weights,
-        is_image=True,
         description=WORKLOADS.get("resnet18").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)},  # the tutorial's

@@ -473,22 +473,7 @@ def batch_size_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
     long = melt(ok, [TIME_PER_CALL, TIME_PER_EXAMPLE, PEAK_MIB])
     theme()
 
-    def draw(data: pd.DataFrame, **_: object) -> None:
-        sns.lineplot(
-            data=data,
-            x="x",
-            y="value",
-            hue="series",
-            hue_order=series,
-            palette=palette,
-            style="series",
-            style_order=series,
-            markers=True,
-            markersize=7,
-            errorbar=None,
-            ax=plt.gca(),
-        )
-
+    draw = _layer(sns.lineplot, "series", series, palette, "series", series, markers=True, markersize=7, errorbar=None)
     grid = measure_grid(
         long,
         [TIME_PER_CALL, TIME_PER_EXAMPLE, PEAK_MIB],
