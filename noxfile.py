@@ -76,14 +76,14 @@ def bench(session: nox.Session) -> None:
 def report(session: nox.Session) -> None:
     """Tables, plots and an HTML page from results files (no torch): nox -s report -- [FILES...] [--out DIR]."""
     session.install("-q", "-e", ".")
-    session.run("python", "-m", "bench.report", *session.posargs)
+    session.run("python", "-m", "attrib_core.cli", "report", *session.posargs)
 
 
 @nox.session
 def compare(session: nox.Session) -> None:
     """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
     session.install("-q", "-e", ".")
-    session.run("python", "-m", "bench.compare", *session.posargs)
+    session.run("python", "-m", "attrib_core.cli", "compare", *session.posargs)
 
 
 @nox.session(venv_backend="none")

@@ -24,7 +24,6 @@ from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "bench" / "presets"
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
 TOP_LEVEL = {"name", "description", "timing", "fidelity", "sweep", "seed"}
@@ -88,17 +87,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+def preset_names(preset_dir: Path) -> list[str]:
+    return sorted(p.stem for p in preset_dir.glob("*.toml"))
 
 
-def load_preset(name_or_path: str | Path) -> Preset:
-    """A bundled preset by name (bench/presets/<name>.toml) or any TOML file by path."""
+def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Preset:
+    """A preset by name (`<preset_dir>/<name>.toml`, the suite passes its own folder) or any
+    TOML file by path. The core knows no folder of presets itself."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        path = PRESET_DIR / f"{name_or_path}.toml"
+        known = preset_names(preset_dir) if preset_dir is not None else []
+        path = (preset_dir or Path()) / f"{name_or_path}.toml"
         if not path.is_file():
-            raise PresetError(f"unknown preset {str(name_or_path)!r}; known: {', '.join(preset_names())}")
+            valid = ", ".join(known) if known else "none: give a path to a .toml file"
+            raise PresetError(f"unknown preset {str(name_or_path)!r}; known: {valid}")
     if not path.is_file():
         raise PresetError(f"preset file {str(path)!r} does not exist")
     raw_bytes = path.read_bytes()

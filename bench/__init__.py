@@ -1,1 +1,5 @@
-"""Benchmark suites (pytest-benchmark) and the scripts that read their results."""
+"""The benchmark suite (pytest-benchmark), its presets, and the launchers that run it."""
+
+from pathlib import Path
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"

@@ -16,6 +16,7 @@ import torch
 from attrib_core import measure
 from attrib_core.devices import available_devices
 from attrib_core.sweep import PresetError, cell_key, load_preset
+from bench import PRESET_DIR
 from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ class BenchRun:
 
     def __init__(self, config: pytest.Config) -> None:
         try:
-            self.preset = load_preset(config.getoption("--preset"))
+            self.preset = load_preset(config.getoption("--preset"), PRESET_DIR)
         except PresetError as exc:
             raise pytest.UsageError(str(exc)) from None
         # Always set explicitly (and recorded in machine_info and every cell): the preset's

@@ -19,8 +19,6 @@ cells all passed. The decision rule and its thresholds live in attrib_core/regre
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import shutil
 import subprocess
@@ -29,134 +27,30 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 import tomllib
 
-from attrib_core.regression import (
-    FAILING,
-    NORMALISATIONS,
-    OK,
-    STATISTICS,
-    Comparison,
+from attrib_core.analysis.regression import (
     RegressionInputError,
-    Thresholds,
     compare,
 )
-from attrib_core.results import ResultsError, load_results, results_files
+from attrib_core.analysis.results import results_files
+from attrib_core.analysis.verdicts import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    RegressError,
+    build_parser,
+    compare_files,
+    read_runs,
+    report,
+    run_files,
+    split_pytest_args,
+    thresholds_from,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_DIR = REPO / "results" / "baselines"
 RUN_DIR = REPO / "results" / "regress"
-EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 PYTEST_RECORDED = (0, 1)  # 1: some cells failed, and the results file records them
-
-
-class RegressError(Exception):
-    """Bad input or a run that produced nothing to compare: exit 2 with this message."""
-
-
-# --- command line -----------------------------------------------------------------------
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Thresholds()
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.regress",
-        description="Run a preset and compare it with a baseline; exit 1 when a cell regressed.",
-        epilog="Arguments after -- go to pytest (e.g. -- --inject-slowdown IntegratedGradients=2 -k digits).",
-    )
-    parser.add_argument("--preset", default="ci", help="preset name or TOML path (default: ci)")
-    parser.add_argument(
-        "--baseline", type=Path, help="baseline folder or results file (default: results/baselines/<preset>/)"
-    )
-    parser.add_argument("--update-baseline", action="store_true", help="run, then record the runs as the baseline")
-    parser.add_argument(
-        "--compare", nargs=2, type=Path, metavar=("BASE", "NEW"), help="compare files or folders; run nothing"
-    )
-    parser.add_argument("--processes", type=int, default=2, help="pytest processes whose rounds are pooled (default 2)")
-    parser.add_argument("--results-dir", type=Path, default=RUN_DIR, help="runs go to a new folder in here")
-    group = parser.add_argument_group("thresholds (see attrib_core/regression.py)")
-    group.add_argument(
-        "--time-factor",
-        type=_number,
-        default=defaults.time_factor,
-        help=f"normalised ratio (of --statistic) a slowdown must exceed (default {defaults.time_factor})",
-    )
-    group.add_argument(
-        "--alpha",
-        type=_number,
-        default=defaults.alpha,
-        help=f"Mann-Whitney U significance level (default {defaults.alpha})",
-    )
-    group.add_argument(
-        "--memory-factor",
-        type=_number,
-        default=defaults.memory_factor,
-        help=f"peak-bytes ratio allowed, plus --memory-slack-bytes (default {defaults.memory_factor})",
-    )
-    group.add_argument(
-        "--memory-slack-bytes",
-        type=_number,
-        default=defaults.memory_slack_bytes,
-        help=f"peak bytes allowed on top of the factor (default {defaults.memory_slack_bytes})",
-    )
-    group.add_argument(
-        "--fidelity-tolerance",
-        type=_number,
-        default=defaults.fidelity_tolerance,
-        help=f"relative worsening of a fidelity metric allowed, plus {defaults.fidelity_slack} "
-        f"(default {defaults.fidelity_tolerance})",
-    )
-    group.add_argument(
-        "--normalisation",
-        choices=NORMALISATIONS,
-        default=defaults.normalisation,
-        help=f"how a uniformly slower machine is cancelled out (default {defaults.normalisation})",
-    )
-    group.add_argument(
-        "--statistic",
-        choices=STATISTICS,
-        default=defaults.statistic,
-        help=f"each cell's time over its pooled rounds, for the factor (default {defaults.statistic})",
-    )
-    return parser
-
-
-def split_pytest_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Our arguments, and pytest's: everything after the first `--`."""
-    argv = list(argv)
-    if "--" in argv:
-        at = argv.index("--")
-        return argv[:at], argv[at + 1 :]
-    return argv, []
-
-
-def thresholds_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Thresholds:
-    options = {
-        "time_factor": args.time_factor,
-        "alpha": args.alpha,
-        "memory_factor": args.memory_factor,
-        "memory_slack_bytes": args.memory_slack_bytes,
-        "fidelity_tolerance": args.fidelity_tolerance,
-        "normalisation": args.normalisation,
-        "statistic": args.statistic,
-    }
-    try:
-        return Thresholds(**options)
-    except ValueError as exc:
-        name = str(exc).split("=", 1)[0]
-        parser.error(f"{exc} (--{name.replace('_', '-')})" if name in options else str(exc))
-        raise  # unreachable: parser.error exits
-
-
-# --- running, reading, recording ----------------------------------------------------------
 
 
 def preset_name(preset: str) -> str:
@@ -212,29 +106,6 @@ def run_preset(
     return written[-1]
 
 
-def run_files(path: Path, what: str) -> list[Path]:
-    """A results file, or the results files in a folder (a baseline of several processes)."""
-    if path.is_dir():
-        files = results_files(path)
-        if not files:
-            raise RegressError(f"{what}: the folder {path} holds no results files (*.json)")
-        return files
-    if not path.is_file():
-        raise RegressError(f"{what}: no such file or folder: {path}")
-    return [path]
-
-
-def read_runs(paths: Sequence[Path], what: str) -> pd.DataFrame:
-    """Results files as one table; a missing, corrupt or empty file is a RegressError."""
-    try:
-        df = load_results(paths)
-    except ResultsError as exc:
-        raise RegressError(f"{what}: {exc}") from None
-    if df.empty:
-        raise RegressError(f"{what}: {', '.join(map(str, paths))} holds no cells")
-    return df
-
-
 def record_baseline(results: Sequence[Path], baseline: Path) -> None:
     """Copy results files (cells and machine info) to the baseline: a folder, replaced as a
     whole, or a .json path for a single run. Only when every cell passed: a baseline with a
@@ -265,118 +136,12 @@ def record_baseline(results: Sequence[Path], baseline: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-# --- printing -----------------------------------------------------------------------------
-
-
-def _fmt(kind: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if kind == "time":
-        return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
-    if kind == "memory":
-        return f"{value / 2**10:.1f} KiB" if value < 2**20 else f"{value / 2**20:.2f} MiB"
-    return f"{value:.4g}"
-
-
-def _ratio(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
-
-
-def format_table(comparison: Comparison) -> str:
-    """Time for every cell; memory, fidelity and status rows only where not ok."""
-    shown = [c for c in comparison.checks if c.kind == "time" or c.verdict != OK]
-    header = ("cell", "check", "baseline", "now", "ratio", "raw", "p", "verdict")
-    rows = [
-        (
-            c.cell_key,
-            c.kind,
-            _fmt(c.kind, c.baseline),
-            _fmt(c.kind, c.now),
-            _ratio(c.ratio),
-            _ratio(c.raw_ratio),
-            "-" if c.p_value is None else f"{c.p_value:.2g}",
-            (c.verdict.upper() if c.verdict in FAILING else c.verdict) + (f" ({c.note})" if c.note else ""),
-        )
-        for c in shown
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for row in [header, *rows]:
-        left = [value.ljust(width) for value, width in zip(row[:2], widths, strict=False)]
-        right = [value.rjust(width) for value, width in zip(row[2:-1], widths[2:], strict=False)]
-        lines.append("  ".join([*left, *right, row[-1]]))
-    return "\n".join(lines)
-
-
-def format_summary(comparison: Comparison, th: Thresholds) -> str:
-    verdicts = comparison.cell_verdicts()
-    counts = pd.Series(list(verdicts.values())).value_counts()
-    hidden = [c for c in comparison.checks if c.kind != "time" and c.verdict == OK]
-    scale = ""
-    if comparison.time_scale is not None:
-        scale = f" (new times / {comparison.time_scale:.3f}, the median over cells of now / baseline)"
-    return "\n".join(
-        [
-            f"{len(verdicts)} cells: " + ", ".join(f"{n} {v}" for v, n in counts.items()),
-            f"time ({th.statistic} over pooled rounds): regressed when Mann-Whitney U p < {th.alpha} "
-            f"and normalised ratio > {th.time_factor}; "
-            f"normalisation {comparison.normalisation}{scale}",
-            f"memory: regressed above baseline x {th.memory_factor} + {th.memory_slack_bytes:.0f} bytes; "
-            f"fidelity: worse by more than {th.fidelity_tolerance:.0%} + {th.fidelity_slack}; "
-            f"{len(hidden)} memory/fidelity values within bounds (not listed)",
-        ]
-    )
-
-
-def format_warnings(comparison: Comparison, th: Thresholds) -> list[str]:
-    lines = []
-    if comparison.environment_changes:
-        changed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _env_items(comparison))
-        lines += [
-            "!" * 78,
-            f"WARNING: the baseline was measured elsewhere: {changed}.",
-            "Raw times, peak memory and fidelity are not comparable across machines or versions:",
-            "only normalised times decide; memory and fidelity changes are listed as 'changed'.",
-            "Record a baseline on this machine with --update-baseline for a full check.",
-            "!" * 78,
-        ]
-    scale = comparison.time_scale
-    if scale is not None and not 1 / th.time_factor <= scale <= th.time_factor:
-        lines.append(
-            f"WARNING: this run is {scale:.2f}x the baseline's time overall. A slower (or busier) machine "
-            "explains that; a slowdown shared by most cells would too, and run-median normalisation "
-            "cannot see it: check the raw column."
-        )
-    lines += [f"note: {w}" for w in comparison.warnings]
-    return lines
-
-
-def _env_items(comparison: Comparison):
-    for key, (before, after) in comparison.environment_changes.items():
-        yield key, before, after
-
-
-def report(comparison: Comparison, th: Thresholds, base: Path, new: Path) -> int:
-    print(f"baseline: {base}\nnew run:  {new}")
-    for line in format_warnings(comparison, th):
-        print(line)
-    print(format_table(comparison))
-    print(format_summary(comparison, th))
-    failing = comparison.failing
-    if failing:
-        cells = sorted({c.cell_key for c in failing})
-        print(f"REGRESSION in {len(cells)} cells: {', '.join(cells)}")
-        return EXIT_REGRESSED
-    print("no regression")
-    return EXIT_OK
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     own, pytest_args = split_pytest_args(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(RUN_DIR)
     args = parser.parse_args(own)
     th = thresholds_from(args, parser)
     if args.compare and (args.update_baseline or pytest_args):
@@ -385,10 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--processes {args.processes} is not valid; needs an integer >= 1")
     try:
         if args.compare:
-            base_path, new_path = args.compare
-            base = read_runs(run_files(base_path, "baseline"), "baseline")
-            new = read_runs(run_files(new_path, "new run"), "new run")
-            return report(compare(base, new, th), th, base_path, new_path)
+            return compare_files(*args.compare, th)
         baseline = args.baseline or default_baseline(args.preset)
         if args.update_baseline:
             results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)

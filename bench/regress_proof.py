@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attrib_core.regression import Comparison, Thresholds, compare
-from attrib_core.results import results_files
+from attrib_core.analysis.regression import Comparison, Thresholds, compare
+from attrib_core.analysis.results import results_files
 from bench.regress import REPO, RegressError, read_runs, run_processes
 
 # (label, processes used: "all" or 1, threshold changes): the default rule first

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attrib_core.results import load_results
+from attrib_core.analysis.results import load_results
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import compare
+from attrib_core.analysis import compare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMOKE_A = FIXTURES / "smoke_a.json"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attrib_core.regression import (
+from attrib_core.analysis import verdicts as verdict_output
+from attrib_core.analysis.regression import (
     CHANGED,
     FAILED,
     IMPROVED,
@@ -24,7 +25,7 @@ from attrib_core.regression import (
     compare,
     smallest_p_value,
 )
-from attrib_core.results import load_results
+from attrib_core.analysis.results import load_results
 from bench import regress
 
 ROUNDS = 20
@@ -207,7 +208,7 @@ def test_other_hardware_warns_and_memory_does_not_decide(tmp_path):
     result = compare(base, now)
     assert result.environment_changes == {"cpu_model": ("Test CPU", "Other CPU"), "torch_version": ("2.4.0", "2.5.0")}
     assert verdicts(result, "memory")[KEYS[0]] == CHANGED and result.failing == []
-    assert any("measured elsewhere" in line for line in regress.format_warnings(result, Thresholds()))
+    assert any("measured elsewhere" in line for line in verdict_output.format_warnings(result, Thresholds()))
 
 
 def test_too_few_rounds_for_alpha_are_unchecked_not_passed_silently(tmp_path):
@@ -251,9 +252,9 @@ def test_compare_two_files_exit_status(tmp_path, capsys):
     slow[KEYS[2]] = cell(median_s=0.018, seed=7)
     write_run(same, {k: cell(median_s=0.002 * (i + 1), seed=100 + i) for i, k in enumerate(KEYS)})
     slow_file = write_run(tmp_path / "slow.json", slow)
-    assert regress.main(["--compare", str(base_file), str(same)]) == regress.EXIT_OK
+    assert regress.main(["--compare", str(base_file), str(same)]) == verdict_output.EXIT_OK
     assert "no regression" in capsys.readouterr().out
-    assert regress.main(["--compare", str(base_file), str(slow_file)]) == regress.EXIT_REGRESSED
+    assert regress.main(["--compare", str(base_file), str(slow_file)]) == verdict_output.EXIT_REGRESSED
     out = capsys.readouterr().out
     assert "REGRESSED" in out and f"REGRESSION in 1 cells: {KEYS[2]}" in out
 
@@ -277,7 +278,7 @@ def test_bad_threshold_strings_exit_2_naming_the_value(tmp_path, capsys, args, m
 def test_missing_baseline_exits_2_before_running_anything(tmp_path, capsys):
     missing = tmp_path / "nope.json"
     code = regress.main(["--baseline", str(missing), "--results-dir", str(tmp_path / "out")])
-    assert code == regress.EXIT_BAD_INPUT
+    assert code == verdict_output.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"no baseline at {missing}" in err and "--update-baseline" in err
     assert not (tmp_path / "out").exists()
@@ -287,7 +288,7 @@ def test_corrupt_baseline_exits_2_and_is_left_alone(tmp_path, capsys):
     corrupt = tmp_path / "base.json"
     corrupt.write_text("{not json")
     code = regress.main(["--baseline", str(corrupt), "--results-dir", str(tmp_path / "out")])
-    assert code == regress.EXIT_BAD_INPUT
+    assert code == verdict_output.EXIT_BAD_INPUT
     assert "baseline: " in (err := capsys.readouterr().err) and "not JSON" in err
     assert corrupt.read_text() == "{not json"
 
@@ -295,7 +296,7 @@ def test_corrupt_baseline_exits_2_and_is_left_alone(tmp_path, capsys):
 def test_compare_with_no_cell_in_common_exits_2(tmp_path, capsys):
     a = write_run(tmp_path / "a.json", {KEYS[0]: cell()})
     b = write_run(tmp_path / "b.json", {KEYS[1]: cell()})
-    assert regress.main(["--compare", str(a), str(b)]) == regress.EXIT_BAD_INPUT
+    assert regress.main(["--compare", str(a), str(b)]) == verdict_output.EXIT_BAD_INPUT
     assert "no cell in common" in capsys.readouterr().err
 
 
@@ -335,7 +336,7 @@ def test_runs_of_several_processes_are_pooled_per_cell(tmp_path):
 def test_an_empty_baseline_folder_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     now = write_run(tmp_path / "now.json", {KEYS[0]: cell()})
-    assert regress.main(["--compare", str(tmp_path / "empty"), str(now)]) == regress.EXIT_BAD_INPUT
+    assert regress.main(["--compare", str(tmp_path / "empty"), str(now)]) == verdict_output.EXIT_BAD_INPUT
     assert "holds no results files" in capsys.readouterr().err
 
 
@@ -372,14 +373,14 @@ def test_end_to_end_injected_slowdown_fails_and_an_identical_rerun_passes(tmp_pa
     # one process and a wide factor: this checks the plumbing; bench/regress_proof.py measures the rates
     common = ["--preset", str(preset), "--baseline", str(baseline), "--results-dir", str(tmp_path / "runs")]
     common += ["--time-factor", "1.6", "--processes", "1"]
-    assert regress.main([*common, "--update-baseline"]) == regress.EXIT_OK
+    assert regress.main([*common, "--update-baseline"]) == verdict_output.EXIT_OK
     (recorded_file,) = baseline.glob("*.json")
     recorded = recorded_file.read_bytes()
 
     slowed = regress.main([*common, "--", "-q", "--inject-slowdown", "IntegratedGradients=3"])
     out = capsys.readouterr().out
-    assert slowed == regress.EXIT_REGRESSED, out
+    assert slowed == verdict_output.EXIT_REGRESSED, out
     assert "REGRESSION in 1 cells: digits_cnn-IntegratedGradients-cpu-b4" in out
 
-    assert regress.main([*common, "--", "-q"]) == regress.EXIT_OK, capsys.readouterr().out
+    assert regress.main([*common, "--", "-q"]) == verdict_output.EXIT_OK, capsys.readouterr().out
     assert [p.read_bytes() for p in baseline.glob("*.json")] == [recorded]  # never replaced unless asked

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attrib_core.results import ResultsError, load_results
-from bench import report
-from bench.pareto import pareto_front, staircase
-from bench.runs import newest_in, resolve_paths
-from bench.style import add_labels, method_style
+from attrib_core.analysis import report
+from attrib_core.analysis.pareto import pareto_front, staircase
+from attrib_core.analysis.results import ResultsError, load_results
+from attrib_core.analysis.runs import newest_in, resolve_paths
+from attrib_core.analysis.style import add_labels, method_style
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -95,7 +95,7 @@ def test_pareto_front_when_higher_is_better() -> None:
 
 
 def test_tradeoff_points_mark_a_front_in_every_panel() -> None:
-    from bench.plots import tradeoff_table
+    from attrib_core.analysis.plots import tradeoff_table
 
     points = tradeoff_table(add_labels(load_results([SMOKE_A])))
     assert not points.empty
@@ -163,7 +163,7 @@ def test_report_of_a_custom_preset_draws_internal_batching(tmp_path: Path, capsy
 
 
 def test_two_files_get_a_panel_per_run(tmp_path: Path) -> None:
-    from bench import plots
+    from attrib_core.analysis import plots
 
     df = add_labels(load_results([SMOKE_A, IG_ONLY]))
     assert set(df.loc[df["workload"] == "digits_cnn", "panel"]) == {
@@ -256,7 +256,7 @@ def test_a_bad_file_among_good_ones_writes_nothing(tmp_path: Path, capsys) -> No
 
 def test_report_and_compare_do_not_import_torch() -> None:
     code = (
-        "import sys, bench.report, bench.compare, bench.gallery\n"
+        "import sys, attrib_core.analysis.report, attrib_core.analysis.compare, attrib_core.analysis.gallery\n"
         "bad = sorted(m for m in ('torch', 'captum', 'torchvision') if m in sys.modules)\n"
         "assert not bad, bad"
     )

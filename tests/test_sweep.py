@@ -8,6 +8,7 @@ import pytest
 
 from attrib_core.run import RunConfig
 from attrib_core.sweep import PresetError, cell_key, load_preset, preset_names
+from bench import PRESET_DIR
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -17,22 +18,22 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_bundled_presets_load_and_have_cells():
-    assert {"smoke", "standard", "full"} <= set(preset_names())
-    smoke = load_preset("smoke")
+    assert {"smoke", "standard", "full"} <= set(preset_names(PRESET_DIR))
+    smoke = load_preset("smoke", PRESET_DIR)
     assert len(smoke.cells(("cpu",))) > 0
-    assert load_preset("full").cells(("cpu",)) == []  # CUDA only
-    assert len(load_preset("full").cells(("cuda",))) > 0
+    assert load_preset("full", PRESET_DIR).cells(("cpu",)) == []  # CUDA only
+    assert len(load_preset("full", PRESET_DIR).cells(("cuda",))) > 0
 
 
 def test_smoke_runs_every_method_at_least_once():
     from attrib_core.methods import METHODS
 
-    methods = {c.method for c in load_preset("smoke").cells(("cpu",))}
+    methods = {c.method for c in load_preset("smoke", PRESET_DIR).cells(("cpu",))}
     assert methods == set(METHODS.names())
 
 
 def test_standard_includes_the_tutorial_settings():
-    keys = {cell_key(c) for c in load_preset("standard").cells(("cpu",))}
+    keys = {cell_key(c) for c in load_preset("standard", PRESET_DIR).cells(("cpu",))}
     assert "resnet18-IntegratedGradients-cpu-b1-fp32-contiguous-method=gausslegendre-n_steps=200" in keys
     assert any("Occlusion" in k and "sliding_window_shapes=3x15x15-strides=3x8x8" in k for k in keys)
     assert any(k.startswith("resnet18-LayerGradCam-cpu-b1-") for k in keys)
@@ -127,4 +128,4 @@ def test_bad_presets_name_the_file_and_the_bad_key(tmp_path, text, match):
 
 def test_unknown_preset_name_lists_the_known_ones():
     with pytest.raises(PresetError, match=r"unknown preset 'smok'; known: .*smoke"):
-        load_preset("smok")
+        load_preset("smok", PRESET_DIR)

@@ -16,15 +16,8 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from attrib_core.models.resnet import CHECKPOINT_ENV, distinct_relus, load_resnet18
 from attrib_core.models.small import accuracy
-from attrib_core.workloads import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    WORKLOADS,
-    breast_cancer_split,
-    digits_split,
-    load_workload,
-    patch_mask,
-)
+from attrib_core.workloads import WORKLOADS, load_workload, patch_mask
+from attrib_core.workloads.builtin import IMAGENET_MEAN, IMAGENET_STD, breast_cancer_split, digits_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

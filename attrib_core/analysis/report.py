@@ -1,6 +1,6 @@
-"""`python -m bench.report [FILES or FOLDERS ...] [--out DIR]`: figures, tables and one HTML page.
+"""`python -m attrib_core.analysis.report [FILES or FOLDERS ...] [--out DIR]`: figures, tables and one HTML page.
 
-Reads results through attrib_core.results and never runs a model (no torch needed). With
+Reads results through attrib_core.analysis.results and never runs a model (no torch needed). With
 no argument it reads the newest results file in results/; a folder stands for its newest
 file. Everything is rendered into a temporary folder and moved into place at the end, so
 bad input or a crash leaves no half-written report behind.
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.results import ResultsError, load_results
-from bench import gallery, html, plots
-from bench.output import staged
-from bench.runs import RESULTS_DIR, resolve_paths
-from bench.style import add_labels, method_style
-from bench.tables import NOISY, noisy_cells, summary_table, to_markdown
+from attrib_core.analysis import gallery, html, plots
+from attrib_core.analysis.output import staged
+from attrib_core.analysis.results import ResultsError, load_results
+from attrib_core.analysis.runs import RESULTS_DIR, resolve_paths
+from attrib_core.analysis.style import add_labels, method_style
+from attrib_core.analysis.tables import NOISY, noisy_cells, summary_table, to_markdown
 
 REPORT_DIR = RESULTS_DIR / "report"
 
@@ -133,7 +133,7 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="attrib-bench report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "inputs", nargs="*", help="results JSON files or folders (a folder means its newest file); default: results/"
     )

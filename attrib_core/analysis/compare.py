@@ -1,4 +1,4 @@
-"""`python -m bench.compare A B [C ...] [--out DIR]`: how much faster is B than A, cell by cell?
+"""`python -m attrib_core.analysis.compare A B [C ...] [--out DIR]`: how much faster is B than A, cell by cell?
 
 Each argument is a results file, a folder (its newest file) or a machine name found in
 results/ (its newest file); append `@cpu` or `@cuda` to compare one device of a run with
@@ -24,12 +24,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attrib_core.results import ResultsError, load_results
-from bench.output import staged
-from bench.plots import legend_right, method_handles, theme
-from bench.runs import RESULTS_DIR, file_machine, resolve_run
-from bench.style import method_style
-from bench.tables import to_markdown
+from attrib_core.analysis.output import staged
+from attrib_core.analysis.plots import legend_right, method_handles, theme
+from attrib_core.analysis.results import ResultsError, load_results
+from attrib_core.analysis.runs import RESULTS_DIR, file_machine, resolve_run
+from attrib_core.analysis.style import method_style
+from attrib_core.analysis.tables import to_markdown
 
 DEVICES = ("cpu", "cuda")
 ONE_SIDED_SHOWN = 30  # printed; the files list them all
@@ -287,7 +287,7 @@ def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="attrib-bench compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="results file, folder or machine name [@cpu|@cuda]")
     parser.add_argument("--out", type=Path, help="output folder (default: results/report/compare_<A>_vs_<B>/)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where machine names are looked up")

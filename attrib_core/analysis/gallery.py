@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from attrib_core.results import ResultsError
-from bench.plots import Rendered, theme
-from bench.style import MethodStyle, all_knobs_label, knob_columns
+from attrib_core.analysis.plots import Rendered, theme
+from attrib_core.analysis.results import ResultsError
+from attrib_core.analysis.style import MethodStyle, all_knobs_label, knob_columns
 
 COLUMNS = 6
 CMAP = "RdBu_r"

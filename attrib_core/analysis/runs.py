@@ -11,9 +11,9 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from attrib_core.results import ResultsError, machine_columns, read_json, results_files
+from attrib_core.analysis.results import ResultsError, machine_columns, read_json, results_files
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_DIR = Path("results")  # relative to where the command runs: the repo root under nox
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.style import all_knobs_label, knob_columns
+from attrib_core.analysis.style import all_knobs_label, knob_columns
 
 FIDELITY = ("reference_error", "completeness", "deletion", "insertion")
 NOISY = 0.5  # IQR above this share of the median: the timing of that cell is not to be trusted

@@ -1,4 +1,4 @@
-"""The report's figures, one function each: tidy table (labelled by bench.style) in, a
+"""The report's figures, one function each: tidy table (labelled by attrib_core.analysis.style) in, a
 `Rendered` figure out, or a reason why the data has nothing to show for it.
 
 Figures are seaborn FacetGrids: one facet per measure (each with its unit and scale) and
@@ -23,9 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from bench.pareto import pareto_front, staircase
-from bench.style import MethodStyle
-from bench.tables import NOISY, noisy_cells
+from attrib_core.analysis.pareto import pareto_front, staircase
+from attrib_core.analysis.style import MethodStyle
+from attrib_core.analysis.tables import NOISY, noisy_cells
 
 MIB = 2**20
 KEY_LINE = 0.075  # axes fraction per entry of the Pareto-front key beside a panel

@@ -1,6 +1,6 @@
 """Regression decisions: is a new run slower, hungrier or less faithful than a baseline?
 
-Pure functions of two results tables (`attrib_core.results.load_results`): no torch, no
+Pure functions of two results tables (`attrib_core.analysis.results.load_results`): no torch, no
 files, no printing, so CI, the proof script and the tests share one rule. Each side may
 hold several runs (processes) of the same cells: a cell's rounds are pooled across them.
 

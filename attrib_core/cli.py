@@ -1,0 +1,55 @@
+"""`attrib-bench report|compare|regress`: the installed package's console script.
+
+report and compare read results files (no torch). regress runs the benchmark suite, which
+lives in a checkout of the repository (bench/); from an installed wheel alone it can still
+compare two existing runs: `attrib-bench regress --compare BASE NEW`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+ANALYSIS_COMMANDS = {"report": "attrib_core.analysis.report", "compare": "attrib_core.analysis.compare"}
+COMMANDS = (*ANALYSIS_COMMANDS, "regress")
+USAGE = "usage: attrib-bench {report,compare,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
+
+
+def _regress(argv: list[str]) -> int:
+    try:
+        from bench.regress import main as run_and_compare  # a checkout: the suite is there
+    except ImportError:
+        run_and_compare = None
+    if run_and_compare is not None:
+        return run_and_compare(argv)
+    from attrib_core.analysis.verdicts import EXIT_BAD_INPUT, build_parser, compare_files, thresholds_from
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.compare:
+        print(
+            "attrib-bench regress: running the benchmark needs the bench/ suite of a repository checkout "
+            "(run it there: nox -s regress); from the installed package use --compare BASE NEW",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    return compare_files(*args.compare, thresholds_from(args, parser))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"attrib-bench: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if name == "regress":
+        return _regress(rest)
+    return importlib.import_module(ANALYSIS_COMMANDS[name]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
