@@ -19,6 +19,7 @@ import tomllib
 
 from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
 from attrib_core.fidelity_metrics import FidelityOptions
+from attrib_core.formatting import knob_value
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
@@ -26,9 +27,10 @@ from attrib_core.workloads import WORKLOADS
 
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
-TOP_LEVEL = {"name", "description", "timing", "fidelity", "sweep", "seed"}
+TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed"}
 TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "warmup_rounds", "threads"}
 FIDELITY_KEYS = {"metrics", "options"}
+ISOLATION_KEYS = {"enabled", "cell_timeout_s", "cell_memory_gib"}
 
 
 class PresetError(ValueError):
@@ -45,6 +47,43 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Isolation:
+    """Each cell in its own process, cut at a wall-time and a memory limit (see bench/isolate.py)."""
+
+    enabled: bool = False
+    cell_timeout_s: float = 1800.0
+    cell_memory_gib: float | None = None  # None: no limit beyond the machine's
+
+
+# key -> (what a valid value is, check); bool is not accepted where a number is meant
+_INT = ("an integer >= {}", lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+_NUMBER = ("a number > {}", lambda v, lo: isinstance(v, (int, float)) and not isinstance(v, bool) and v > lo)
+SETTING_TYPES: dict[str, tuple[tuple[str, Any], Any]] = {
+    "min_rounds": (_INT, 1),
+    "max_rounds": (_INT, 1),
+    "max_time_s": (_NUMBER, 0),
+    "warmup_rounds": (_INT, 0),
+    "threads": (_INT, 1),
+    "cell_timeout_s": (_NUMBER, 0),
+    "cell_memory_gib": (_NUMBER, 0),
+    "seed": (_INT, 0),
+}
+
+
+def _typed(path: Path, where: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The table's values, each checked against SETTING_TYPES (the key and the bad value named)."""
+    for key, value in table.items():
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise PresetError(f"{path}: {where} {key} = {value!r} must be true or false")
+            continue
+        (what, ok), lower = SETTING_TYPES[key]
+        if not ok(value, lower):
+            raise PresetError(f"{path}: {where} {key} = {value!r} must be {what.format(lower)}")
+    return dict(table)
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     path: Path
@@ -55,6 +94,7 @@ class Preset:
     groups: tuple[Mapping[str, Any], ...]
     seed: int = 0
     sha256: str = ""
+    isolation: Isolation = Isolation()
 
     def cells(self, devices: tuple[str, ...]) -> list[RunConfig]:
         """All cells on the given (available) devices, in file order, without duplicates."""
@@ -75,16 +115,10 @@ def cell_key(config: RunConfig) -> str:
     Cells carry fully resolved knobs, so a default spelled out and a default left implicit
     give one key; knobs set to None ("not used", e.g. no internal batching) are left out.
     """
-    knobs = "-".join(f"{k}={_fmt(v)}" for k, v in sorted(config.knobs.items()) if v is not None)
+    knobs = "-".join(f"{k}={knob_value(v)}" for k, v in sorted(config.knobs.items()) if v is not None)
     parts = [config.workload, config.method, config.device, f"b{config.batch_size}", config.precision]
     parts.append(config.memory_format)
     return "-".join(parts) + (f"-{knobs}" if knobs else "")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return "x".join(map(str, value))
-    return str(value)
 
 
 def preset_names(preset_dir: Path) -> list[str]:
@@ -109,10 +143,27 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     _only(path, "top level", raw, TOP_LEVEL)
+    for table_name in ("timing", "fidelity", "isolation"):
+        if not isinstance(raw.get(table_name, {}), dict):
+            raise PresetError(f"{path}: {table_name} must be a table ([{table_name}]), got {raw[table_name]!r}")
     timing = raw.get("timing", {})
     _only(path, "[timing]", timing, TIMING_KEYS)
+    timing = _typed(path, "[timing]", timing)
+    if timing.get("max_rounds", Timing.max_rounds) < timing.get("min_rounds", Timing.min_rounds):
+        raise PresetError(f"{path}: [timing] max_rounds = {timing['max_rounds']} is below min_rounds")
     fidelity = raw.get("fidelity", {})
     _only(path, "[fidelity]", fidelity, FIDELITY_KEYS)
+    metrics = fidelity.get("metrics", list(DEFAULT_METRICS))
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise PresetError(f"{path}: [fidelity] metrics = {metrics!r} must be a list of metric names")
+    isolation = raw.get("isolation", {})
+    _only(path, "[isolation]", isolation, ISOLATION_KEYS)
+    isolation = _typed(path, "[isolation]", isolation)
+    if "seed" in raw:
+        _typed(path, "top level", {"seed": raw["seed"]})
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise PresetError(f"{path}: {key} = {raw[key]!r} must be a string")
     groups = raw.get("sweep")
     if not groups or not isinstance(groups, list):
         raise PresetError(f"{path}: needs at least one [[sweep]] group")
@@ -126,6 +177,7 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
         groups=tuple(_normalise_group(path, i, g) for i, g in enumerate(groups)),
         seed=int(raw.get("seed", 0)),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        isolation=Isolation(**isolation),
     )
     try:  # check fidelity settings and expand every cell (knobs resolve) before anything runs
         check_metric_names(preset.fidelity_metrics)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from attrib_core import fidelity, measure
+from attrib_core import fidelity, measure, schema
 from attrib_core.run import PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
+from bench.faults import faulty, slowed_down
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
 
 
@@ -42,18 +42,18 @@ class CellOutcome:
     map: np.ndarray | None = field(default=None, repr=False)
 
 
-def cell_record(config: RunConfig) -> dict[str, Any]:
+def cell_record(config: RunConfig) -> schema.CellIdentity:
     """The identifying part of a record: same fields as the cell key."""
-    return {
-        "workload": config.workload,
-        "method": config.method,
-        "device": config.device,
-        "batch_size": config.batch_size,
-        "precision": config.precision,
-        "memory_format": config.memory_format,
-        "knobs": dict(config.knobs),
-        "seed": config.seed,
-    }
+    return schema.cell_identity(
+        workload=config.workload,
+        method=config.method,
+        device=config.device,
+        batch_size=config.batch_size,
+        precision=config.precision,
+        memory_format=config.memory_format,
+        knobs=_jsonable(dict(config.knobs)),
+        seed=config.seed,
+    )
 
 
 def gallery_map(attributions: torch.Tensor) -> np.ndarray:
@@ -83,21 +83,6 @@ class CalibrationCache:
         return self._cache[key]
 
 
-def slowed_down(call: Callable[[], T], factor: float) -> Callable[[], T]:
-    """Fault injection for testing regression checks: after each call, spin for
-    (factor - 1) x the call's own time, so the cell takes `factor` times as long."""
-
-    def slow_call() -> T:
-        started = time.perf_counter()
-        result = call()
-        until = time.perf_counter() + (factor - 1) * (time.perf_counter() - started)
-        while time.perf_counter() < until:
-            pass
-        return result
-
-    return slow_call
-
-
 def rounds_for(first_call_s: float, preset: Preset) -> int:
     t = preset.timing
     wanted = math.ceil(t.max_time_s / max(first_call_s, 1e-9))
@@ -110,16 +95,20 @@ def measure_cell(
     preset: Preset,
     calibrations: CalibrationCache,
     slowdown: float = 1.0,
+    fault: str | None = None,
 ) -> CellOutcome:
     """Time, profile and score one cell; never raises for a failing method.
 
-    `slowdown` > 1 injects a fault (see `slowed_down`) and is recorded in the cell.
+    `slowdown` > 1 and `fault` inject faults (see bench/faults.py) and are recorded in the cell.
     """
     key = cell_key(config)
-    info: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    info: dict[str, Any] = {"schema_version": schema.SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    benchmark.group = schema.record_group(info["cell"])
     info["status"] = "incomplete"  # stays so if the run is interrupted (Ctrl-C) part-way through the cell
     if slowdown != 1.0:
         info["injected_slowdown"] = slowdown
+    if fault is not None:
+        info["injected_fault"] = fault
     benchmark.extra_info.update(info)
     phases = Phases()
     info["phase_s"] = phases.seconds  # where a cell's wall time goes: measurement vs the rest
@@ -137,6 +126,8 @@ def measure_cell(
             call = measure.synchronized(prepared, config.device)
             if slowdown != 1.0:
                 call = slowed_down(call, slowdown)
+            if fault is not None:
+                call = faulty(call, fault)
         with phases("first_call"):
             result = call()
             if not torch.isfinite(result.attributions).all():

@@ -1,41 +1,54 @@
-"""pytest wiring for the benchmark suites: preset selection, cell generation, progress,
-machine info, failed-cell records, and an atomically written results file."""
+"""pytest wiring for the benchmark suite: preset selection, cell generation, progress lines,
+machine info, a durable journal of finished cells (resumable), optional per-cell process
+isolation, and the results file assembled from the journal at the end."""
 
 from __future__ import annotations
 
+import argparse
 import os
-import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pytest
+import pytest_benchmark
 import torch
 
-from attrib_core import measure
+from attrib_core import journal, measure, schema
 from attrib_core.devices import available_devices
+from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
-from bench import PRESET_DIR
-from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
+from bench import PRESET_DIR, durable, isolate
+from bench.cells import CalibrationCache, CellOutcome, cell_record
+from bench.faults import parse_faults, parse_slowdowns
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PRESET = "standard"
+# pytest-benchmark options that act on its own table, which this suite replaces by its summary
+TABLE_ONLY = {"benchmark_compare_fail": "--benchmark-compare-fail", "benchmark_histogram": "--benchmark-histogram"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("attrib-bench")
-    group.addoption(
-        "--preset",
-        default=os.environ.get("ATTRIB_BENCH_PRESET", "standard"),
-        help="preset name (bench/presets/*.toml) or path to a preset TOML file",
-    )
+    group.addoption("--preset", default=None, help="preset name (bench/presets/*.toml) or path to a TOML file")
     group.addoption("--results-dir", default=str(REPO / "results"), help="where the results JSON is written")
     group.addoption(
         "--machine-name",
         default=os.environ.get("ATTRIB_BENCH_MACHINE"),
         help="machine label in the results file name (default: derived from CPU/GPU)",
     )
-    group.addoption("--no-save", action="store_true", help="do not write a results file")
+    group.addoption("--no-save", action="store_true", help="write no results file (and no journal)")
+    group.addoption(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="FILE",
+        help="continue an interrupted run: its .journal.jsonl or results file (default: the newest journal)",
+    )
+    group.addoption("--isolate", action="store_true", default=None, help="run each cell in its own process")
+    group.addoption("--no-isolate", dest="isolate", action="store_false", help="run cells in this process")
+    group.addoption("--cell-timeout-s", type=float, help="isolation: wall-time limit per cell (preset's default)")
+    group.addoption("--cell-memory-gib", type=float, help="isolation: resident-memory limit per cell")
     group.addoption(
         "--inject-slowdown",
         action="append",
@@ -48,76 +61,147 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also print pytest-benchmark's own (very wide) table after attrib-bench's summary",
     )
+    # internal: the child process of an isolated cell, and fault injection for the isolation tests
+    group.addoption("--only-cell", help=argparse.SUPPRESS)
+    group.addoption("--child-journal", help=argparse.SUPPRESS)
+    group.addoption("--inject-fault", action="append", default=[], help=argparse.SUPPRESS)
 
 
 class BenchRun:
     """State of one benchmark session."""
 
     def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.resumed: journal.Contents | None = None
+        self.results_dir = Path(config.getoption("--results-dir"))
         try:
-            self.preset = load_preset(config.getoption("--preset"), PRESET_DIR)
-        except PresetError as exc:
+            if config.getoption("--resume") is not None:
+                self.resumed = journal.read(durable.find_journal(config.getoption("--resume"), self.results_dir))
+            preset_arg = config.getoption("--preset")
+            if preset_arg is None and self.resumed is not None:
+                preset_arg = self.resumed.header["preset_path"]
+            preset_arg = preset_arg or os.environ.get("ATTRIB_BENCH_PRESET", DEFAULT_PRESET)
+            self.preset = load_preset(preset_arg, PRESET_DIR)
+        except (PresetError, journal.JournalError) as exc:
             raise pytest.UsageError(str(exc)) from None
+        _refuse_table_only_options(config)
         # Always set explicitly (and recorded in machine_info and every cell): the preset's
         # count, else one thread per physical core, which is what torch picks by default.
         threads = self.preset.timing.threads or measure.environment()["cpu_physical_cores"] or os.cpu_count()
         measure.set_threads(threads)
         self.devices = tuple(available_devices())
         self.missing_devices = sorted(self.preset.devices_requested() - set(self.devices))
-        self.cells = self.preset.cells(self.devices)
+        self.cells = {cell_key(c): c for c in self.preset.cells(self.devices)}
+        self.only_cell = config.getoption("--only-cell")
+        if self.only_cell is not None:
+            if self.only_cell not in self.cells:
+                raise pytest.UsageError(f"--only-cell {self.only_cell!r}: no such cell in preset {self.preset.name!r}")
+            self.cells = {self.only_cell: self.cells[self.only_cell]}
+        self.child_journal = config.getoption("--child-journal")
+        self.isolation = self._isolation(config)
         self.calibrations = CalibrationCache()
-        self.slowdowns = _parse_slowdowns(config.getoption("--inject-slowdown"))
+        self.slowdowns = parse_slowdowns(config.getoption("--inject-slowdown"))
+        self.faults = parse_faults(config.getoption("--inject-fault"))
         self.outcomes: list[CellOutcome] = []
-        self.failed_without_stats: list[dict] = []
         self.pending_progress: str | None = None
-        self.selected = 0  # cells left after -k / deselection, set when collection finishes
+        self.selected = 0  # cells left after -k / deselection / resume, set when collection finishes
         self.started = time.monotonic()
+        self.journal: journal.Journal | None = None
         self.results_path: Path | None = None
-        self.partial_path: Path | None = None
-        if not config.getoption("--no-save") and not config.getoption("benchmark_json"):
-            self.results_path = _results_path(config, self.preset.name)
-            self.partial_path = self.results_path.with_name(self.results_path.name + ".partial")
-            config.option.benchmark_json = str(self.partial_path)
+        self.save = not config.getoption("--no-save")
+
+    def _isolation(self, config: pytest.Config):
+        from dataclasses import replace
+
+        isolation = self.preset.isolation
+        if config.getoption("isolate") is not None:
+            isolation = replace(isolation, enabled=config.getoption("isolate"))
+        for option, field in (("--cell-timeout-s", "cell_timeout_s"), ("--cell-memory-gib", "cell_memory_gib")):
+            value = config.getoption(option)
+            if value is not None:
+                if value <= 0:
+                    raise pytest.UsageError(f"{option} {value}: must be a number > 0")
+                isolation = replace(isolation, **{field: value})
+        if self.child_journal is not None:
+            isolation = replace(isolation, enabled=False)  # a child measures its one cell itself
+        return isolation
+
+    # --- the journal ---------------------------------------------------------------------
+
+    def start_journal(self) -> None:
+        """Header first (machine and commit info taken once, now), then one line per cell."""
+        bs = self.config._benchmarksession
+        machine_info = bs.get_machine_info()
+        commit_info = self.config.hook.pytest_benchmark_generate_commit_info(config=self.config)
+        self.config.hook.pytest_benchmark_update_commit_info(config=self.config, commit_info=commit_info)
+        header = {
+            "machine_info": machine_info,
+            "commit_info": commit_info,
+            "code": durable.code_state(),
+            "preset_path": str(self.preset.path),
+            "pytest_benchmark_version": pytest_benchmark.__version__,
+            "run": {"started": schema.now_utc()},
+        }
+        if self.child_journal is not None:
+            self.journal = journal.Journal.create(Path(self.child_journal), {**header, "results_name": ""})
+            return
+        if self.resumed is not None:
+            problems = durable.incompatibilities(self.resumed.header, header)
+            if problems:
+                raise pytest.UsageError(
+                    f"--resume {self.resumed.path}: refusing to mix incomparable cells in one run: "
+                    + "; ".join(problems)
+                )
+            self.journal = journal.Journal.reopen(self.resumed)
+            self.results_path = self.resumed.results_path
+            return
+        machine = self.config.getoption("--machine-name") or _machine_label()
+        self.results_path = durable.results_path(self.results_dir, machine, commit_info.get("id"), self.preset.name)
+        header["results_name"] = self.results_path.name
+        self.journal = journal.Journal.create(journal.journal_path(self.results_path), header)
+
+    def finish(self, interrupted: bool) -> Path | None:
+        """Assemble the results file from the journal; keep the journal if cells are left to run."""
+        if self.journal is None or self.child_journal is not None:
+            return None
+        contents = journal.read(self.journal.path)
+        if not contents.cells:
+            self.journal.path.unlink(missing_ok=True)
+            return None
+        finished = not interrupted and contents.done_keys() >= set(self.cells)
+        path = journal.assemble(contents, finished)
+        if finished:
+            self.journal.path.unlink(missing_ok=True)
+        return path
+
+    def record(self, outcome: CellOutcome, record: dict) -> None:
+        self.outcomes.append(outcome)
+        if self.journal is not None:
+            self.journal.add_cell(record, outcome.map)
+        self.pending_progress = self.progress_line(outcome)
 
     def progress_line(self, outcome: CellOutcome) -> str:
         done, total = len(self.outcomes), self.selected or len(self.cells)
-        elapsed = time.monotonic() - self.started
-        stamp = f"[{done:>{len(str(total))}}/{total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}]"
+        stamp = f"[{done:>{len(str(total))}}/{total} {clock(time.monotonic() - self.started)}]"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
-        peak = _bytes(outcome.peak_bytes)
-        return f"{stamp} ok {outcome.key}  median {_seconds(outcome.median_s)}  peak {peak}"
+        return f"{stamp} ok {outcome.key}  median {seconds(outcome.median_s)}  peak {size_bytes(outcome.peak_bytes)}"
+
+    def passthrough_args(self) -> list[str]:
+        """Options an isolated cell's child process needs to measure the cell the same way."""
+        args = [f"--inject-slowdown={v}" for v in self.config.getoption("--inject-slowdown")]
+        return args + [f"--inject-fault={v}" for v in self.config.getoption("--inject-fault")]
 
 
-def _parse_slowdowns(values: list[str]) -> dict[str, float]:
-    from attrib_core.methods import METHODS
-
-    slowdowns = {}
-    for value in values:
-        method, _, factor = value.partition("=")
-        if method not in METHODS:
+def _refuse_table_only_options(config: pytest.Config) -> None:
+    if config.getoption("--benchmark-table"):
+        return
+    for dest, flag in TABLE_ONLY.items():
+        if config.getoption(dest, None):
             raise pytest.UsageError(
-                f"--inject-slowdown {value!r}: unknown method {method!r}; known: {', '.join(METHODS.names())}"
+                f"{flag} acts on pytest-benchmark's own table, which attrib-bench replaces by its summary: "
+                f"add --benchmark-table to use it, or use `nox -s regress` (A/B verdicts) and `nox -s report` (plots)"
             )
-        try:
-            slowdowns[method] = float(factor)
-        except ValueError:
-            raise pytest.UsageError(f"--inject-slowdown {value!r}: factor {factor!r} is not a number") from None
-        if slowdowns[method] < 1:
-            raise pytest.UsageError(f"--inject-slowdown {value!r}: factor must be >= 1")
-    return slowdowns
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 2**20:.1f} MiB" if value >= 2**20 else f"{value / 2**10:.1f} KiB"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def _machine_label() -> str:
@@ -129,31 +213,9 @@ def _machine_label() -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        return out.stdout.strip() or "nocommit"
-    except OSError:
-        return "nocommit"
-
-
-def _results_path(config: pytest.Config, preset_name: str) -> Path:
-    """results/<machine>_<utc time>_<commit>_<preset>.json, never an existing file."""
-    folder = Path(config.getoption("--results-dir"))
-    folder.mkdir(parents=True, exist_ok=True)
-    machine = config.getoption("--machine-name") or _machine_label()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{machine}_{stamp}_{_git_commit()}_{preset_name}"
-    path, n = folder / f"{base}.json", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{base}-{n}.json"
-    return path
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.attrib_bench = BenchRun(config)  # before pytest-benchmark reads --benchmark-json
+    config.attrib_bench = BenchRun(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -162,19 +224,41 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"attrib-bench preset {run.preset.name!r} ({run.preset.path}), {len(run.cells)} cells, "
         f"devices {', '.join(run.devices)}, torch threads {torch.get_num_threads()}"
     ]
+    if run.isolation.enabled:
+        memory = f"{run.isolation.cell_memory_gib:g} GiB" if run.isolation.cell_memory_gib else "no memory limit"
+        lines.append(
+            f"attrib-bench: isolation on (a process per cell; {seconds(run.isolation.cell_timeout_s)}, {memory})"
+        )
     if run.missing_devices:
         lines.append(f"attrib-bench: no cells for {', '.join(run.missing_devices)}: not available on this machine")
+    if run.resumed is not None:
+        done = len(run.resumed.done_keys())
+        lines.append(f"attrib-bench: resuming {run.resumed.path.name}: {done} cells done are skipped")
     return lines
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    session.config.attrib_bench.selected = len(session.items)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cell" in metafunc.fixturenames:
-        cells = metafunc.config.attrib_bench.cells
-        metafunc.parametrize("cell", cells, ids=[cell_key(c) for c in cells])
+    if "cell_key" in metafunc.fixturenames:
+        keys = list(metafunc.config.attrib_bench.cells)
+        metafunc.parametrize("cell_key", keys, ids=keys)  # plain strings: pytest-benchmark's params stay JSON
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run: BenchRun = config.attrib_bench
+    if run.resumed is None:
+        return
+    done = run.resumed.done_keys()
+    skipped = [item for item in items if item.callspec.params.get("cell_key") in done]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if item not in skipped]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    run: BenchRun = session.config.attrib_bench
+    run.selected = len(session.items)
+    if run.save and session.items:
+        run.start_journal()
 
 
 @pytest.fixture
@@ -182,22 +266,45 @@ def bench_run(request: pytest.FixtureRequest) -> BenchRun:
     return request.config.attrib_bench
 
 
-def record_outcome(run: BenchRun, outcome: CellOutcome, benchmark, config: pytest.Config) -> None:
-    run.outcomes.append(outcome)
-    if outcome.status != "ok" and benchmark.stats is None:
-        run.failed_without_stats.append(
-            {
-                "group": None,
-                "name": benchmark.name,
-                "fullname": benchmark.fullname,
-                "params": None,
-                "param": outcome.key,
-                "extra_info": outcome.extra_info,
-                "options": {},
-                "stats": None,
-            }
-        )
-    run.pending_progress = run.progress_line(outcome)
+def measured_record(outcome: CellOutcome, benchmark) -> dict:
+    """The cell's complete record: pytest-benchmark's own (with rounds) or a failed one."""
+    extra = outcome.extra_info
+    if benchmark.stats is not None:
+        record = benchmark.stats.as_dict(include_data=True)
+        record["extra_info"] = dict(extra)
+        return record
+    return schema.failed_record(benchmark.name, benchmark.fullname, outcome.key, extra)
+
+
+def isolated_outcome(run: BenchRun, key: str, benchmark) -> tuple[CellOutcome, dict]:
+    """Run the cell in a child process; a crash, hang or memory blow-up becomes a failed record."""
+    limit = run.isolation.cell_memory_gib
+    child = isolate.run_isolated(
+        key,
+        run.preset.path,
+        run.results_dir,
+        run.isolation.cell_timeout_s,
+        None if limit is None else int(limit * 2**30),
+        run.passthrough_args(),
+    )
+    if child.record is not None and child.error is None:
+        extra = child.record["extra_info"]
+        extra["isolation"] = {"process_wall_s": child.wall_s}
+        stats = child.record.get("stats") or {}
+        peak = (extra.get("memory") or {}).get("peak_bytes")
+        return CellOutcome(key, extra["status"], extra, stats.get("median"), peak, child.gallery_map), child.record
+    extra = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "cell_key": key,
+        "cell": cell_record(run.cells[key]),
+        "status": "failed",
+        "error": child.error,
+        "isolation": {"process_wall_s": child.wall_s},
+    }
+    if child.record is not None:  # the child got part-way (e.g. timed rounds done, then killed)
+        extra["partial"] = {k: v for k, v in child.record["extra_info"].items() if k in ("phase_s", "resolved_knobs")}
+    outcome = CellOutcome(key, "failed", extra)
+    return outcome, schema.failed_record(benchmark.name, benchmark.fullname, key, extra)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -215,57 +322,36 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     run: BenchRun = config.attrib_bench
-    machine_info["attrib_bench"] = {
-        "schema_version": SCHEMA_VERSION,
-        "preset": run.preset.name,
-        "preset_sha256": run.preset.sha256,
-        "devices": list(run.devices),
-        "environment": measure.environment(),
-    }
+    machine_info["attrib_bench"] = schema.run_block(
+        run.preset.name, run.preset.sha256, run.devices, measure.environment()
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_benchmark_group_stats(config: pytest.Config, benchmarks, group_by):
-    """No groups, no table: the attrib-bench summary replaces it unless --benchmark-table."""
+    """No table: the attrib-bench summary replaces it unless --benchmark-table."""
     return None if config.getoption("--benchmark-table") else []
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_info, commit_info):
-    """A cell interrupted mid-timing (Ctrl-C) has no complete rounds: leave it out, keep the rest."""
-    benchmarks[:] = [bench for bench in benchmarks if bench]
-    return (yield)
-
-
-def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
-    """Failed cells have no timing stats, so pytest-benchmark leaves them out: add them."""
-    output_json["benchmarks"].extend(config.attrib_bench.failed_without_stats)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """pytest-benchmark has written the .partial file by now: move it into place, atomically."""
     run: BenchRun = session.config.attrib_bench
-    if run.partial_path is not None and run.partial_path.exists():
-        os.replace(run.partial_path, run.results_path)
-        maps = {o.key: o.map for o in run.outcomes if o.map is not None}
-        if maps:
-            np.savez_compressed(run.results_path.with_suffix(".maps.npz"), **maps)
+    run.results_path = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED) or None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run: BenchRun = config.attrib_bench
-    if not run.outcomes:
+    if not run.outcomes or run.child_journal is not None:
         return
     tr = terminalreporter
     tr.section("attrib-bench summary")
     width = max(len(o.key) for o in run.outcomes)
     tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}")
     for o in run.outcomes:
-        peak = _bytes(o.peak_bytes)
-        tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {_seconds(o.median_s):>10}  {peak:>10}")
+        tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {seconds(o.median_s):>10}  {size_bytes(o.peak_bytes):>10}")
     failed = sum(o.status != "ok" for o in run.outcomes)
-    elapsed = time.monotonic() - run.started
-    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {elapsed:.0f} s")
+    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {time.monotonic() - run.started:.0f} s")
     if run.results_path is not None and run.results_path.exists():
         tr.write_line(f"results: {run.results_path}")
+    if run.journal is not None and run.journal.path.exists():
+        tr.write_line(f"not finished: continue with --resume {run.journal.path}")

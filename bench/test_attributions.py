@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from attrib_core.run import RunConfig
 from bench.cells import measure_cell
-from bench.conftest import BenchRun, record_outcome
+from bench.conftest import BenchRun, isolated_outcome, measured_record
+from bench.faults import fault_for
 
 
-def test_cell(cell: RunConfig, benchmark, bench_run: BenchRun, request: pytest.FixtureRequest) -> None:
-    slowdown = bench_run.slowdowns.get(cell.method, 1.0)
-    outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown)
-    record_outcome(bench_run, outcome, benchmark, request.config)
+def test_cell(cell_key: str, benchmark, bench_run: BenchRun) -> None:
+    if bench_run.isolation.enabled:
+        outcome, record = isolated_outcome(bench_run, cell_key, benchmark)
+    else:
+        cell = bench_run.cells[cell_key]
+        slowdown = bench_run.slowdowns.get(cell.method, 1.0)
+        fault = fault_for(cell_key, bench_run.faults)
+        outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown, fault)
+        record = measured_record(outcome, benchmark)
+    bench_run.record(outcome, record)
     if outcome.status != "ok":
         pytest.fail(outcome.extra_info["error"], pytrace=False)

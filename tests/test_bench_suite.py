@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,20 @@ def test_a_run_writes_one_complete_results_file(tiny_run):
     proc, out = tiny_run
     files = sorted(out.glob("*.json"))
     assert len(files) == 1, proc.stdout + proc.stderr
-    assert files[0].name.startswith("testbox_") and files[0].name.endswith("_tiny.json")
-    assert not list(out.glob("*.partial"))
+    # pytest-benchmark's convention (a leading run counter) labels runs apart in its compare
+    counter, machine, _stamp, commit, preset = files[0].stem.split("_")
+    assert (counter, machine, preset) == ("0001", "testbox", "tiny")
+    assert not list(out.glob("*.partial")) and not list(out.glob("*.journal.jsonl"))  # finished: journal gone
     data = json.loads(files[0].read_text())
+    assert data["commit_info"]["id"].startswith(commit)  # the name's commit is the file's commit
     meta = data["machine_info"]["attrib_bench"]
-    assert meta["preset"] == "tiny" and len(meta["preset_sha256"]) == 64
+    assert meta["preset"] == "tiny" and len(meta["preset_sha256"]) == 64 and meta["schema_version"] == 2
     assert meta["environment"]["torch_version"]
+    assert meta["run"]["complete"] is True and meta["run"]["resumed"] == []
+    for record in data["benchmarks"]:  # pytest-benchmark conventions: groups, JSON-able params
+        cell = record["extra_info"]["cell"]
+        assert record["group"] == f"{cell['workload']}/{cell['method']}"
+        assert record["params"] == {"cell_key": record["extra_info"]["cell_key"]}
     assert files[0].with_suffix(".maps.npz").is_file()
 
 
@@ -100,3 +109,92 @@ def test_malformed_preset_names_file_and_key(tmp_path):
     proc = run_bench(tmp_path, f"--preset={bad}", f"--results-dir={tmp_path}")
     assert proc.returncode == 4
     assert str(bad) in proc.stderr and "unknown key 'batch'" in proc.stderr
+
+
+# --- durability: journal, resume, isolation ----------------------------------------------
+
+
+def journal_cells(path: Path) -> list[str]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line["cell_key"] for line in lines if line["kind"] == "cell"]
+
+
+def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    out = tmp_path / "results"
+    # The second cell (IG) hangs: kill -9 the run once the journal holds the first.
+    args = [f"--preset={preset}", f"--results-dir={out}", "--machine-name=testbox", "--inject-fault=Integrated=hang"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    journals: list[Path] = []
+    while time.monotonic() < deadline:
+        journals = list(out.glob("*.journal.jsonl")) if out.exists() else []
+        if journals and len(journal_cells(journals[0])) >= 1:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert journals and len(journal_cells(journals[0])) == 1, "the run never journalled its first cell"
+    assert not list(out.glob("*.json"))  # killed: no results file yet, only the journal
+
+    resumed = run_bench(tmp_path, f"--results-dir={out}", "--resume")  # the preset comes from the journal
+    assert "[2/2" in resumed.stdout and "[3/3" not in resumed.stdout, resumed.stdout + resumed.stderr  # 1 skipped
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1 and not list(out.glob("*.journal.jsonl"))
+    data = json.loads(files[0].read_text())
+    run = data["machine_info"]["attrib_bench"]["run"]
+    assert run["complete"] is True and [r["cells_before"] for r in run["resumed"]] == [1]
+    df = load_results(files)
+    assert sorted(df.method) == ["FeaturePermutation", "IntegratedGradients", "Saliency"]
+
+
+def test_resume_refuses_a_changed_preset(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    out = tmp_path / "results"
+    first = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}", "-k", "Saliency", "--machine-name=t")
+    journal_file = next(out.glob("*.journal.jsonl"))  # -k ran 1 of 3 cells: the run is not finished
+    assert len(journal_cells(journal_file)) == 1, first.stdout
+    preset.write_text(TINY.replace("max_rounds = 3", "max_rounds = 4"))
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}", f"--resume={journal_file}")
+    assert proc.returncode == 4 and "the preset changed" in proc.stderr
+    assert len(journal_cells(journal_file)) == 1  # nothing appended
+
+
+ISOLATED = """
+name = "faults"
+[timing]
+min_rounds = 2
+max_rounds = 2
+max_time_s = 0.01
+threads = 1
+[fidelity]
+metrics = ["completeness"]
+[isolation]
+enabled = true
+cell_timeout_s = 60
+cell_memory_gib = 2
+[[sweep]]
+workload = "digits_cnn"
+method = ["Saliency", "InputXGradient", "GuidedBackprop", "DeepLift"]
+batch_size = [1]
+"""
+
+
+def test_isolation_records_a_hang_a_crash_and_a_memory_blowup_and_goes_on(tmp_path):
+    preset = tmp_path / "faults.toml"
+    preset.write_text(ISOLATED)
+    out = tmp_path / "results"
+    faults = ["--inject-fault=Saliency=hang", "--inject-fault=InputXGradient=abort", "--inject-fault=Guided=alloc"]
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}", "--cell-timeout-s=30", *faults)
+    df = load_results(sorted(out.glob("*.json"))).set_index("method")
+    assert "cut at the cell time limit of 30 s" in df.loc["Saliency", "error"], proc.stdout
+    assert "signal SIGABRT" in df.loc["InputXGradient", "error"]
+    assert "over the cell memory limit of 2 GiB" in df.loc["GuidedBackprop", "error"]
+    assert df.loc["DeepLift", "status"] == "ok" and df.loc["DeepLift", "median_s"] > 0  # the sweep went on

@@ -23,6 +23,7 @@ import seaborn as sns
 from attrib_core.analysis.plots import Rendered, theme
 from attrib_core.analysis.results import ResultsError
 from attrib_core.analysis.style import MethodStyle, all_knobs_label, knob_columns
+from attrib_core.formatting import seconds
 
 COLUMNS = 6
 CMAP = "RdBu_r"
@@ -46,10 +47,6 @@ def load_maps(results_path: Path) -> dict[str, np.ndarray]:
         raise ResultsError(f"{path}: not a readable maps archive ({exc})") from None
 
 
-def _milliseconds(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
-
-
 def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
     """One cell per (workload, method) that has a map: plain execution (fp32, contiguous),
     smallest batch, most converged (lowest reference error), then fastest."""
@@ -65,7 +62,7 @@ def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.
 
 def _caption(row: pd.Series, knobs: list[str]) -> str:
     knob_text = all_knobs_label(row, knobs)
-    timing = f"{_milliseconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
+    timing = f"{seconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
     lines = textwrap.wrap(knob_text, 34) if knob_text else []
     return "\n".join([*lines, timing])
 

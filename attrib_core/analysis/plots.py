@@ -26,6 +26,7 @@ from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 from attrib_core.analysis.pareto import pareto_front, staircase
 from attrib_core.analysis.style import MethodStyle
 from attrib_core.analysis.tables import NOISY, noisy_cells
+from attrib_core.formatting import seconds
 
 MIB = 2**20
 KEY_LINE = 0.075  # axes fraction per entry of the Pareto-front key beside a panel
@@ -69,10 +70,6 @@ DELETION = Measure(
     False,
 )
 COMPLETENESS = Measure("fid_completeness", "completeness error\n(|Σ attr − ΔF| / |ΔF|; lower is better)")
-
-
-def seconds(value: float) -> str:
-    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
 
 
 def theme() -> None:

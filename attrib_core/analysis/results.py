@@ -1,4 +1,4 @@
-"""The results schema: pytest-benchmark JSON files -> one tidy pandas DataFrame.
+"""Results files -> one tidy pandas DataFrame (the format itself is attrib_core.schema).
 
 One row per cell and run. Report, compare and regress all read through `load_results`,
 which validates what it reads and names the file when something is wrong. Failed cells are
@@ -7,20 +7,17 @@ kept (status "failed", timing columns empty), never dropped. Needs pandas, not t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-SUPPORTED_SCHEMA_VERSIONS = {1}
+from attrib_core import schema
+from attrib_core.schema import ResultsError
+
 TIME_STATS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3")
 IDENTITY = ("workload", "method", "device", "batch_size", "precision", "memory_format", "seed")
-
-
-class ResultsError(ValueError):
-    """A results file that cannot be read as attrib-bench output; names the file."""
 
 
 def results_files(folder: str | Path) -> list[Path]:
@@ -29,24 +26,8 @@ def results_files(folder: str | Path) -> list[Path]:
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such results file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
-        raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' / 'machine_info')")
-    meta = data["machine_info"].get("attrib_bench")
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{path}: pytest-benchmark output, but not from attrib-bench (no machine_info.attrib_bench)")
-    version = meta.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ResultsError(
-            f"{path}: schema version {version!r} is not supported; supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
-        )
-    return data
+    """A results file, validated and upgraded to the current schema (see attrib_core.schema)."""
+    return schema.read(path)
 
 
 def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:

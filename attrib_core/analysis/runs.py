@@ -1,6 +1,7 @@
 """Which results files to read: named files, folders (their newest file) or machine names.
 
-Results files are named <machine>_<UTC time>_<commit>_<preset>.json (see bench/conftest.py),
+Results files are named [NNNN_]<machine>_<UTC time>_<commit>_<preset>.json (bench/durable.py;
+files before schema 2 have no counter),
 so the newest run of a machine is found from names alone; the report and compare share
 this so that "the newest file" means the same thing everywhere.
 """
@@ -15,16 +16,23 @@ from attrib_core.analysis.results import ResultsError, machine_columns, read_jso
 
 RESULTS_DIR = Path("results")  # relative to where the command runs: the repo root under nox
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+COUNTER = re.compile(r"^\d{4}$")
+
+
+def _name_parts(path: Path) -> list[str]:
+    """The name's fields without pytest-benchmark's leading run counter."""
+    parts = path.stem.split("_")
+    return parts[1:] if len(parts) > 1 and COUNTER.match(parts[0]) else parts
 
 
 def file_machine(path: Path) -> str:
-    """The machine part of a results file name: everything before the first '_'."""
-    return path.name.split("_", 1)[0]
+    """The machine part of a results file name."""
+    return _name_parts(path)[0]
 
 
 def run_time(path: Path) -> str:
     """Sortable run time: the UTC stamp in the name, else the file's modification time."""
-    parts = path.stem.split("_")
+    parts = _name_parts(path)
     if len(parts) > 1 and STAMP.match(parts[1]):
         return parts[1]
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 import seaborn as sns
 
+from attrib_core.formatting import knob_value
+
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
 KNOB_ABBREVIATIONS = {
     "n_steps": "steps",
@@ -61,14 +63,6 @@ def knob_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("knob_")]
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return "x".join(map(str, value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value))
 
@@ -90,7 +84,7 @@ def config_label(row: pd.Series, knobs: list[str], *, with_batch: bool = True) -
         name = column.removeprefix("knob_")
         value = row.get(column)
         if not _missing(value):  # None means "not used" (e.g. no internal batching), as in cell keys
-            parts.append(f"{KNOB_ABBREVIATIONS.get(name, name)}={format_value(value)}")
+            parts.append(f"{KNOB_ABBREVIATIONS.get(name, name)}={knob_value(value)}")
     for axis, default in DEFAULT_AXES.items():
         if axis == "batch_size" and not with_batch:
             continue
@@ -120,7 +114,7 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
 def all_knobs_label(row: pd.Series, knobs: list[str]) -> str:
     """Every set knob of a cell, for places with room (the gallery, tables)."""
     parts = [
-        f"{KNOB_ABBREVIATIONS.get(c.removeprefix('knob_'), c.removeprefix('knob_'))}={format_value(row[c])}"
+        f"{KNOB_ABBREVIATIONS.get(c.removeprefix('knob_'), c.removeprefix('knob_'))}={knob_value(row[c])}"
         for c in knobs
         if not _missing(row.get(c))
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from attrib_core import formatting
 from attrib_core.analysis.regression import FAILING, NORMALISATIONS, OK, STATISTICS, Comparison, Thresholds, compare
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 
@@ -53,13 +54,11 @@ def read_runs(paths: Sequence[Path], what: str) -> pd.DataFrame:
 
 
 def _fmt(kind: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
     if kind == "time":
-        return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+        return formatting.seconds(value)
     if kind == "memory":
-        return f"{value / 2**10:.1f} KiB" if value < 2**20 else f"{value / 2**20:.2f} MiB"
-    return f"{value:.4g}"
+        return formatting.size_bytes(value)
+    return formatting.MISSING if value is None or math.isnan(value) else f"{value:.4g}"
 
 
 def _ratio(value: float | None) -> str:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from attrib_core.cache import cache_dir, stable_hash
+from attrib_core.fileio import atomic_save
 from attrib_core.registry import Registry
 
 
@@ -104,7 +105,5 @@ def trained_weights(model: nn.Module, tag: str, recipe_key: dict, train: Callabl
         model.eval()
     else:
         train(model)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
+        atomic_save(path, lambda tmp: torch.save(model.state_dict(), tmp))
     return f"trained:{key}"

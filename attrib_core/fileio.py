@@ -1,0 +1,40 @@
+"""Atomic file writes: a reader (or a process killed mid-write) sees the old file or the new
+one, never half of one. Each write goes to a unique temporary file in the same folder, so
+two processes writing the same path (two shards training the same cached model) never
+share a temporary file; the last rename wins and both leave a whole file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def atomic_save(path: str | Path, save: Callable[[Path], None]) -> None:
+    """`save(tmp)` writes the file (torch.save, np.savez, ...); it lands at `path` atomically."""
+    with atomic_path(path) as tmp:
+        save(tmp)

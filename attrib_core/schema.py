@@ -1,0 +1,203 @@
+"""The results format: one versioned writer and reader (torch-free).
+
+A results file is pytest-benchmark JSON (so `pytest-benchmark compare` reads it) with
+attrib-bench's own parts in `machine_info.attrib_bench` (run) and in each record's
+`extra_info` (cell). The suite writes through `run_block`, `cell_identity`, `record_group`,
+`record_params`, `failed_record` and `document`; every reader goes through `read`, which
+validates and brings older versions up to the current one. Change the format only here, bump
+`SCHEMA_VERSION` and say what changed in `FORMAT_HISTORY`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 2
+FORMAT_HISTORY = {
+    1: "2026-11-28. machine_info.attrib_bench = {schema_version, preset, preset_sha256, devices, environment}; "
+    "each record's extra_info = {schema_version, cell_key, cell, status, error, resolved_knobs, passes, calibration, "
+    "memory, fidelity, weights, threads, phase_s, timing}; records have group None and params {'cell': RunConfig} "
+    "(pytest-benchmark wrote UNSERIALIZABLE[...] for them).",
+    2: "2026-11-29. Files are assembled from a per-cell journal: machine_info.attrib_bench.run = {started, "
+    "finished, journal, resumed: [{at, cells_before}]}; records have group '<workload>/<method>' and params "
+    "{'cell_key': '<cell key>'}; commit_info is taken once, at the start of the run, and the file name's commit is "
+    "that commit. Version-1 files are read as version 2 with run = {} and groups filled in.",
+}
+STATUSES = ("ok", "failed", "incomplete")
+CELL_FIELDS = ("workload", "method", "device", "batch_size", "precision", "memory_format", "knobs", "seed")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as attrib-bench output; the message names the file."""
+
+
+class CellIdentity(TypedDict):
+    """The fields of a cell key, as stored in `extra_info.cell`."""
+
+    workload: str
+    method: str
+    device: str
+    batch_size: int
+    precision: str
+    memory_format: str
+    knobs: dict[str, Any]
+    seed: int
+
+
+class RunBlock(TypedDict, total=False):
+    """`machine_info.attrib_bench`."""
+
+    schema_version: int
+    preset: str
+    preset_sha256: str
+    devices: list[str]
+    environment: dict[str, Any]
+    run: dict[str, Any]
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_block(
+    preset: str, preset_sha256: str, devices: Sequence[str], environment: Mapping[str, Any], **run: Any
+) -> RunBlock:
+    """What a run records about itself (goes into machine_info.attrib_bench)."""
+    return RunBlock(
+        schema_version=SCHEMA_VERSION,
+        preset=preset,
+        preset_sha256=preset_sha256,
+        devices=list(devices),
+        environment=dict(environment),
+        run=dict(run),
+    )
+
+
+def cell_identity(**fields: Any) -> CellIdentity:
+    missing = [name for name in CELL_FIELDS if name not in fields]
+    if missing:
+        raise ValueError(f"a cell needs {', '.join(CELL_FIELDS)}; missing: {', '.join(missing)}")
+    return CellIdentity(**{name: fields[name] for name in CELL_FIELDS})
+
+
+def record_group(cell: Mapping[str, Any]) -> str:
+    """pytest-benchmark's group: one table per workload and method in `pytest-benchmark compare`."""
+    return f"{cell['workload']}/{cell['method']}"
+
+
+def record_params(cell_key: str) -> dict[str, str]:  # as pytest's parametrize of `cell_key` gives
+    """pytest-benchmark's params, kept JSON-serialisable: the cell key stands for the RunConfig."""
+    return {"cell_key": cell_key}
+
+
+def failed_record(name: str, fullname: str, cell_key: str, extra_info: Mapping[str, Any]) -> dict[str, Any]:
+    """A record for a cell with no timing rounds (it failed before or during timing)."""
+    return {
+        "group": record_group(extra_info["cell"]),
+        "name": name,
+        "fullname": fullname,
+        "params": record_params(cell_key),
+        "param": cell_key,
+        "extra_info": dict(extra_info),
+        "options": {},
+        "stats": None,
+    }
+
+
+def document(
+    machine_info: Mapping[str, Any],
+    commit_info: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    pytest_benchmark_version: str,
+) -> dict[str, Any]:
+    """A complete results file, in pytest-benchmark's layout."""
+    return {
+        "machine_info": dict(machine_info),
+        "commit_info": dict(commit_info),
+        "benchmarks": [dict(r) for r in records],
+        "datetime": now_utc(),
+        "version": pytest_benchmark_version,
+    }
+
+
+def dumps(data: Any) -> str:
+    """JSON text; NaN and Inf (not JSON) become null."""
+    return json.dumps(_finite(data), indent=1, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A results file, validated and upgraded to SCHEMA_VERSION; ResultsError names what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot be read ({exc})") from None
+    if not text.strip():
+        raise ResultsError(f"{path}: empty file (a run killed before it finished? its .journal.jsonl can be resumed)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc})") from None
+    return validate(data, path)
+
+
+def validate(data: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
+        raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' list / 'machine_info')")
+    meta = data["machine_info"].get("attrib_bench") if isinstance(data["machine_info"], dict) else None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{path}: pytest-benchmark output, but not from attrib-bench (no machine_info.attrib_bench)")
+    version = meta.get("schema_version")
+    if not isinstance(version, int) or version not in FORMAT_HISTORY:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        hint = "; it was written by a newer attrib-bench: upgrade to read it" if newer else ""
+        raise ResultsError(
+            f"{path}: schema version {version!r} is not supported; supported: {sorted(FORMAT_HISTORY)}{hint}"
+        )
+    for index, record in enumerate(data["benchmarks"]):
+        extra = record.get("extra_info") if isinstance(record, dict) else None
+        if not isinstance(extra, dict) or "cell" not in extra or "cell_key" not in extra:
+            name = record.get("name") if isinstance(record, dict) else record
+            raise ResultsError(f"{path}: record #{index} ({name!r}) has no attrib-bench cell in extra_info")
+        if extra.get("status", "incomplete") not in STATUSES:
+            raise ResultsError(
+                f"{path}: record {extra['cell_key']!r} has status {extra['status']!r}; valid: {STATUSES}"
+            )
+    if version < SCHEMA_VERSION:
+        data = _upgrade_from_1(data)
+    return data
+
+
+def _upgrade_from_1(data: dict[str, Any]) -> dict[str, Any]:
+    meta = data["machine_info"]["attrib_bench"]
+    meta.setdefault("run", {})
+    meta["schema_version_read_from"] = meta["schema_version"]
+    meta["schema_version"] = SCHEMA_VERSION
+    for record in data["benchmarks"]:
+        extra = record["extra_info"]
+        record["group"] = record.get("group") or record_group(extra["cell"])
+        record["params"] = record_params(extra["cell_key"])
+    return data
