@@ -24,6 +24,7 @@ from attrib_core.fidelity_metrics import (
 )
 from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.run import AttributionResult, PreparedRun, RunConfig, prepare
+from attrib_core.sweep import PresetError, load_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models, shared cores
 
@@ -268,3 +269,23 @@ def test_bad_target_and_start_options_name_the_choices():
         FidelityOptions(insertion_start="blurred")
     with pytest.raises(ValueError, match=r"blur_kernel_size=4 is not valid; expected odd"):
         FidelityOptions(blur_kernel_size=4)
+
+
+def test_a_preset_asks_for_the_predicted_target_in_its_fidelity_options(tmp_path):
+    preset = """
+name = "predicted"
+[fidelity]
+metrics = ["deletion"]
+options = { target = "%s", insertion_start = "blur" }
+[[sweep]]
+workload = "digits_cnn"
+method = "Saliency"
+"""
+    path = tmp_path / "predicted.toml"
+    path.write_text(preset % "predicted")
+    loaded = load_preset(path)
+    assert loaded.fidelity_options == {"target": "predicted", "insertion_start": "blur"}
+    assert FidelityOptions.from_mapping(loaded.fidelity_options).target == "predicted"
+    path.write_text(preset % "argmax")
+    with pytest.raises(PresetError, match=r"fidelity option target='argmax' is not valid; one of label"):
+        load_preset(path)
