@@ -1,13 +1,15 @@
 """Fidelity: how faithful an attribution is, recorded beside what it cost.
 
-Three modules: pure metric functions that return tensors (`fidelity_metrics`), cached
-high-accuracy references (`fidelity_references`), and here `evaluate_fidelity`, which a
+Four modules: pure metric functions that return tensors (`fidelity_metrics`), per-example
+seeded noise (`fidelity_noise`), cached high-accuracy references (`fidelity_references`),
+and here `evaluate_fidelity`, which a
 benchmark cell calls once, outside its timed rounds, and which returns JSON-able
 records (floats, None, strings) with each metric's own compute time, so a report can show
 what checking fidelity costs next to what the attribution costs.
 
 A metric that does not apply to a method says so (status "not_applicable" and a reason);
-it never reports a silent zero.
+it never reports a silent zero. Records also say what was scored: the target (label or
+predicted class), the output link, and the baseline a curve removed to or started from.
 """
 
 from __future__ import annotations
@@ -77,13 +79,16 @@ def _standard_error_of_mean(per_example_se: torch.Tensor) -> float | None:
 # --- what the fidelity pass explains: the labels or the model's own prediction ----------
 
 
-def _label_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> tuple:
+Targeted = tuple[PreparedRun, AttributionResult, dict[str, Any]]  # the cell to score, and what its record says
+
+
+def _label_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> Targeted:
     return prepared, result, {"target": "label"}
 
 
-def _predicted_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> tuple:
+def _predicted_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> Targeted:
     """Explain the model's top class; the attribution is recomputed only where it differs from the label."""
-    if prepared.workload.output_kind != "logits":
+    if not OUTPUT_LINKS[prepared.workload.output_kind].has_classes:
         note = (
             f"output kind {prepared.workload.output_kind!r} has no predicted class to pick; "
             "the workload's targets are used"
@@ -111,7 +116,10 @@ def _predicted_targets(prepared: PreparedRun, result: AttributionResult, options
     )
 
 
-TARGET_CHOICES: dict[str, Callable[..., tuple]] = {"label": _label_targets, "predicted": _predicted_targets}
+TARGET_CHOICES: dict[str, Callable[[PreparedRun, AttributionResult, FidelityOptions], Targeted]] = {
+    "label": _label_targets,
+    "predicted": _predicted_targets,
+}
 
 
 # --- where deletion removes to and insertion starts from ---------------------------------
@@ -410,8 +418,11 @@ def evaluate_fidelity(
     """Each requested metric's JSON-able record for one cell, with its own compute time.
 
     Call once per cell, outside the timed rounds. Every record has status ("ok" or
-    "not_applicable"), value (the mean over examples, or None), per_example, reason and
-    time_s, plus metric-specific fields. Options are FidelityOptions' fields.
+    "not_applicable"), value (the mean over examples, or None), per_example, reason,
+    time_s and target ("label", "predicted", or None for methods that explain no class),
+    plus metric-specific fields. Options are FidelityOptions' fields; with
+    target="predicted" the attributions are recomputed for the predicted class where it
+    differs from the label (that time is `target_recompute_s`, not in any metric's time_s).
     """
     names = check_metric_names(metrics)
     settings = FidelityOptions.from_mapping(options)

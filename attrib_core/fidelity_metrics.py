@@ -165,14 +165,14 @@ class OutputLink:
     score: str  # the score, in words, for the record
     apply: Callable[[torch.Tensor], torch.Tensor]  # (N, K) outputs -> (N, K) scores
     min_outputs: int  # fewer output columns make the link meaningless
-    bounded: bool  # scores in [0, 1], so the AUC is too
+    has_classes: bool  # outputs are competing classes, so the top one is a predicted class
 
 
 # Declared per workload (Workload.output_kind). Softmax over a single output is 1 whatever
 # the input, so "logits" refuses one-output models instead of reporting AUC 1.0.
 OUTPUT_LINKS: dict[str, OutputLink] = {
     "logits": OutputLink("softmax probability of the target class", lambda z: z.softmax(dim=1), 2, True),
-    "single_logit": OutputLink("sigmoid of the target output (binary or multi-label logit)", torch.sigmoid, 1, True),
+    "single_logit": OutputLink("sigmoid of the target output (binary or multi-label logit)", torch.sigmoid, 1, False),
     "regression": OutputLink("raw target output (no link; the AUC is in output units)", lambda z: z, 1, False),
 }
 

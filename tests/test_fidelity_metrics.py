@@ -213,6 +213,9 @@ def test_deletion_on_an_undeclared_one_output_model_is_refused_not_scored_one():
     deletion = evaluate_fidelity(declared, declared(), ["deletion"])["deletion"]
     assert deletion["status"] == "ok" and deletion["output_kind"] == "single_logit"
     assert deletion["score"].startswith("sigmoid") and 0 < deletion["value"] < 1
+    predicted = evaluate_fidelity(declared, declared(), ["deletion"], target="predicted")["deletion"]
+    assert predicted["target"] == "label" and "no predicted class" in predicted["target_note"]
+    assert predicted["value"] == deletion["value"]
 
 
 # --- 4. which target and which baseline ------------------------------------------------------
