@@ -1,13 +1,15 @@
 """Fidelity: how faithful an attribution is, recorded beside what it cost.
 
-Three modules: pure metric functions that return tensors (`fidelity_metrics`), cached
-high-accuracy references (`fidelity_references`), and here `evaluate_fidelity`, which a
+Four modules: pure metric functions that return tensors (`fidelity_metrics`), per-example
+seeded noise (`fidelity_noise`), cached high-accuracy references (`fidelity_references`),
+and here `evaluate_fidelity`, which a
 benchmark cell calls once, outside its timed rounds, and which returns JSON-able
 records (floats, None, strings) with each metric's own compute time, so a report can show
 what checking fidelity costs next to what the attribution costs.
 
 A metric that does not apply to a method says so (status "not_applicable" and a reason);
-it never reports a silent zero.
+it never reports a silent zero. Records also say what was scored: the target (label or
+predicted class), the output link, and the baseline a curve removed to or started from.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from typing import Any
 import torch
 
 from attrib_core.fidelity_metrics import (
+    OUTPUT_LINKS,
     FidelityOptions,
+    OutputLinkError,
+    blurred,
     broadcast_to_inputs,
     check_attributions,
     completeness_error,
     infidelity_score,
     perturbation_curve,
+    predicted_targets,
     reference_error,
     seed_spread,
     sensitivity_score,
@@ -62,6 +68,82 @@ def _record(value: float | None, per_example: list[float | None], undefined: str
 
 def not_applicable(reason: str) -> dict[str, Any]:
     return {"status": "not_applicable", "value": None, "per_example": None, "reason": reason}
+
+
+def _standard_error_of_mean(per_example_se: torch.Tensor) -> float | None:
+    """Standard error of the mean over examples, from each example's own (independent noise)."""
+    finite = per_example_se[torch.isfinite(per_example_se)]
+    return float(finite.pow(2).sum().sqrt() / len(finite)) if len(finite) else None
+
+
+# --- what the fidelity pass explains: the labels or the model's own prediction ----------
+
+
+Targeted = tuple[PreparedRun, AttributionResult, dict[str, Any]]  # the cell to score, and what its record says
+
+
+def _label_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> Targeted:
+    return prepared, result, {"target": "label"}
+
+
+def _predicted_targets(prepared: PreparedRun, result: AttributionResult, options: FidelityOptions) -> Targeted:
+    """Explain the model's top class; the attribution is recomputed only where it differs from the label."""
+    if not OUTPUT_LINKS[prepared.workload.output_kind].has_classes:
+        note = (
+            f"output kind {prepared.workload.output_kind!r} has no predicted class to pick; "
+            "the workload's targets are used"
+        )
+        return prepared, result, {"target": "label", "target_note": note}
+    labels = prepared.kwargs["target"]
+    predicted = predicted_targets(prepared.model, prepared.inputs, options.rows_per_forward).to(labels.device)
+    changed = int((predicted != labels).sum())
+    note = "every prediction equals its label, so the cell's own attributions are used"
+    synchronize(labels.device)
+    start = time.perf_counter()
+    if changed:
+        prepared = dataclasses.replace(prepared, kwargs={**prepared.kwargs, "target": predicted})
+        result = prepared()
+        note = (
+            f"{changed} of {len(labels)} examples are predicted differently from their label; the attributions "
+            "were recomputed for the predicted class (the timed call explains the label)"
+        )
+    synchronize(labels.device)
+    recompute_s = time.perf_counter() - start
+    return (
+        prepared,
+        result,
+        {"target": "predicted", "targets_changed": changed, "target_note": note, "target_recompute_s": recompute_s},
+    )
+
+
+TARGET_CHOICES: dict[str, Callable[[PreparedRun, AttributionResult, FidelityOptions], Targeted]] = {
+    "label": _label_targets,
+    "predicted": _predicted_targets,
+}
+
+
+# --- where deletion removes to and insertion starts from ---------------------------------
+
+
+def _workload_baseline(prepared: PreparedRun, options: FidelityOptions) -> tuple[torch.Tensor, dict[str, Any]]:
+    baseline = prepared.workload.baseline
+    flat = baseline.reshape(-1)
+    constant = float(flat[0]) if len(flat) and bool((flat == flat[0]).all()) else None
+    description = "the workload's baseline" + (f" (every element {constant:g})" if constant is not None else "")
+    return baseline, {"source": "baseline", "description": description, "constant": constant}
+
+
+def _blurred_inputs(prepared: PreparedRun, options: FidelityOptions) -> tuple[torch.Tensor, dict[str, Any]]:
+    start, kernel_size = blurred(prepared.inputs, options.blur_kernel_size, options.blur_sigma)
+    description = f"the input Gaussian-blurred (kernel {kernel_size}, sigma {options.blur_sigma:g} pixels)"
+    record = {"source": "blur", "description": description, "kernel_size": kernel_size, "sigma": options.blur_sigma}
+    return start, record
+
+
+CURVE_STARTS: dict[str, Callable[[PreparedRun, FidelityOptions], tuple[torch.Tensor, dict[str, Any]]]] = {
+    "baseline": _workload_baseline,
+    "blur": _blurred_inputs,
+}
 
 
 @dataclass
@@ -162,18 +244,33 @@ def _curve(mode: str) -> Callable[[_Cell], dict[str, Any]]:
         attr, reason = cell.input_space()
         if attr is None:
             return not_applicable(reason or "")
-        prepared = cell.prepared
-        curve = perturbation_curve(
-            prepared.model,
-            prepared.inputs,
-            attr,
-            cell.target,
-            prepared.workload.baseline,
-            prepared.workload.feature_mask,
-            mode=mode,
-            n_steps=cell.options.curve_steps,
-            rows_per_forward=cell.options.rows_per_forward,
-        )
+        prepared, options = cell.prepared, cell.options
+        start = options.insertion_start if mode == "insertion" else "baseline"
+        try:
+            baselines, baseline_record = CURVE_STARTS[start](prepared, options)
+        except ValueError as error:
+            return not_applicable(f"{mode} from {start!r}: {error}")
+        link = prepared.workload.output_kind
+        try:
+            curve = perturbation_curve(
+                prepared.model,
+                prepared.inputs,
+                attr,
+                cell.target,
+                baselines,
+                prepared.workload.feature_mask,
+                mode=mode,
+                n_steps=options.curve_steps,
+                rows_per_forward=options.rows_per_forward,
+                link=link,
+            )
+        except OutputLinkError as error:
+            return not_applicable(f"workload {prepared.workload.name!r}: {error}")
+        if prepared.spec.baselines == "background":
+            baseline_record["method_baselines"] = (
+                f"{prepared.spec.name} attributes against a background set of {len(prepared.kwargs['baselines'])} "
+                "examples, not this baseline: the curve does not test the method's own reference"
+            )
         return _record(
             _mean(curve.auc),
             _floats(curve.auc),
@@ -181,10 +278,12 @@ def _curve(mode: str) -> Callable[[_Cell], dict[str, Any]]:
             fractions=_floats(curve.fractions),
             mean_curve=_floats(curve.scores.mean(dim=0)),
             n_groups=curve.n_groups,
-            score="softmax probability of the target",
+            output_kind=link,
+            score=OUTPUT_LINKS[link].score,
+            baseline=baseline_record,
             note=(
                 "feature-mask groups ranked by summed signed attribution, highest first; "
-                f"{'removed to' if mode == 'deletion' else 'inserted into'} the workload's baseline"
+                f"{'removed to' if mode == 'deletion' else 'inserted into'} {baseline_record['description']}"
             ),
         )
 
@@ -223,17 +322,39 @@ def _infidelity(cell: _Cell) -> dict[str, Any]:
         cell.target,
         n_samples=options.infidelity_samples,
         noise_std=options.infidelity_noise_std,
-        normalize=options.infidelity_normalize,
         seed=prepared.config.seed,
         rows_per_forward=options.rows_per_forward,
     )
+    normalized = {
+        "value": _mean(scores.normalized),
+        "per_example": _floats(scores.normalized),
+        "standard_error": _standard_error_of_mean(scores.normalized_se),
+        "per_example_standard_error": _floats(scores.normalized_se),
+        "note": "the map rescaled by its optimal scale restricted to >= 0 (Captum's normalize=True lets it go "
+        "negative, which scores a negated map as the map itself); a map pointing the wrong way scores as zero",
+    }
+    unnormalized = {
+        "value": _mean(scores.unnormalized),
+        "per_example": _floats(scores.unnormalized),
+        "standard_error": _standard_error_of_mean(scores.unnormalized_se),
+        "per_example_standard_error": _floats(scores.unnormalized_se),
+        "note": "Captum's normalize=False: the map as it is; depends on its scale",
+    }
+    headline = normalized if options.infidelity_normalize else unnormalized
     return _record(
-        _mean(scores),
-        _floats(scores),
+        headline["value"],
+        headline["per_example"],
         lower_is_better=True,
+        value_is="normalized" if options.infidelity_normalize else "unnormalized",
+        standard_error=headline["standard_error"],
+        normalized=normalized,
+        unnormalized=unnormalized,
+        scale_per_example=_floats(scores.scale),
         n_samples=options.infidelity_samples,
         noise_std=options.infidelity_noise_std,
-        normalize=options.infidelity_normalize,
+        noise="Gaussian, each example's draws seeded by (cell seed, the example's values, draw index): "
+        "batch size and rows per forward do not change them",
+        note="standard errors are over the noise draws, the fitted scale taken as fixed",
     )
 
 
@@ -264,8 +385,9 @@ def _sensitivity(cell: _Cell) -> dict[str, Any]:
         lower_is_better=True,
         n_samples=options.sensitivity_samples,
         radius=options.sensitivity_radius,
-        note="max over samples of ||attr(x + e) - attr(x)|| / ||attr(x)||, e uniform in an L-infinity ball"
-        + ("; includes the method's own sampling noise" if spec.stochastic else ""),
+        note="max over samples of ||attr(x + e) - attr(x)|| / ||attr(x)||, e uniform in an L-infinity ball, "
+        "each example's draws seeded by (cell seed, the example's values, draw index)"
+        + ("; includes the method's own sampling noise, which does depend on batching" if spec.stochastic else ""),
     )
 
 
@@ -296,13 +418,19 @@ def evaluate_fidelity(
     """Each requested metric's JSON-able record for one cell, with its own compute time.
 
     Call once per cell, outside the timed rounds. Every record has status ("ok" or
-    "not_applicable"), value (the mean over examples, or None), per_example, reason and
-    time_s, plus metric-specific fields. Options are FidelityOptions' fields.
+    "not_applicable"), value (the mean over examples, or None), per_example, reason,
+    time_s and target ("label", "predicted", or None for methods that explain no class),
+    plus metric-specific fields. Options are FidelityOptions' fields; with
+    target="predicted" the attributions are recomputed for the predicted class where it
+    differs from the label (that time is `target_recompute_s`, not in any metric's time_s).
     """
     names = check_metric_names(metrics)
     settings = FidelityOptions.from_mapping(options)
     check_attributions(result.attributions, prepared.inputs, prepared.spec.kind)
     device = prepared.inputs.device
+    target: dict[str, Any] = {"target": None}  # methods that explain no class (layer activations, neurons)
+    if "target" in prepared.kwargs:
+        prepared, result, target = TARGET_CHOICES[settings.target](prepared, result, settings)
     cell = _Cell(prepared, result, settings, result.attributions.to(device))
     records: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -311,5 +439,6 @@ def evaluate_fidelity(
         record = METRIC_FUNCTIONS[name](cell)
         synchronize(device)
         record["time_s"] = time.perf_counter() - start
+        record.update(target)
         records[name] = record
     return records

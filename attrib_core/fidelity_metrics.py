@@ -14,13 +14,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from captum.metrics import infidelity, sensitivity_max
+from captum.metrics import sensitivity_max
 from scipy.stats import spearmanr
 from torch import nn
 
+from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.methods import IG_METHODS
 
 # --- options ----------------------------------------------------------------------------
+
+# What the fidelity pass explains and scores: the workload's labels, or the model's own
+# top class (then a misclassified example is judged on the class the model chose).
+TARGETS = ("label", "predicted")
+# Where insertion starts: the workload's baseline, or the input blurred (Petsiuk et al.
+# 2018, RISE), which keeps low frequencies so the curve does not start off-distribution.
+INSERTION_STARTS = ("baseline", "blur")
+# Noise draws per example for infidelity. On digits_cnn (IG-32, batch 8) 10 draws let the
+# 30-seed ranges of IG and of a random-noise map overlap; 50 keep them apart with a margin
+# (see bench/fidelity_proof.py and the README's fidelity section).
+INFIDELITY_SAMPLES = 50
 
 
 @dataclass(frozen=True)
@@ -35,12 +47,16 @@ class FidelityOptions:
     reference_seed: int | None = None  # None: the cell's seed
     occlusion_reference: Mapping[str, Any] | None = None  # overrides OCCLUSION_REFERENCE / the finest
     use_cache: bool = True
+    target: str = "label"  # the class explained and scored: one of TARGETS
     curve_steps: int = 20  # points on the deletion / insertion curves, after the start
+    insertion_start: str = "baseline"  # what insertion starts from: one of INSERTION_STARTS
+    blur_kernel_size: int = 11  # insertion_start="blur": Petsiuk et al.'s (RISE) kernel, capped to the image
+    blur_sigma: float = 5.0  # in pixels
     rows_per_forward: int = 256  # rows per forward of the curves and infidelity
     stability_seeds: int = 3  # seeds compared, the cell's own included
-    infidelity_samples: int = 10
+    infidelity_samples: int = INFIDELITY_SAMPLES
     infidelity_noise_std: float = 0.01  # in input units
-    infidelity_normalize: bool = True  # rescale attributions optimally first (scale-free)
+    infidelity_normalize: bool = True  # headline value: the optimally rescaled one (scale >= 0); both are recorded
     sensitivity_samples: int = 10
     sensitivity_radius: float = 0.02  # L-infinity radius, in input units
 
@@ -53,6 +69,7 @@ class FidelityOptions:
             "rows_per_forward",
             "infidelity_samples",
             "sensitivity_samples",
+            "blur_kernel_size",
         )
         for name in positive_ints:
             value = getattr(self, name)
@@ -68,7 +85,14 @@ class FidelityOptions:
             raise ValueError(
                 f"fidelity option reference_rule={self.reference_rule!r} is not valid; one of {', '.join(IG_METHODS)}"
             )
-        for name in ("infidelity_noise_std", "sensitivity_radius"):
+        for name, choices in (("target", TARGETS), ("insertion_start", INSERTION_STARTS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"fidelity option {name}={getattr(self, name)!r} is not valid; one of {', '.join(choices)}"
+                )
+        if self.blur_kernel_size % 2 == 0:
+            raise ValueError(f"fidelity option blur_kernel_size={self.blur_kernel_size!r} is not valid; expected odd")
+        for name in ("infidelity_noise_std", "sensitivity_radius", "blur_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"fidelity option {name}={getattr(self, name)!r} is not valid; expected > 0")
 
@@ -120,10 +144,56 @@ def _target_index(target: Any, n: int, device: torch.device) -> torch.Tensor:
 
 
 def _forward(model: nn.Module, inputs: torch.Tensor, rows_per_forward: int | None = None) -> torch.Tensor:
-    """Logits in chunks of `rows_per_forward` rows, without building a graph."""
+    """(N, K) outputs in chunks of `rows_per_forward` rows, without building a graph; (N,) becomes (N, 1)."""
     step = rows_per_forward or len(inputs)
     with torch.no_grad():
-        return torch.cat([model(inputs[i : i + step]).float() for i in range(0, len(inputs), step)])
+        out = torch.cat([model(inputs[i : i + step]).float() for i in range(0, len(inputs), step)])
+    return out[:, None] if out.dim() == 1 else out
+
+
+# --- output links: what a curve scores --------------------------------------------------
+
+
+class OutputLinkError(ValueError):
+    """The model's outputs cannot be scored with the declared link (e.g. softmax over one output)."""
+
+
+@dataclass(frozen=True)
+class OutputLink:
+    """How a model's raw outputs become the score a deletion / insertion curve follows."""
+
+    score: str  # the score, in words, for the record
+    apply: Callable[[torch.Tensor], torch.Tensor]  # (N, K) outputs -> (N, K) scores
+    min_outputs: int  # fewer output columns make the link meaningless
+    has_classes: bool  # outputs are competing classes, so the top one is a predicted class
+
+
+# Declared per workload (Workload.output_kind). Softmax over a single output is 1 whatever
+# the input, so "logits" refuses one-output models instead of reporting AUC 1.0.
+OUTPUT_LINKS: dict[str, OutputLink] = {
+    "logits": OutputLink("softmax probability of the target class", lambda z: z.softmax(dim=1), 2, True),
+    "single_logit": OutputLink("sigmoid of the target output (binary or multi-label logit)", torch.sigmoid, 1, False),
+    "regression": OutputLink("raw target output (no link; the AUC is in output units)", lambda z: z, 1, False),
+}
+
+
+def output_link(name: str) -> OutputLink:
+    if name not in OUTPUT_LINKS:
+        raise ValueError(f"unknown output kind {name!r}; valid: {', '.join(OUTPUT_LINKS)}")
+    return OUTPUT_LINKS[name]
+
+
+def linked_scores(outputs: torch.Tensor, link: str) -> torch.Tensor:
+    """(N, K) scores of `outputs` under `link`; OutputLinkError when the link does not fit them."""
+    spec = output_link(link)
+    outputs = outputs[:, None] if outputs.dim() == 1 else outputs
+    if outputs.shape[1] < spec.min_outputs:
+        raise OutputLinkError(
+            f"output kind {link!r} ({spec.score}) needs >= {spec.min_outputs} outputs, but the model has "
+            f"{outputs.shape[1]}: softmax over one output is 1 for every input. Declare the workload's "
+            "output_kind: 'single_logit' (sigmoid) or 'regression' (raw output)"
+        )
+    return spec.apply(outputs.float())
 
 
 def target_scores(
@@ -131,14 +201,19 @@ def target_scores(
     inputs: torch.Tensor,
     target: Any,
     *,
-    probabilities: bool = False,
+    link: str | None = None,
     rows_per_forward: int | None = None,
 ) -> torch.Tensor:
-    """(N,) the explained score: the target's logit (what Captum attributes) or its softmax probability."""
-    logits = _forward(model, inputs, rows_per_forward)
-    if probabilities:
-        logits = logits.softmax(dim=1)
-    return logits.gather(1, _target_index(target, len(inputs), logits.device)[:, None]).squeeze(1)
+    """(N,) the explained score: the target's raw output (what Captum attributes), or under `link`."""
+    outputs = _forward(model, inputs, rows_per_forward)
+    if link is not None:
+        outputs = linked_scores(outputs, link)
+    return outputs.gather(1, _target_index(target, len(inputs), outputs.device)[:, None]).squeeze(1)
+
+
+def predicted_targets(model: nn.Module, inputs: torch.Tensor, rows_per_forward: int | None = None) -> torch.Tensor:
+    """(N,) the model's top output per example (its predicted class)."""
+    return _forward(model, inputs, rows_per_forward).argmax(dim=1)
 
 
 def broadcast_to_inputs(attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None:
@@ -263,10 +338,22 @@ def seed_spread(attributions_by_seed: Sequence[torch.Tensor]) -> SeedSpread:
 # --- deletion / insertion curves --------------------------------------------------------
 
 
+def blurred(inputs: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> tuple[torch.Tensor, int]:
+    """(N, C, H, W) Gaussian-blurred copies of image `inputs` (insertion's start in RISE), and the
+    kernel size used: `kernel_size` capped to the largest odd size the image's reflect padding allows."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    if inputs.dim() != 4:
+        raise ValueError(f"blur needs image inputs (N, C, H, W); got inputs of shape {tuple(inputs.shape)}")
+    size = min(kernel_size, 2 * min(inputs.shape[-2:]) - 1)  # padding (size - 1) / 2 < the image's side
+    with torch.no_grad():
+        return gaussian_blur(inputs.float(), [size, size], [sigma, sigma]).to(inputs.dtype), size
+
+
 @dataclass(frozen=True)
 class Curve:
     fractions: torch.Tensor  # (S+1,) share of feature groups removed (deletion) or inserted
-    scores: torch.Tensor  # (N, S+1) softmax probability of the target
+    scores: torch.Tensor  # (N, S+1) the target's score under the output link (softmax probability by default)
     auc: torch.Tensor  # (N,) area under the curve, x in [0, 1]
     n_groups: int
 
@@ -282,13 +369,17 @@ def perturbation_curve(
     mode: str = "deletion",
     n_steps: int = 20,
     rows_per_forward: int = 256,
+    link: str = "logits",
 ) -> Curve:
-    """Target probability as feature groups go, most attributed first.
+    """The target's score as feature groups go, most attributed first.
 
     Deletion replaces groups of `inputs` by the baseline (a faithful attribution makes the
     curve fall fast: low AUC); insertion starts from the baseline and puts groups back
-    (high AUC). Groups come from `feature_mask` (None: every element alone); a group's
-    score is the sum of its signed attributions. The S+1 perturbed copies of the batch are
+    (high AUC). `baselines` broadcast to the inputs: one shared baseline, or one per example
+    (a blurred copy, say). The score is the target's output under `link` (OUTPUT_LINKS);
+    OutputLinkError when the link does not fit the model's outputs. Groups come from
+    `feature_mask` (None: every element alone); a group's score is the sum of its signed
+    attributions. The S+1 perturbed copies of the batch are
     stacked and evaluated `rows_per_forward` rows at a time, not one call per step.
     """
     if mode not in ("deletion", "insertion"):
@@ -323,14 +414,39 @@ def perturbation_curve(
             k = torch.tensor(counts[start : start + per_call], device=inputs.device)
             moved = element_rank[None] < k[:, None, None]  # (c, N, D)
             stacked = torch.where(moved, base, x) if mode == "deletion" else torch.where(moved, x, base)
-            probs = model(stacked.reshape(-1, *inputs.shape[1:])).float().softmax(dim=1)
+            outputs = model(stacked.reshape(-1, *inputs.shape[1:]))
+            probs = linked_scores(outputs, link)
             chunks.append(probs.reshape(len(k), n, -1).gather(2, index.view(1, n, 1).expand(len(k), n, 1))[..., 0])
     scores = torch.cat(chunks).T.double().cpu()
     fractions = torch.tensor(counts, dtype=torch.float64) / n_groups
     return Curve(fractions, scores, torch.trapezoid(scores, fractions, dim=1), n_groups)
 
 
-# --- Captum's infidelity and sensitivity ------------------------------------------------
+# --- infidelity and sensitivity, with per-example noise ---------------------------------
+
+
+@dataclass(frozen=True)
+class Infidelity:
+    """Infidelity per example, E[(a.I - (F(x) - F(x - I)))^2] over noise I, two ways.
+
+    `unnormalized` is Captum's `normalize=False` value: it depends on the map's scale.
+    `normalized` first rescales the map by the optimal scale restricted to >= 0: Captum's
+    `normalize=True` lets the scale go negative, which scores a negated map exactly as the map
+    itself. A map that points the wrong way gets scale 0 here and scores as the zero map does.
+    Standard errors are over the noise draws (the fitted scale taken as fixed).
+    """
+
+    normalized: torch.Tensor  # (N,)
+    normalized_se: torch.Tensor  # (N,)
+    unnormalized: torch.Tensor  # (N,)
+    unnormalized_se: torch.Tensor  # (N,)
+    scale: torch.Tensor  # (N,) the unrestricted optimal scale (Captum's beta); negative: the map points the wrong way
+
+
+def _mean_and_se(terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) mean over samples and its standard error (NaN with one sample)."""
+    se = terms.std(dim=1) / math.sqrt(terms.shape[1]) if terms.shape[1] > 1 else torch.full_like(terms[:, 0], math.nan)
+    return terms.mean(dim=1), se
 
 
 def infidelity_score(
@@ -339,37 +455,45 @@ def infidelity_score(
     attributions: torch.Tensor,
     target: Any,
     *,
-    n_samples: int = 10,
+    n_samples: int = INFIDELITY_SAMPLES,
     noise_std: float = 0.01,
-    normalize: bool = True,
     seed: int = 0,
     rows_per_forward: int | None = None,
-) -> torch.Tensor:
-    """(N,) Captum's infidelity under Gaussian noise of `noise_std`, drawn from a seeded generator."""
+) -> Infidelity:
+    """Infidelity under Gaussian noise of `noise_std`, each example's draws seeded by the example.
+
+    Captum's `infidelity` computes the same expectation (tests check equality) but returns only
+    the aggregate: the sign-restricted scale and the standard errors need the per-draw terms,
+    so they are computed here. Noise comes from `ExampleNoise`: batch size and
+    `rows_per_forward` group rows into forwards and cannot change any value.
+    """
     attr = broadcast_to_inputs(attributions.to(inputs.device), inputs)
     if attr is None:
         raise ValueError(
             f"attributions of shape {tuple(attributions.shape)} do not match inputs of shape {tuple(inputs.shape)}"
         )
-    generator = torch.Generator(device=inputs.device).manual_seed(seed)
-
-    def perturb(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * noise_std
-        return noise, x - noise
-
     n = len(inputs)
-    rows = min(max(rows_per_forward or n * n_samples, n), n * n_samples)
-    scores = infidelity(
-        model,
-        perturb,
-        inputs,
-        attr.contiguous(),
-        target=_target_index(target, n, inputs.device),
-        n_perturb_samples=n_samples,
-        max_examples_per_batch=rows,
-        normalize=normalize,
-    )
-    return scores.detach().double().cpu()
+    index = _target_index(target, n, inputs.device)
+    noise = ExampleNoise(inputs, seed, "infidelity", "normal")
+    f_x = target_scores(model, inputs, index, rows_per_forward=rows_per_forward).double()
+    pairs = [(example, sample) for example in range(n) for sample in range(n_samples)]
+    step = rows_per_forward or len(pairs)
+    dots, diffs = [], []
+    with torch.no_grad():
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
+            rows = torch.tensor([example for example, _ in chunk], device=inputs.device)
+            perturbation = noise.draw(chunk) * noise_std
+            dots.append((attr[rows] * perturbation).reshape(len(chunk), -1).double().sum(dim=1))
+            perturbed = target_scores(model, inputs[rows] - perturbation, index[rows]).double()
+            diffs.append(f_x[rows] - perturbed)
+    a = torch.cat(dots).reshape(n, n_samples).cpu()  # a.I
+    d = torch.cat(diffs).reshape(n, n_samples).cpu()  # F(x) - F(x - I)
+    a_sq = (a * a).sum(dim=1)
+    scale = torch.where(a_sq > 0, (a * d).sum(dim=1) / a_sq.clamp_min(1e-300), torch.zeros_like(a_sq))
+    normalized, normalized_se = _mean_and_se((scale.clamp_min(0)[:, None] * a - d) ** 2)
+    unnormalized, unnormalized_se = _mean_and_se((a - d) ** 2)
+    return Infidelity(normalized, normalized_se, unnormalized, unnormalized_se, scale)
 
 
 def sensitivity_score(
@@ -383,12 +507,13 @@ def sensitivity_score(
     rows_per_call: int | None = None,
 ) -> torch.Tensor:
     """(N,) Captum's sensitivity_max: the largest relative change of `explain(inputs, **explain_kwargs)`
-    under uniform noise in an L-infinity ball of `radius`. Costs n_samples attribution calls' worth."""
-    generator = torch.Generator(device=inputs.device).manual_seed(seed)
+    under uniform noise in an L-infinity ball of `radius`. Costs n_samples attribution calls' worth.
+    Each example's draws are seeded by the example (`ExampleNoise`), so chunking cannot move them."""
+    noise = ExampleNoise(inputs, seed, "sensitivity", "uniform")
+    cursor = CaptumSampleCursor(inputs)
 
     def perturb(x: torch.Tensor, r: float) -> torch.Tensor:
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + (2 * noise - 1) * r
+        return x + (2 * noise.draw(cursor.pairs(x)) - 1) * r
 
     n = len(inputs)
     rows = min(max(rows_per_call or n * n_samples, n), n * n_samples)

@@ -36,6 +36,10 @@ class Workload:
     description: str
     method_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
+    # What the model's outputs are, so fidelity curves score them with the right link:
+    # "logits" (softmax over classes), "single_logit" (sigmoid) or "regression" (raw);
+    # attrib_core.fidelity_metrics.OUTPUT_LINKS. A one-output model must not stay "logits".
+    output_kind: str = "logits"
 
     @property
     def is_image(self) -> bool:
