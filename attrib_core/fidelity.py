@@ -38,7 +38,7 @@ from attrib_core.fidelity_metrics import (
     seed_spread,
     sensitivity_score,
 )
-from attrib_core.fidelity_references import REFERENCES, reference_attributions
+from attrib_core.fidelity_references import recipe_for, reference_attributions
 from attrib_core.measure import synchronize
 from attrib_core.run import AttributionResult, PreparedRun
 
@@ -63,6 +63,7 @@ def _mean(values: torch.Tensor) -> float | None:
 def _record(value: float | None, per_example: list[float | None], undefined: str = "", **extra: Any) -> dict[str, Any]:
     """An "ok" record; when no example has a defined value, `undefined` says why value is None."""
     reason = (undefined or "undefined for every example") if value is None else None
+    extra.setdefault("lower_is_better", True)  # errors and spreads; curves and scores say otherwise
     return {"status": "ok", "value": value, "per_example": per_example, "reason": reason, **extra}
 
 
@@ -211,8 +212,8 @@ def _completeness(cell: _Cell) -> dict[str, Any]:
 
 def _reference_error(cell: _Cell) -> dict[str, Any]:
     spec = cell.prepared.spec
-    if spec.name not in REFERENCES:
-        return not_applicable(f"no reference is defined for {spec.name}; references exist for: {', '.join(REFERENCES)}")
+    if recipe_for(spec) is None:
+        return not_applicable(f"{spec.name} declares no high-accuracy reference (MethodSpec.reference)")
     reference = reference_attributions(cell.prepared, cell.options)
     assert reference is not None
     agreement = reference_error(

@@ -45,7 +45,7 @@ class FidelityOptions:
     reference_sample_factor: int = 10  # sampling references: this many times the cell's samples
     rows_per_attribution_call: int = 64  # rows per chunk of reference and sensitivity attribution calls
     reference_seed: int | None = None  # None: the cell's seed
-    occlusion_reference: Mapping[str, Any] | None = None  # overrides OCCLUSION_REFERENCE / the finest
+    occlusion_reference: Mapping[str, Any] | None = None  # overrides Workload.reference_knobs / the finest
     use_cache: bool = True
     target: str = "label"  # the class explained and scored: one of TARGETS
     curve_steps: int = 20  # points on the deletion / insertion curves, after the start

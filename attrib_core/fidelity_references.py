@@ -22,19 +22,16 @@ from torch import nn
 from attrib_core.cache import cache_dir, stable_hash
 from attrib_core.fidelity_metrics import FidelityOptions
 from attrib_core.measure import synchronize
+from attrib_core.methods import MethodSpec
 from attrib_core.run import PreparedRun, RunConfig, prepare
 
 REFERENCE_VERSION = 1  # bump when the way references are computed changes
 
-# Knobs that only group rows into calls: they change speed and memory, not the value, so
-# references set them for speed and leave them out of the cache key.
-BATCHING_KNOBS = ("internal_batch_size", "perturbations_per_eval", "nt_samples_batch_size")
-
+# Batching knobs (Knob.batching) only group rows into calls: they change speed and memory,
+# not the value, so references set them for speed and leave them out of the cache key.
 # The finest occlusion (a one-element window at stride 1) is one forward per input element:
-# 150 528 on a 224x224 RGB image. There the reference is coarser, hence an approximation.
-OCCLUSION_REFERENCE: dict[str, dict[str, tuple[int, ...]]] = {
-    "resnet18": {"sliding_window_shapes": (3, 4, 4), "strides": (3, 2, 2)},
-}
+# 150 528 on a 224x224 RGB image; a workload can declare a coarser reference window
+# (Workload.reference_knobs["Occlusion"]), which is then recorded as an approximation.
 
 
 # --- references: computed once, cached on disk ------------------------------------------
@@ -70,7 +67,7 @@ def _finest_occlusion_knobs(prepared: PreparedRun) -> tuple[dict[str, Any], bool
     """The occlusion config a reference uses, and whether it is coarser than the finest."""
     dims = prepared.inputs.dim() - 1
     finest = {"sliding_window_shapes": (1,) * dims, "strides": (1,) * dims}
-    chosen = OCCLUSION_REFERENCE.get(prepared.workload.name, finest)
+    chosen = prepared.workload.reference_knobs.get("Occlusion", finest)
     return {k: tuple(v) for k, v in chosen.items()}, chosen != finest
 
 
@@ -101,20 +98,15 @@ PATH_REFERENCE = ReferenceRecipe(
     ),
 )
 
-REFERENCES: dict[str, ReferenceRecipe] = {
-    "IntegratedGradients": PATH_REFERENCE,
-    "LayerIntegratedGradients": PATH_REFERENCE,
-    "LayerConductance": PATH_REFERENCE,
-    "NeuronIntegratedGradients": PATH_REFERENCE,
-    "NeuronConductance": PATH_REFERENCE,
-    "Occlusion": ReferenceRecipe(_occlusion_knobs, _occlusion_note, _occlusion_approximate),
-    "GradientShap": _more_samples("n_samples"),
-    "NoiseTunnel-Saliency": _more_samples("nt_samples"),
-    "NoiseTunnel-IntegratedGradients": _more_samples("nt_samples"),
-    "ShapleyValueSampling": _more_samples("n_samples"),
-    "KernelShap": _more_samples("n_samples"),
-    "Lime": _more_samples("n_samples"),
+RECIPES: dict[str, Callable[[MethodSpec], ReferenceRecipe]] = {  # MethodSpec.reference -> its recipe
+    "path": lambda spec: PATH_REFERENCE,
+    "occlusion": lambda spec: ReferenceRecipe(_occlusion_knobs, _occlusion_note, _occlusion_approximate),
+    "more_samples": lambda spec: _more_samples(spec.sample_knob),
 }
+
+
+def recipe_for(spec: MethodSpec) -> ReferenceRecipe | None:
+    return RECIPES[spec.reference](spec) if spec.reference is not None else None
 
 
 @dataclass(frozen=True)
@@ -164,7 +156,7 @@ def reference_payload(prepared: PreparedRun, knobs: Mapping[str, Any], seed: int
         "targets": tensor_digest(kwargs.get("target")),
         "baselines": tensor_digest(kwargs.get("baselines")),
         "feature_mask": tensor_digest(kwargs.get("feature_mask")),
-        "knobs": {k: v for k, v in sorted(knobs.items()) if k not in BATCHING_KNOBS},
+        "knobs": {k: v for k, v in sorted(knobs.items()) if k not in prepared.spec.batching_knobs},
         "seed": seed if spec.stochastic else None,
     }
 
@@ -188,7 +180,7 @@ def reference_attributions(prepared: PreparedRun, options: FidelityOptions | Non
     fp32 on the cell's device, on exactly the cell's inputs, targets and baselines.
     """
     options = options or FidelityOptions()
-    recipe = REFERENCES.get(prepared.spec.name)
+    recipe = recipe_for(prepared.spec)
     if recipe is None:
         return None
     seed = prepared.config.seed if options.reference_seed is None else options.reference_seed

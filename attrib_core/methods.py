@@ -41,6 +41,13 @@ class Knob:
     minimum: float | None = None
     choices: tuple[Any, ...] = ()
     optional: bool = False  # None is a valid value (e.g. "no internal batching")
+    abbreviation: str = ""  # short name in plot labels (results records carry it: `knob_labels`)
+    batching: bool = False  # only groups rows into calls: changes speed and memory, never the value
+    workload_default: str | None = None  # a Workload attribute that supplies the default (input scale)
+
+    @property
+    def label(self) -> str:
+        return self.abbreviation or self.name
 
     def describe(self) -> str:
         if self.type == "choice":
@@ -118,10 +125,29 @@ class MethodSpec:
     check: Callable[[str, Mapping[str, Any]], None] | None = None
     description: str = ""
     defaults_note: str = field(default="")
+    # How fidelity's high-accuracy reference is made (attrib_core.fidelity_references):
+    # "path" (the converged path integral), "occlusion" (a finer window), "more_samples"
+    # (the same estimator with more of `sample_knob`), or None (no reference).
+    reference: Literal["path", "occlusion", "more_samples"] | None = None
+    sample_knob: str | None = None
 
     @property
     def knob_names(self) -> list[str]:
         return [k.name for k in self.knobs]
+
+    @property
+    def batching_knobs(self) -> list[str]:
+        return [k.name for k in self.knobs if k.batching]
+
+    @property
+    def knob_labels(self) -> dict[str, str]:
+        return {k.name: k.label for k in self.knobs}
+
+    def workload_defaults(self, workload: Any) -> dict[str, Any]:
+        """Knob defaults a workload supplies: scaled to its inputs, then its own per-method values."""
+        scaled = {k.name: getattr(workload, k.workload_default) for k in self.knobs if k.workload_default}
+        scaled = {name: value for name, value in scaled.items() if value is not None}
+        return {**scaled, **(workload.method_defaults.get(self.name) or {})}
 
     def resolve_knobs(self, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults, overridden by each mapping in turn (workload defaults, then the user's)."""
@@ -181,10 +207,16 @@ def get_method(name: str) -> MethodSpec:
 def _integration_knobs(n_steps: int = 50, method: str = "gausslegendre") -> tuple[Knob, ...]:
     """Defaults follow Captum's own for each method."""
     return (
-        Knob("n_steps", n_steps, "points on the path from baseline to input", minimum=1),
-        Knob("method", method, "integration rule", type="choice", choices=IG_METHODS),
+        Knob("n_steps", n_steps, "points on the path from baseline to input", minimum=1, abbreviation="steps"),
+        Knob("method", method, "integration rule", type="choice", choices=IG_METHODS, abbreviation="rule"),
         Knob(
-            "internal_batch_size", None, "rows per forward/backward chunk (memory vs speed)", minimum=1, optional=True
+            "internal_batch_size",
+            None,
+            "rows per forward/backward chunk (memory vs speed)",
+            minimum=1,
+            optional=True,
+            abbreviation="ibs",
+            batching=True,
         ),
     )
 
@@ -198,7 +230,12 @@ def _check_integration(method: str, knobs: Mapping[str, Any]) -> None:
 
 
 PERTURBATIONS_PER_EVAL = Knob(
-    "perturbations_per_eval", 1, "perturbed copies evaluated in one forward call (memory vs speed)", minimum=1
+    "perturbations_per_eval",
+    1,
+    "perturbed copies evaluated in one forward call (memory vs speed)",
+    minimum=1,
+    abbreviation="ppe",
+    batching=True,
 )
 
 
@@ -315,10 +352,18 @@ def _check_occlusion(method: str, knobs: Mapping[str, Any]) -> None:
 IG_KNOBS = _integration_knobs()
 NOISE_TUNNEL_KNOBS = (
     Knob("nt_type", "smoothgrad", "how noisy attributions are combined", type="choice", choices=NT_TYPES),
-    Knob("nt_samples", 5, "noisy copies per example", minimum=1),
-    Knob("nt_samples_batch_size", None, "noisy copies per chunk", minimum=1, optional=True),
-    # Captum's default, in input units; workloads override it to suit their input scale
-    Knob("stdevs", 1.0, "noise standard deviation", type="float", minimum=0.0),
+    Knob("nt_samples", 5, "noisy copies per example", minimum=1, abbreviation="nt"),
+    Knob(
+        "nt_samples_batch_size",
+        None,
+        "noisy copies per chunk",
+        minimum=1,
+        optional=True,
+        abbreviation="nt_batch",
+        batching=True,
+    ),
+    # Captum's default (1.0) is in input units; a workload scales it to its inputs (noise_stdevs)
+    Knob("stdevs", 1.0, "noise standard deviation", type="float", minimum=0.0, workload_default="noise_stdevs"),
 )
 
 for spec in (
@@ -334,6 +379,7 @@ for spec in (
         supports_delta=True,
         has_completeness=True,
         check=_check_integration,
+        reference="path",
     ),
     MethodSpec(
         "Saliency",
@@ -374,13 +420,15 @@ for spec in (
         "gradient",
         gradient_shap,
         (
-            Knob("n_samples", 5, "random points per example", minimum=1),
+            Knob("n_samples", 5, "random points per example", minimum=1, abbreviation="samples"),
             Knob("stdevs", 0.0, "noise added to each sample", type="float", minimum=0.0),
         ),
         baselines="background",
         supports_delta=True,
         has_completeness=True,
         stochastic=True,
+        reference="more_samples",
+        sample_knob="n_samples",
     ),
     MethodSpec(
         "NoiseTunnel-Saliency",
@@ -391,6 +439,8 @@ for spec in (
         NOISE_TUNNEL_KNOBS,
         inner_class=ca.Saliency,
         stochastic=True,
+        reference="more_samples",
+        sample_knob="nt_samples",
     ),
     MethodSpec(
         "NoiseTunnel-IntegratedGradients",
@@ -403,6 +453,8 @@ for spec in (
         inner_class=ca.IntegratedGradients,
         stochastic=True,
         check=_check_integration,
+        reference="more_samples",
+        sample_knob="nt_samples",
     ),
     # feature, perturbation
     MethodSpec(
@@ -412,12 +464,19 @@ for spec in (
         "perturbation",
         occlusion,
         (
-            Knob("sliding_window_shapes", (1,), "occluding patch, per input dimension", type="shape"),
-            Knob("strides", (1,), "step between patches, per input dimension", type="shape"),
+            Knob(
+                "sliding_window_shapes",
+                (1,),
+                "occluding patch, per input dimension",
+                type="shape",
+                abbreviation="window",
+            ),
+            Knob("strides", (1,), "step between patches, per input dimension", type="shape", abbreviation="stride"),
             PERTURBATIONS_PER_EVAL,
         ),
         baselines="single",
         check=_check_occlusion,
+        reference="occlusion",
     ),
     MethodSpec(
         "FeatureAblation",
@@ -446,10 +505,15 @@ for spec in (
         "feature",
         "perturbation",
         shapley_sampling,
-        (Knob("n_samples", 25, "feature permutations sampled", minimum=1), PERTURBATIONS_PER_EVAL),
+        (
+            Knob("n_samples", 25, "feature permutations sampled", minimum=1, abbreviation="samples"),
+            PERTURBATIONS_PER_EVAL,
+        ),
         baselines="single",
         uses_feature_mask=True,
         stochastic=True,
+        reference="more_samples",
+        sample_knob="n_samples",
     ),
     MethodSpec(
         "KernelShap",
@@ -457,10 +521,15 @@ for spec in (
         "feature",
         "perturbation",
         surrogate,
-        (Knob("n_samples", 25, "coalitions sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+        (
+            Knob("n_samples", 25, "coalitions sampled per example", minimum=1, abbreviation="samples"),
+            PERTURBATIONS_PER_EVAL,
+        ),
         baselines="single",
         uses_feature_mask=True,
         stochastic=True,
+        reference="more_samples",
+        sample_knob="n_samples",
     ),
     MethodSpec(
         "Lime",
@@ -468,10 +537,15 @@ for spec in (
         "feature",
         "perturbation",
         surrogate,
-        (Knob("n_samples", 50, "perturbations sampled per example", minimum=1), PERTURBATIONS_PER_EVAL),
+        (
+            Knob("n_samples", 50, "perturbations sampled per example", minimum=1, abbreviation="samples"),
+            PERTURBATIONS_PER_EVAL,
+        ),
         baselines="single",
         uses_feature_mask=True,
         stochastic=True,
+        reference="more_samples",
+        sample_knob="n_samples",
     ),
     # layer
     MethodSpec(
@@ -499,6 +573,7 @@ for spec in (
         supports_delta=True,
         has_completeness=True,
         check=_check_integration,
+        reference="path",
     ),
     MethodSpec(
         "LayerConductance",
@@ -511,6 +586,7 @@ for spec in (
         supports_delta=True,
         has_completeness=True,
         check=_check_integration,
+        reference="path",
     ),
     MethodSpec("LayerGradientXActivation", ca.LayerGradientXActivation, "layer", "gradient", one_pass),
     MethodSpec("LayerActivation", ca.LayerActivation, "layer", "gradient", forward_only, takes_target=False),
@@ -526,6 +602,7 @@ for spec in (
         baselines="single",
         takes_target=False,
         check=_check_integration,
+        reference="path",
     ),
     MethodSpec(
         "NeuronConductance",
@@ -536,6 +613,7 @@ for spec in (
         _integration_knobs(method="riemann_trapezoid"),
         baselines="single",
         check=_check_integration,
+        reference="path",
     ),
 ):
     register_method(spec)

@@ -160,7 +160,7 @@ def prepare(config: RunConfig) -> PreparedRun:
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
-    knobs = spec.resolve_knobs(workload.method_defaults.get(spec.name), config.knobs)
+    knobs = spec.resolve_knobs(spec.workload_defaults(workload), config.knobs)
 
     base = placed_model(workload.name, str(device), config.memory_format)
     model = base if dtype is None else AutocastForward(base, device.type, dtype)

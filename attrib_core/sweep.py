@@ -244,7 +244,7 @@ def _expand(group: Mapping[str, Any], seed: int) -> Iterator[RunConfig]:
             accepted = [k for k in knob_names if k in spec.knob_names]
             for values in itertools.product(*(group["knobs"][k] for k in accepted)):
                 chosen = dict(zip(accepted, values, strict=True))
-                resolved = spec.resolve_knobs(load_workload(workload).method_defaults.get(name), chosen)
+                resolved = spec.resolve_knobs(spec.workload_defaults(load_workload(workload)), chosen)
                 yield RunConfig(
                     method=name,
                     workload=workload,

@@ -119,6 +119,7 @@ def measure_cell(
                 method_kind=prepared.spec.kind,
                 method_family=prepared.spec.family,
                 resolved_knobs=_jsonable(prepared.knobs),
+                knob_labels={name: prepared.spec.knob_labels[name] for name in prepared.knobs},
                 weights=prepared.workload.weights,
                 passes=asdict(prepared.passes),
                 threads=torch.get_num_threads(),

@@ -100,7 +100,7 @@ def test_machine_names_resolve_to_their_newest_file(tmp_path: Path, capsys) -> N
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{ not json", "not JSON"),
+        ("{ not json", "not valid JSON"),
         (json.dumps({"benchmarks": []}), "not pytest-benchmark output"),
         (None, "schema version 0 is not supported"),
     ],

@@ -114,13 +114,13 @@ DIRECT: dict[str, Callable] = {
         x, baselines=w.background, target=t, n_samples=3, stdevs=0.0
     ),
     "NoiseTunnel-Saliency": lambda m, w, x, t: ca.NoiseTunnel(ca.Saliency(m)).attribute(
-        x, nt_type="smoothgrad", nt_samples=3, stdevs=w.method_defaults["NoiseTunnel-Saliency"]["stdevs"], target=t
+        x, nt_type="smoothgrad", nt_samples=3, stdevs=w.noise_stdevs, target=t
     ),
     "NoiseTunnel-IntegratedGradients": lambda m, w, x, t: ca.NoiseTunnel(ca.IntegratedGradients(m)).attribute(
         x,
         nt_type="smoothgrad",
         nt_samples=2,
-        stdevs=w.method_defaults["NoiseTunnel-IntegratedGradients"]["stdevs"],
+        stdevs=w.noise_stdevs,
         baselines=w.baseline,
         target=t,
         n_steps=3,

@@ -63,7 +63,11 @@ def record(key: str, c: dict) -> dict:
         "passes": {"forward": 8, "backward": 8},
         "calibration": {"forward_s_per_sample": c["calib_s"] / 2, "forward_backward_s_per_sample": c["calib_s"]},
         "memory": {"peak_bytes": c["peak_bytes"], "method": "test"},
-        "fidelity": {name: {"status": "ok", "value": value} for name, value in c["fidelity"].items()},
+        # as attrib_core.fidelity writes them: each record says which direction is better
+        "fidelity": {
+            name: {"status": "ok", "value": value, "lower_is_better": name != "insertion"}
+            for name, value in c["fidelity"].items()
+        },
     }
     stats = None
     if c["status"] == "ok":
@@ -289,7 +293,7 @@ def test_corrupt_baseline_exits_2_and_is_left_alone(tmp_path, capsys):
     corrupt.write_text("{not json")
     code = regress.main(["--baseline", str(corrupt), "--results-dir", str(tmp_path / "out")])
     assert code == verdict_output.EXIT_BAD_INPUT
-    assert "baseline: " in (err := capsys.readouterr().err) and "not JSON" in err
+    assert "baseline: " in (err := capsys.readouterr().err) and "not valid JSON" in err
     assert corrupt.read_text() == "{not json"
 
 

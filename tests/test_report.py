@@ -208,30 +208,41 @@ def test_default_input_is_the_newest_results_file(tmp_path: Path) -> None:
 # --- bad input: a clear error naming the file, non-zero exit, nothing written -----------------
 
 
-def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    not_json = tmp_path / "broken.json"
-    not_json.write_text("{ this is not json")
-    not_benchmark = tmp_path / "other.json"
-    not_benchmark.write_text(json.dumps({"hello": "world"}))
-    data = json.loads(SMOKE_A.read_text())
-    data["machine_info"]["attrib_bench"]["schema_version"] = 99
-    wrong_schema = tmp_path / "future.json"
-    wrong_schema.write_text(json.dumps(data))
-    return {
-        "not json": (not_json, "not JSON"),
-        "not pytest-benchmark": (not_benchmark, "not pytest-benchmark output"),
-        "wrong schema": (wrong_schema, "schema version 99 is not supported"),
-        "missing": (tmp_path / "nowhere.json", "no such results file"),
-    }
+# The table of bad results files tried (the README summarises it): what the file is, and the
+# words the one-line error must contain besides the file's name.
+BAD_RESULTS_FILES = {
+    "empty": (lambda smoke: "", "empty file"),
+    "truncated (a kill mid-write)": (lambda smoke: smoke[: len(smoke) // 2], "not valid JSON, truncated or corrupt"),
+    "not json": (lambda smoke: "{ this is not json", "not valid JSON"),
+    "another tool's JSON": (lambda smoke: json.dumps({"hello": "world"}), "not pytest-benchmark output"),
+    "plain pytest-benchmark output": (
+        lambda smoke: json.dumps({"machine_info": {}, "benchmarks": []}),
+        "not from attrib-bench",
+    ),
+    "a newer schema version": (
+        lambda smoke: smoke.replace('"schema_version": 1', '"schema_version": 99'),
+        "written by a newer attrib-bench",
+    ),
+    "a record with no cell": (
+        lambda smoke: smoke.replace('"cell_key"', '"cell_kee"', 1),
+        "has no attrib-bench cell",
+    ),
+}
 
 
-@pytest.mark.parametrize("case", ["not json", "not pytest-benchmark", "wrong schema", "missing"])
+@pytest.mark.parametrize("case", [*BAD_RESULTS_FILES, "missing"])
 def test_report_rejects_bad_input(tmp_path: Path, capsys, case: str) -> None:
-    path, message = bad_inputs(tmp_path)[case]
+    path = tmp_path / "bad.json"
+    if case == "missing":
+        message = "no such results file"
+    else:
+        make, message = BAD_RESULTS_FILES[case]
+        path.write_text(make(SMOKE_A.read_text()))
     out = tmp_path / "out"
     code, _, stderr = run_report([str(path), "--out", str(out)], capsys)
     assert code == 2
     assert path.name in stderr and message in stderr
+    assert len(stderr.strip().splitlines()) == 1  # one line, no traceback
     assert not out.exists()
 
 
@@ -244,7 +255,8 @@ def test_report_with_no_results_files(tmp_path: Path) -> None:
 
 
 def test_a_bad_file_among_good_ones_writes_nothing(tmp_path: Path, capsys) -> None:
-    path, _ = bad_inputs(tmp_path)["wrong schema"]
+    path = tmp_path / "future.json"
+    path.write_text(BAD_RESULTS_FILES["a newer schema version"][0](SMOKE_A.read_text()))
     out = tmp_path / "out"
     code, _, stderr = run_report([str(SMOKE_A), str(path), "--out", str(out)], capsys)
     assert code == 2 and "future.json" in stderr

@@ -24,6 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from attrib_core import formatting
 from attrib_core.analysis.output import staged
 from attrib_core.analysis.plots import legend_right, method_handles, theme
 from attrib_core.analysis.results import ResultsError, load_results
@@ -233,6 +234,17 @@ def ratio_limits(low: pd.Series, high: pd.Series) -> tuple[float, float]:
     return float(np.exp(-span)), float(np.exp(span))
 
 
+def spaced_ticks(lower: float, upper: float, most: int = 7) -> list[float]:
+    """Ratio ticks inside [lower, upper], 1 first, then outward, never closer than 1/`most` of
+    the (log) axis, so labels such as 0.9x 1x 1.1x do not run together on a wide axis."""
+    gap = np.log(upper / lower) / most
+    chosen = [1.0]
+    for tick in sorted((t for t in RATIO_TICKS if lower <= t <= upper), key=lambda t: abs(np.log(t))):
+        if all(abs(np.log(tick / c)) >= gap for c in chosen):
+            chosen.append(tick)
+    return sorted(chosen)
+
+
 def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
     """Forest plot: one row per common cell, speedup with its CI, one panel per comparison."""
     ok = common.dropna(subset=["speedup"]).sort_values(["workload", "method", "cell"])
@@ -271,7 +283,7 @@ def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
         ax.axvline(1.0, color="0.2", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlim(lower, upper)
-        ax.xaxis.set_major_locator(FixedLocator([t for t in RATIO_TICKS if lower <= t <= upper]))
+        ax.xaxis.set_major_locator(FixedLocator(spaced_ticks(lower, upper)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"{other} vs {part['baseline'].iloc[0]}", fontweight="bold")
@@ -312,17 +324,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def compact(common: pd.DataFrame, several: bool) -> pd.DataFrame:
+    """The comparison in few, narrow columns: the cell's settings without its workload and
+    method (those head each group), times in human units, the speedup with its interval."""
+    rows = []
+    for _, row in common.iterrows():
+        prefix = f"{row['workload']}-{row['method']}-"
+        settings = row["cell"].removeprefix(prefix)
+        speedup = (
+            "-" if pd.isna(row["speedup"]) else f"{row['speedup']:.2f}x [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+        )
+        rows.append(
+            {
+                "workload · method": f"{row['workload']} · {row['method']}",
+                "settings": settings,
+                **({"other": row["other"]} if several else {}),
+                "A": formatting.seconds(row["median_A_ms"] / 1e3),
+                "B" if not several else "other": formatting.seconds(row["median_B_ms"] / 1e3),
+                "speedup [CI]": speedup,
+                "verdict": row["verdict"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def printable(common: pd.DataFrame, several: bool) -> str:
-    """The comparison as aligned text, cell names left-aligned."""
-    columns = ["cell", *(["other"] if several else []), "median_A_ms", "median_B_ms", "speedup", "ci_low", "ci_high"]
-    shown = common[[*columns, "verdict"]].rename(columns={"median_B_ms": "median_other_ms"} if several else {})
-    width = int(shown["cell"].str.len().max())
-    return shown.to_string(
-        index=False,
-        justify="left",
-        formatters={"cell": lambda s: f"{s:<{width}}"},
-        float_format=lambda v: f"{v:.3g}",
-    )
+    """The comparison as text, one block per workload and method, so lines stay short."""
+    table = compact(common, several)
+    if table.empty:
+        return "(no common cells)"
+    lines = []
+    columns = [c for c in table.columns if c != "workload · method"]
+    widths = {c: max(len(c), int(table[c].astype(str).str.len().max())) for c in columns}
+    header = "  ".join(f"{c:<{widths[c]}}" for c in columns)
+    for group, part in table.groupby("workload · method", sort=False):
+        lines += ["", str(group), "  " + header]
+        for _, row in part.iterrows():
+            lines.append("  " + "  ".join(f"{row[c]!s:<{widths[c]}}" for c in columns).rstrip())
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threshold:g}. The CI covers noise within each run, not drift between runs.",
             "",
         ]
-        parts += [to_markdown(common), ""]
+        parts += [to_markdown(compact(common, several=len(runs) > 2)), ""]
         if len(one_sided):
             parts += ["## Cells on one side only", "", to_markdown(one_sided)]
         (scratch / "compare.md").write_text("\n".join(parts))

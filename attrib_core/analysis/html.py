@@ -1,7 +1,9 @@
 """One self-contained HTML page: figures embedded as base64 data URIs, tables inline.
 
-The page opens offline and can be mailed as a single file: no scripts, no stylesheets or
-images fetched from anywhere. Links point only at the report's own files beside it.
+The page opens offline and can be mailed as a single file: nothing is fetched from anywhere
+(one small inline script sorts a table when its header is clicked). Times and sizes are shown
+in human units (12.3 ms, 350 MiB) and sorted by their raw values. Links point only at the
+report's own files beside it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from attrib_core import formatting
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
-th { background: #f4f4f4; } .caption { color: #444; max-width: 1100px; }
+th { background: #f4f4f4; cursor: pointer; } th:hover { background: #e8e8e8; }
+.caption { color: #444; max-width: 1100px; }
 .warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 1em; font-weight: bold; }
 .skipped { color: #777; font-style: italic; } .scroll { overflow-x: auto; }
 """
@@ -40,14 +45,58 @@ def data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
+# Sort a table by the clicked column: numbers by their data-sort value, text as text.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], up = th.dataset.dir !== "up";
+  th.dataset.dir = up ? "up" : "down";
+  const key = (row) => { const cell = row.cells[col]; const n = parseFloat(cell.dataset.sort);
+    return isNaN(n) ? cell.textContent : n; };
+  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+    const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+    return up ? order : -order; }).forEach((row) => body.appendChild(row));
+}));
+"""
+
+# column-name suffix -> how to show its values (the raw value stays the sort key)
+UNIT_FORMATS = {
+    "_ms": lambda v: formatting.seconds(v / 1e3),
+    "_s": formatting.seconds,
+    "_MiB": lambda v: formatting.size_bytes(v * 2**20),
+    "_bytes": formatting.size_bytes,
+}
+
+
+def _shown(column: str, value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for suffix, show in UNIT_FORMATS.items():
+            if column.endswith(suffix):
+                return show(float(value))
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
 def table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}", border=0, escape=True)
+    """A sortable table; numeric cells carry their raw value in data-sort."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for record in df.itertuples(index=False):
+        cells = []
+        for column, value in zip(df.columns, record, strict=True):
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and not pd.isna(value)
+            sort = f' data-sort="{float(value)!r}"' if numeric else ""
+            cells.append(f"<td{sort}>{html.escape(_shown(str(column), value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def page(title: str, intro: pd.DataFrame, warnings: list[str], sections: list[Section], files: list[str]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<div class="scroll">{table_html(intro)}</div>',
@@ -67,5 +116,5 @@ def page(title: str, intro: pd.DataFrame, warnings: list[str], sections: list[Se
         if section.note:
             parts.append(f'<p class="skipped">{html.escape(section.note)}</p>')
     links = " · ".join(f'<a href="{html.escape(name)}">{html.escape(name)}</a>' for name in files)
-    parts.append(f"<h2>Files</h2><p>{links}</p></body></html>")
+    parts.append(f"<h2>Files</h2><p>{links}</p><script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"

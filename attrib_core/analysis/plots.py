@@ -21,7 +21,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator, ScalarFormatter
 
 from attrib_core.analysis.pareto import pareto_front, staircase
 from attrib_core.analysis.style import MethodStyle
@@ -138,13 +138,23 @@ def measure_grid(
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_locator(NullLocator())
         if measure.log:
-            ax.set_yscale("log")
+            plain_log_axis(ax.yaxis)
         else:
             _readable_linear(ax)
         if not ax.has_data():
             ax.text(0.5, 0.5, "no cell measured this", transform=ax.transAxes, ha="center", color="0.5")
     grid.tight_layout()
     return grid
+
+
+def plain_log_axis(axis) -> None:
+    """Log scale with plain tick labels (600, 2000), not matplotlib's default 6x10^2."""
+    if axis.axis_name == "y":
+        axis.axes.set_yscale("log")
+    else:
+        axis.axes.set_xscale("log")
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
 
 
 def _readable_linear(ax: plt.Axes) -> None:
@@ -261,11 +271,13 @@ def _draw_tradeoff(style: MethodStyle) -> Callable[..., None]:
         xs, ys = staircase(front, "time_s", "value", float(data["time_s"].max()))
         ax.plot(xs, ys, drawstyle="steps-post", color="0.25", linewidth=1.1, zorder=1)
         # Numbers on the front's points, and a key beside the panel: long labels never collide.
+        # Neighbours on the front are the points that crowd each other, so consecutive numbers
+        # sit on different sides of their points.
         for n, (_, row) in enumerate(front.iterrows(), start=1):
             ax.annotate(
                 str(n),
                 (row["time_s"], row["value"]),
-                xytext=(5, 4),
+                xytext=LABEL_OFFSETS[(n - 1) % len(LABEL_OFFSETS)],
                 textcoords="offset points",
                 fontsize=8,
                 fontweight="bold",
@@ -284,6 +296,9 @@ def _draw_tradeoff(style: MethodStyle) -> Callable[..., None]:
             ax.text(1.03, 1.0 + KEY_LINE / 2, "Pareto front:", transform=ax.transAxes, fontsize=8, fontweight="bold")
 
     return draw
+
+
+LABEL_OFFSETS = ((5, 4), (-12, -12), (5, -12), (-12, 4))  # points: right-up, left-down, right-down, left-up
 
 
 def tradeoff_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:

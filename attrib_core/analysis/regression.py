@@ -24,7 +24,7 @@ Per cell that is "ok" on both sides:
 - **memory**: CPU peak bytes are deterministic for a given torch, so the bound is tight:
   regressed when now > baseline x `memory_factor` + `memory_slack_bytes` (1.01, 4 KiB).
 - **fidelity**: a `fid_<metric>` value that got worse (higher for error metrics, lower for
-  those in `HIGHER_IS_BETTER`) by more than `fidelity_tolerance` x |baseline| +
+  those whose records say `lower_is_better: false`) by more than `fidelity_tolerance` x |baseline| +
   `fidelity_slack` (0.05 and 1e-3).
 - A cell that failed now is a regression; a cell on one side only is reported, not failed.
 
@@ -48,7 +48,6 @@ from scipy.stats import mannwhitneyu
 NORMALISATIONS = ("run-median", "calibration", "none")
 STATISTICS = ("min", "median")
 ENVIRONMENT_COLUMNS = ("cpu_model", "gpu_name", "torch_version", "captum_version", "cuda_version")
-HIGHER_IS_BETTER = frozenset({"insertion"})  # every other fidelity metric is an error: lower is better
 STATISTIC_FUNCTIONS = {"min": np.min, "median": np.median}
 MIN_CELLS_FOR_RUN_MEDIAN = 3  # a median of fewer ratios is not robust to one slowed cell
 
@@ -284,7 +283,9 @@ def fidelity_checks(
         if math.isnan(before) or math.isnan(after):
             checks.append(Check(key, kind, UNCHECKED, before, after, note="a value on one side only"))
             continue
-        worse_by = (before - after) if metric in HIGHER_IS_BETTER else (after - before)
+        direction = base.get(f"fid_{metric}_lower_is_better")
+        lower_is_better = True if direction is None or pd.isna(direction) else bool(direction)
+        worse_by = (after - before) if lower_is_better else (before - after)
         allowed = th.fidelity_tolerance * abs(before) + th.fidelity_slack
         ratio = after / before if before != 0 else (1.0 if after == 0 else math.inf)
         verdict = OK
@@ -300,7 +301,7 @@ def fidelity_checks(
 def fidelity_metrics(row: dict[str, Any]) -> list[str]:
     """Metric names from a row's fid_<metric> columns (not their _status / _time_s companions)."""
     names = (c[len("fid_") :] for c in row if c.startswith("fid_"))
-    return sorted(n for n in names if not n.endswith(("_status", "_time_s")))
+    return sorted(n for n in names if not n.endswith(("_status", "_time_s", "_lower_is_better")))
 
 
 # --- helpers ------------------------------------------------------------------------------

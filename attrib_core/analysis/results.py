@@ -76,6 +76,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         method_family=extra.get("method_family"),
         weights=extra.get("weights"),
         threads=extra.get("threads"),
+        knob_labels=extra.get("knob_labels") or {},  # short knob names for labels (from the registry)
     )
     stats = record.get("stats") or {}
     for name in TIME_STATS:
@@ -96,6 +97,8 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
             row[f"fid_{metric}"] = result.get("value")
             row[f"fid_{metric}_status"] = result.get("status")
             row[f"fid_{metric}_time_s"] = result.get("time_s")
+            # v1 files recorded the direction only for curves and scores; the rest are errors
+            row[f"fid_{metric}_lower_is_better"] = result.get("lower_is_better", True)
     return row
 
 

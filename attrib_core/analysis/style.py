@@ -17,17 +17,6 @@ import seaborn as sns
 from attrib_core.formatting import knob_value
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
-KNOB_ABBREVIATIONS = {
-    "n_steps": "steps",
-    "method": "rule",
-    "internal_batch_size": "ibs",
-    "perturbations_per_eval": "ppe",
-    "sliding_window_shapes": "window",
-    "strides": "stride",
-    "nt_samples": "nt",
-    "nt_samples_batch_size": "nt_batch",
-    "n_samples": "samples",
-}
 DEFAULT_AXES = {"batch_size": 1, "precision": "fp32", "memory_format": "contiguous"}
 
 
@@ -84,7 +73,7 @@ def config_label(row: pd.Series, knobs: list[str], *, with_batch: bool = True) -
         name = column.removeprefix("knob_")
         value = row.get(column)
         if not _missing(value):  # None means "not used" (e.g. no internal batching), as in cell keys
-            parts.append(f"{KNOB_ABBREVIATIONS.get(name, name)}={knob_value(value)}")
+            parts.append(f"{_knob_label(row, name)}={knob_value(value)}")
     for axis, default in DEFAULT_AXES.items():
         if axis == "batch_size" and not with_batch:
             continue
@@ -114,8 +103,12 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
 def all_knobs_label(row: pd.Series, knobs: list[str]) -> str:
     """Every set knob of a cell, for places with room (the gallery, tables)."""
     parts = [
-        f"{KNOB_ABBREVIATIONS.get(c.removeprefix('knob_'), c.removeprefix('knob_'))}={knob_value(row[c])}"
-        for c in knobs
-        if not _missing(row.get(c))
+        f"{_knob_label(row, c.removeprefix('knob_'))}={knob_value(row[c])}" for c in knobs if not _missing(row.get(c))
     ]
     return " ".join(parts)
+
+
+def _knob_label(row: pd.Series, name: str) -> str:
+    """The knob's short name as its method's registry entry gave it (recorded in the cell)."""
+    labels = row.get("knob_labels")
+    return labels.get(name, name) if isinstance(labels, dict) else name

@@ -10,7 +10,6 @@ from attrib_core.workloads.base import (
     load_workload,
     patch_mask,
     register_workload,
-    smoothgrad_noise,
     trained_weights,
 )
 
@@ -21,6 +20,5 @@ __all__ = [
     "load_workload",
     "patch_mask",
     "register_workload",
-    "smoothgrad_noise",
     "trained_weights",
 ]

@@ -40,6 +40,12 @@ class Workload:
     # "logits" (softmax over classes), "single_logit" (sigmoid) or "regression" (raw);
     # attrib_core.fidelity_metrics.OUTPUT_LINKS. A one-output model must not stay "logits".
     output_kind: str = "logits"
+    # NoiseTunnel's noise in this workload's input units (Knob.workload_default): SmoothGrad's
+    # paper finds 10-20% of the input range works; Captum's 1.0 is the whole range of [0, 1].
+    noise_stdevs: float | None = None
+    # Knobs of fidelity's high-accuracy reference per method, where the default (the finest
+    # setting) is too costly, e.g. {"Occlusion": {"sliding_window_shapes": ..., "strides": ...}}.
+    reference_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def is_image(self) -> bool:
@@ -84,12 +90,6 @@ def register_workload(name: str, description: str, is_image: bool) -> Callable:
 def load_workload(name: str) -> Workload:
     """Build (once per process) the named workload."""
     return WORKLOADS.get(name).build()
-
-
-def smoothgrad_noise(stdevs: float) -> dict[str, dict[str, float]]:
-    """NoiseTunnel's noise scaled to the workload's inputs: SmoothGrad's paper finds 10-20%
-    of the input range works; Captum's default (1.0) is the whole range of a [0, 1] image."""
-    return {name: {"stdevs": stdevs} for name in ("NoiseTunnel-Saliency", "NoiseTunnel-IntegratedGradients")}
 
 
 def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:

@@ -11,7 +11,6 @@ from attrib_core.workloads.base import (
     Workload,
     patch_mask,
     register_workload,
-    smoothgrad_noise,
     trained_weights,
 )
 
@@ -63,8 +62,8 @@ def _digits_cnn() -> Workload:
         description=WORKLOADS.get("digits_cnn").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)},
-            **smoothgrad_noise(0.15),  # inputs in [0, 1]
         },
+        noise_stdevs=0.15,  # inputs in [0, 1]
         info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
     )
 
@@ -126,8 +125,8 @@ def _tabular_mlp() -> Workload:
         description=WORKLOADS.get("tabular_mlp").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (1,), "strides": (1,)},
-            **smoothgrad_noise(0.15),  # standardised features: 0.15 of a training standard deviation
         },
+        noise_stdevs=0.15,  # standardised features: 0.15 of a training standard deviation
         info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
     )
 
@@ -184,7 +183,8 @@ def _resnet18() -> Workload:
         description=WORKLOADS.get("resnet18").description,
         method_defaults={
             "Occlusion": {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)},  # the tutorial's
-            **smoothgrad_noise(0.7),  # normalised pixels span about 4.6: 15% of that
         },
+        noise_stdevs=0.7,  # normalised pixels span about 4.6: 15% of that
+        reference_knobs={"Occlusion": {"sliding_window_shapes": (3, 4, 4), "strides": (3, 2, 2)}},
         info={"photos": list(PHOTOS), "relu": "distinct module per use (DeepLift-safe), same outputs"},
     )
