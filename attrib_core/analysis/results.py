@@ -96,6 +96,8 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         weights=extra.get("weights"),
         threads=extra.get("threads"),
     )
+    tokens = extra.get("example_tokens")  # text workloads: the words under the first example's map
+    row["example_tokens"] = tuple(tokens) if tokens is not None else None
     stats = record.get("stats") or {}
     for name in TIME_STATS:
         row[f"{name}_s"] = stats.get(name)
