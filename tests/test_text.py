@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_an_sdist_is_checked_extracted_and_cached(tmp_path, monkeypatch):
     sdist = fake_sdist(tmp_path / "fake.tar.gz", snippets)
     monkeypatch.setenv("ATTRIB_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(mr.SDIST_ENV, str(sdist))
-    with pytest.raises(mr.MovieReviewsUnavailable, match="is not vaderSentiment 3.3.2's"):
+    with pytest.raises(mr.MovieReviewsUnavailable, match=re.escape("is not vaderSentiment 3.3.2's")):
         mr.snippets_bytes()  # the real pinned hash: the fake is refused
     monkeypatch.setattr(mr, "SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     monkeypatch.setattr(mr, "SNIPPETS_SHA256", hashlib.sha256(snippets).hexdigest())
@@ -143,7 +144,7 @@ def test_offline_and_not_cached_fails_with_what_to_do(tmp_path, monkeypatch):
     assert "network unreachable" in message and mr.SDIST_ENV in message and mr.SDIST_SHA256 in message
     assert str(tmp_path / "data" / "movieReviewSnippets_GroundTruth.txt") in message
     monkeypatch.setenv(mr.SDIST_ENV, str(tmp_path / "missing.tar.gz"))
-    with pytest.raises(mr.MovieReviewsUnavailable, match="missing.tar.gz' is not a file"):
+    with pytest.raises(mr.MovieReviewsUnavailable, match=re.escape("missing.tar.gz' is not a file")):
         mr.snippets_bytes()
 
 
