@@ -120,14 +120,21 @@ def wrap_tokens(tokens: tuple[str, ...], width: int) -> list[list[int]]:
     return lines
 
 
-def _sentence(ax: plt.Axes, tokens: tuple[str, ...], values: np.ndarray, width: int) -> None:
-    """The words in a monospace font, each on a background of its attribution's colour
-    (scaled to the map's largest |attribution| over the words)."""
+TEXT_FIGURE_WIDTH_IN = 12.0
+TEXT_FONT_PT = 9.0
+MONOSPACE_CHAR_EM = 0.6  # advance of one monospace character, in font sizes
+TEXT_LINE_CHARS = 130  # wrap width; the axes span AXES_CHARS, leaving room for the margins
+AXES_CHARS = int(TEXT_FIGURE_WIDTH_IN * 72 / (MONOSPACE_CHAR_EM * TEXT_FONT_PT))
+
+
+def _sentence(ax: plt.Axes, tokens: tuple[str, ...], values: np.ndarray) -> None:
+    """The words in a monospace font (x in characters), each on a background of its
+    attribution's colour, scaled to the map's largest |attribution| over the words."""
     scores = values[: len(tokens)]
     limit = float(np.abs(scores).max()) or 1.0
     cmap = plt.get_cmap(CMAP)
-    lines = wrap_tokens(tokens, width)
-    ax.set_xlim(0, width)
+    lines = wrap_tokens(tokens, TEXT_LINE_CHARS)
+    ax.set_xlim(0, AXES_CHARS)
     ax.set_ylim(len(lines), 0)
     ax.axis("off")
     for row, indices in enumerate(lines):
@@ -139,7 +146,7 @@ def _sentence(ax: plt.Axes, tokens: tuple[str, ...], values: np.ndarray, width: 
                 row + 0.5,
                 tokens[i],
                 family="monospace",
-                fontsize=9,
+                fontsize=TEXT_FONT_PT,
                 va="center",
                 ha="left",
                 color="white" if abs(shade) > 0.6 else "black",
@@ -159,18 +166,17 @@ def text_gallery_figure(
         "|attribution|. Layer methods' embedding attributions are summed over the embedding. "
         "One config per method: plain fp32, smallest batch, most converged; knobs and median time beside it."
     )
-    width = 90
-    heights = [len(wrap_tokens(tokens, width)) for _, _, tokens in chosen]
+    heights = [len(wrap_tokens(tokens, TEXT_LINE_CHARS)) for _, _, tokens in chosen]
     theme()
     fig, axes = plt.subplots(
         len(chosen),
         1,
-        figsize=(12, sum(0.32 * h + 0.55 for h in heights)),
+        figsize=(TEXT_FIGURE_WIDTH_IN, sum(0.3 * h + 0.5 for h in heights)),
         squeeze=False,
         gridspec_kw={"height_ratios": [h + 1.2 for h in heights]},
     )
     for ax, (row, values, tokens) in zip(axes[:, 0], chosen, strict=True):
-        _sentence(ax, tokens, values, width)
+        _sentence(ax, tokens, values)
         method = str(row["method"])
         label = f"{method}   ({_caption(row, knobs).replace(chr(10), ', ')})"
         ax.set_title(label, fontsize=9, loc="left", color=style.palette.get(method, "black"), fontweight="bold")
