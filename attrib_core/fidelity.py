@@ -311,7 +311,17 @@ def _stability(cell: _Cell) -> dict[str, Any]:
     )
 
 
+def _noise_not_applicable(cell: _Cell) -> dict[str, Any] | None:
+    """Gaussian or uniform noise on token ids is no input at all."""
+    if cell.prepared.inputs.is_floating_point():
+        return None
+    name = cell.prepared.workload.name
+    return not_applicable(f"inputs of {name!r} are token ids: adding noise to them has no meaning")
+
+
 def _infidelity(cell: _Cell) -> dict[str, Any]:
+    if skipped := _noise_not_applicable(cell):
+        return skipped
     attr, reason = cell.input_space()
     if attr is None:
         return not_applicable(reason or "")
@@ -360,6 +370,8 @@ def _infidelity(cell: _Cell) -> dict[str, Any]:
 
 
 def _sensitivity(cell: _Cell) -> dict[str, Any]:
+    if skipped := _noise_not_applicable(cell):
+        return skipped
     prepared, options = cell.prepared, cell.options
     spec = prepared.spec
 

@@ -217,9 +217,16 @@ def predicted_targets(model: nn.Module, inputs: torch.Tensor, rows_per_forward: 
 
 
 def broadcast_to_inputs(attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None:
-    """Attributions in input space (a one-channel map counts for every channel), or None."""
+    """Attributions in input space (a one-channel map counts for every channel), or None.
+
+    For token ids, attributions to an embedding-like layer, shaped (*inputs.shape, D...),
+    sum over the trailing dimensions to one score per token.
+    """
     if attributions.shape == inputs.shape:
         return attributions
+    leading = attributions.shape[: inputs.dim()] == inputs.shape
+    if not inputs.is_floating_point() and attributions.dim() > inputs.dim() and leading:
+        return attributions.sum(dim=tuple(range(inputs.dim(), attributions.dim())))
     same_rank = attributions.dim() == inputs.dim() and attributions.shape[0] == inputs.shape[0]
     if same_rank and all(a in (1, i) for a, i in zip(attributions.shape, inputs.shape, strict=True)):
         return attributions.expand_as(inputs)

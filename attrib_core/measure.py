@@ -183,7 +183,9 @@ def calibrate(
     The yardstick for efficiency: passes x per-sample pass time / measured time. Forward runs
     under no_grad, as perturbation methods run it; forward+backward takes the gradient of the
     target logits (summed) w.r.t. the inputs only, as gradient methods do, so parameters'
-    .grad stay untouched. Medians of `repeats` after `warmup` calls of each.
+    .grad stay untouched; integer inputs (token ids) have no gradient, so there it is taken
+    w.r.t. the parameters (returned, not stored in .grad) and recorded in "backward_to".
+    Medians of `repeats` after `warmup` calls of each.
     """
     for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -204,7 +206,12 @@ def calibrate(
         with torch.no_grad():
             model(x)
 
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
     def forward_backward() -> None:
+        if not x.is_floating_point():  # token ids have no gradient: differentiate the parameters
+            torch.autograd.grad(selected(model(x)), parameters)
+            return
         leaf = x.detach().requires_grad_(True)
         torch.autograd.grad(selected(model(leaf)), leaf)
 
@@ -216,6 +223,7 @@ def calibrate(
         "forward_backward_s_per_sample": forward_backward_s["median_s"] / batch_size,
         "forward_spread": forward_s["spread"],
         "forward_backward_spread": forward_backward_s["spread"],
+        "backward_to": "inputs" if x.is_floating_point() else "parameters (integer inputs)",
         "repeats": repeats,
         "batch_size": batch_size,
         "device": str(dev),

@@ -122,6 +122,7 @@ class MethodSpec:
     runner_knobs: frozenset[str] = frozenset()  # knobs used by the runner, not passed to captum
     postprocess: Callable[[torch.Tensor, torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
     needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
+    interpolates_inputs: bool = False  # a layer method whose path runs through the inputs (LayerConductance)
     check: Callable[[str, Mapping[str, Any]], None] | None = None
     description: str = ""
     defaults_note: str = field(default="")
@@ -130,6 +131,12 @@ class MethodSpec:
     # (the same estimator with more of `sample_knob`), or None (no reference).
     reference: Literal["path", "occlusion", "more_samples"] | None = None
     sample_knob: str | None = None
+
+    @property
+    def needs_float_inputs(self) -> bool:
+        """Differentiates the inputs or moves them along a path: feature and neuron gradient
+        methods, and layer methods that interpolate the inputs. Token ids allow neither."""
+        return (self.family == "gradient" and self.kind != "layer") or self.interpolates_inputs
 
     @property
     def knob_names(self) -> list[str]:
@@ -175,6 +182,12 @@ class MethodSpec:
         """Why this method cannot run on the workload, or None if it can."""
         if self.kind != "feature" and not workload.layer_name:
             return f"{self.name} is a {self.kind} method but workload {workload.name!r} declares no layer"
+        if self.needs_float_inputs and workload.is_token_ids:
+            return (
+                f"{self.name} differentiates or interpolates the inputs; workload {workload.name!r} takes integer "
+                f"token ids, which have neither gradients nor points in between (layer methods on its "
+                f"{workload.layer_name!r} layer apply, e.g. LayerIntegratedGradients)"
+            )
         if self.needs_spatial_layer and not workload.is_image:
             image = ", ".join(w.name for w in WORKLOADS if w.is_image)
             return (
@@ -585,6 +598,7 @@ for spec in (
         baselines="single",
         supports_delta=True,
         has_completeness=True,
+        interpolates_inputs=True,
         check=_check_integration,
         reference="path",
     ),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from attrib_core import fidelity, measure, schema
+from attrib_core.fidelity_metrics import broadcast_to_inputs
 from attrib_core.run import PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
 from bench.faults import faulty, slowed_down
@@ -56,8 +57,15 @@ def cell_record(config: RunConfig) -> schema.CellIdentity:
     )
 
 
-def gallery_map(attributions: torch.Tensor) -> np.ndarray:
-    """First example's map, channels summed, pooled to at most MAP_SIDE a side, fp16."""
+def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) -> np.ndarray:
+    """First example's map, channels summed, pooled to at most MAP_SIDE a side, fp16.
+
+    For token ids (integer `inputs`) one score per token: layer attributions to the
+    embedding are summed over its dimensions, as the fidelity curves do.
+    """
+    per_token = broadcast_to_inputs(attributions, inputs.cpu()) if inputs is not None else None
+    if per_token is not None and not inputs.is_floating_point():
+        attributions = per_token
     first = attributions[0]
     if first.dim() == 3:
         first = first.sum(0)
@@ -124,6 +132,8 @@ def measure_cell(
                 passes=asdict(prepared.passes),
                 threads=torch.get_num_threads(),
             )
+            if "example_tokens" in prepared.workload.info:  # the words under the gallery's per-token map
+                info["example_tokens"] = list(prepared.workload.info["example_tokens"])
             call = measure.synchronized(prepared, config.device)
             if slowdown != 1.0:
                 call = slowed_down(call, slowdown)
@@ -149,9 +159,8 @@ def measure_cell(
         info["status"] = "ok"
         info["error"] = None
         benchmark.extra_info.update(info)
-        return CellOutcome(
-            key, "ok", info, benchmark.stats.stats.median, reading.peak_bytes, gallery_map(result.attributions)
-        )
+        first_map = gallery_map(result.attributions, prepared.inputs)
+        return CellOutcome(key, "ok", info, benchmark.stats.stats.median, reading.peak_bytes, first_map)
     except Exception as exc:  # recorded, not raised: one bad cell must not stop the sweep
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()

@@ -204,6 +204,7 @@ CALIBRATION_KEYS = {
     "repeats",
     "batch_size",
     "device",
+    "backward_to",
 }
 
 
@@ -216,6 +217,7 @@ def test_calibrate_returns_positive_times_and_leaves_no_gradients(digits, target
     for key in ("forward_s_per_sample", "forward_backward_s_per_sample"):
         assert math.isfinite(result[key]) and result[key] > 0
     assert result["repeats"] == 3 and result["batch_size"] == 8 and result["device"] == "cpu"
+    assert result["backward_to"] == "inputs"  # float inputs; token ids: tests/test_text.py
     assert all(p.grad is None for p in model.parameters())
     assert not digits.inputs.requires_grad
     assert not model.training

@@ -5,7 +5,9 @@ each ok cell, channels summed, pooled to at most 112 px a side; see bench/cells.
 report shows what the methods produced without running a model. One figure per workload:
 2-D maps as images in a diverging colormap (red positive, blue negative, each map scaled to
 its own 99.5th percentile of |attribution|, as Captum's visualisations clip outliers),
-1-D maps (tabular inputs) as bar charts of the signed attribution per feature.
+1-D maps (tabular inputs) as bar charts of the signed attribution per feature, and 1-D maps
+of text workloads (cells that record `example_tokens`) as the sentence with each word's
+background coloured by its attribution.
 """
 
 from __future__ import annotations
@@ -96,11 +98,97 @@ def _bars(ax: plt.Axes, values: np.ndarray) -> None:
     ax.set_ylabel("")
 
 
+def example_tokens(row: pd.Series) -> tuple[str, ...] | None:
+    tokens = row.get("example_tokens")
+    return tuple(tokens) if isinstance(tokens, (tuple, list)) else None
+
+
+def wrap_tokens(tokens: tuple[str, ...], width: int) -> list[list[int]]:
+    """Token indices per line, lines at most `width` characters (one space between words)."""
+    lines: list[list[int]] = [[]]
+    used = 0
+    for i, token in enumerate(tokens):
+        needed = len(token) + (1 if lines[-1] else 0)
+        if lines[-1] and used + needed > width:
+            lines.append([])
+            used, needed = 0, len(token)
+        lines[-1].append(i)
+        used += needed
+    return lines
+
+
+TEXT_FIGURE_WIDTH_IN = 12.0
+TEXT_FONT_PT = 9.0
+MONOSPACE_CHAR_EM = 0.6  # advance of one monospace character, in font sizes
+TEXT_LINE_CHARS = 130  # wrap width; the axes span AXES_CHARS, leaving room for the margins
+AXES_CHARS = int(TEXT_FIGURE_WIDTH_IN * 72 / (MONOSPACE_CHAR_EM * TEXT_FONT_PT))
+
+
+def _sentence(ax: plt.Axes, tokens: tuple[str, ...], values: np.ndarray) -> None:
+    """The words in a monospace font (x in characters), each on a background of its
+    attribution's colour, scaled to the map's largest |attribution| over the words."""
+    scores = values[: len(tokens)]
+    limit = float(np.abs(scores).max()) or 1.0
+    cmap = plt.get_cmap(CMAP)
+    lines = wrap_tokens(tokens, TEXT_LINE_CHARS)
+    ax.set_xlim(0, AXES_CHARS)
+    ax.set_ylim(len(lines), 0)
+    ax.axis("off")
+    for row, indices in enumerate(lines):
+        column = 0
+        for i in indices:
+            shade = float(np.clip(scores[i] / limit, -1, 1))
+            ax.text(
+                column,
+                row + 0.5,
+                tokens[i],
+                family="monospace",
+                fontsize=TEXT_FONT_PT,
+                va="center",
+                ha="left",
+                color="white" if abs(shade) > 0.6 else "black",
+                bbox={"boxstyle": "square,pad=0.15", "facecolor": cmap(0.5 + 0.5 * shade), "edgecolor": "none"},
+            )
+            column += len(tokens[i]) + 1
+
+
+def text_gallery_figure(
+    workload: str, chosen: list[tuple[pd.Series, np.ndarray, tuple[str, ...]]], knobs: list[str], style: MethodStyle
+) -> Rendered:
+    """One row per method: the first example's sentence, words coloured by attribution."""
+    name, title = f"gallery_{workload}", f"Attribution gallery: {workload}"
+    caption = (
+        "Each method's per-token attribution of the same sentence (the workload's first example); "
+        "red = evidence for the target class, blue = against, each method scaled to its own largest "
+        "|attribution|. Layer methods' embedding attributions are summed over the embedding. "
+        "One config per method: plain fp32, smallest batch, most converged; knobs and median time beside it."
+    )
+    heights = [len(wrap_tokens(tokens, TEXT_LINE_CHARS)) for _, _, tokens in chosen]
+    theme()
+    fig, axes = plt.subplots(
+        len(chosen),
+        1,
+        figsize=(TEXT_FIGURE_WIDTH_IN, sum(0.3 * h + 0.5 for h in heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [h + 1.2 for h in heights]},
+    )
+    for ax, (row, values, tokens) in zip(axes[:, 0], chosen, strict=True):
+        _sentence(ax, tokens, values)
+        method = str(row["method"])
+        label = f"{method}   ({_caption(row, knobs).replace(chr(10), ', ')})"
+        ax.set_title(label, fontsize=9, loc="left", color=style.palette.get(method, "black"), fontweight="bold")
+    fig.tight_layout()
+    return Rendered(name, title, caption, fig)
+
+
 def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: MethodStyle) -> Rendered:
     name = f"gallery_{workload}"
     title = f"Attribution gallery: {workload}"
     knobs = knob_columns(cells)
     images = [(row, maps[(row["file"], row["cell_key"])]) for _, row in cells.iterrows()]
+    words = [(row, m, example_tokens(row)) for row, m in images if m.ndim == 1 and example_tokens(row)]
+    if words:
+        return text_gallery_figure(workload, words, knobs, style)
     two_d = [(row, m) for row, m in images if m.ndim == 2]
     one_d = [(row, m) for row, m in images if m.ndim == 1]
     chosen, kind = (two_d, "image") if len(two_d) >= len(one_d) else (one_d, "bars")

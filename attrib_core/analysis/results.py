@@ -78,6 +78,8 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         threads=extra.get("threads"),
         knob_labels=extra.get("knob_labels") or {},  # short knob names for labels (from the registry)
     )
+    tokens = extra.get("example_tokens")  # text workloads: the words under the first example's map
+    row["example_tokens"] = tuple(tokens) if tokens is not None else None
     stats = record.get("stats") or {}
     for name in TIME_STATS:
         row[f"{name}_s"] = stats.get(name)

@@ -57,13 +57,19 @@ class TrainingRecipe:
     seed: int = 0
 
 
+def as_model_inputs(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Integer arrays (token ids) stay int64; anything else becomes float32."""
+    t = torch.as_tensor(x)
+    return t.long() if not (t.is_floating_point() or t.is_complex()) else t.float()
+
+
 def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, recipe: TrainingRecipe) -> nn.Module:
     """Full-batch-shuffled Adam training, seeded, single-threaded so it is reproducible."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         generator = torch.Generator().manual_seed(recipe.seed)
-        x = torch.as_tensor(x_train, dtype=torch.float32)
+        x = as_model_inputs(x_train)
         y = torch.as_tensor(y_train, dtype=torch.long)
         optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
         model.train()
@@ -84,5 +90,5 @@ def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
-        pred = model(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy()
+        pred = model(as_model_inputs(x)).argmax(1).numpy()
     return float((pred == y).mean())

@@ -20,11 +20,12 @@ from attrib_core.registry import Registry
 
 @dataclass(frozen=True)
 class Workload:
-    """Everything a method needs to run on one model. Tensors live on the CPU in fp32."""
+    """Everything a method needs to run on one model. Tensors live on the CPU in fp32 (token ids
+    and feature masks: int64)."""
 
     name: str
     model: nn.Module
-    inputs: torch.Tensor  # (N, ...) real, preprocessed examples
+    inputs: torch.Tensor  # (N, ...) real, preprocessed examples (fp32, or int64 token ids)
     targets: torch.Tensor  # (N,) class explained for each example
     baseline: torch.Tensor  # (1, ...) the reference input ("absence of signal")
     background: torch.Tensor  # (K, ...) baseline distribution for the *Shap methods
@@ -50,6 +51,11 @@ class Workload:
     @property
     def is_image(self) -> bool:
         return self.inputs.dim() == 4
+
+    @property
+    def is_token_ids(self) -> bool:
+        """Integer inputs (token ids): no gradient and no path between two of them."""
+        return not self.inputs.is_floating_point()
 
     @property
     def layer(self) -> nn.Module:
