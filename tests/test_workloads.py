@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
 import warnings
 from pathlib import Path
@@ -16,7 +15,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from attrib_core.models.resnet import CHECKPOINT_ENV, distinct_relus, load_resnet18
 from attrib_core.models.small import accuracy
-from attrib_core.workloads import WORKLOADS, load_workload, patch_mask
+from attrib_core.workloads import load_workload, patch_mask
 from attrib_core.workloads.builtin import IMAGENET_MEAN, IMAGENET_STD, breast_cancer_split, digits_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,8 +63,6 @@ def test_workload_pieces_fit_together(name, request):
     assert all(m in (1, e) for m, e in zip(w.feature_mask.shape[1:], example_shape, strict=True))
     assert torch.equal(w.feature_mask.unique(), torch.arange(w.n_features))  # ids 0..n-1, none unused
     assert not w.model.training
-    assert w.is_image == (w.inputs.dim() == 4)
-    assert w.description == WORKLOADS.get(name).description
     assert isinstance(w.model.get_submodule(w.output_name), nn.Linear)
     layer_out = []
     handle = w.layer.register_forward_hook(lambda module, args, out: layer_out.append(out))
@@ -76,11 +73,14 @@ def test_workload_pieces_fit_together(name, request):
     assert all(0 <= i < size for i, size in zip(w.neuron, layer_out[0].shape[1:], strict=True))
 
 
-def test_image_workloads(digits, tabular, resnet):
-    # tests/test_methods.py decides where image-only methods apply from this list
-    from tests.test_methods import IMAGE_WORKLOADS
+def test_channels_last_is_refused_where_inputs_are_not_images(tabular):
+    from attrib_core.run import RunConfig, prepare
 
-    assert [name for name in WORKLOADS.names() if load_workload(name).is_image] == list(IMAGE_WORKLOADS)
+    with pytest.raises(ValueError, match=r"channels_last.*not an image"):
+        prepare(RunConfig("Saliency", "tabular_mlp", memory_format="channels_last"))
+    assert prepare(RunConfig("Saliency", "digits_cnn", memory_format="channels_last")).inputs.is_contiguous(
+        memory_format=torch.channels_last
+    )
 
 
 def test_patch_mask_gives_each_patch_its_own_id():
@@ -152,16 +152,6 @@ def test_resnet18_loads_offline_with_one_warning_and_labels_its_weights(monkeypa
         expected = resnet18(weights=None).state_dict()
         assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
     assert not model.training
-
-
-def test_resnet18_workload_records_the_weights_it_used(resnet):
-    if os.environ.get(CHECKPOINT_ENV):
-        expected = f"checkpoint:{Path(os.environ[CHECKPOINT_ENV]).name}"
-    elif _cached_imagenet_weights().is_file():  # cached before, or downloaded while loading
-        expected = "imagenet1k_v1"
-    else:
-        expected = "random"
-    assert resnet.weights == expected
 
 
 def test_resnet18_explains_the_tutorial_cat(resnet):
