@@ -104,7 +104,7 @@ class BenchRun:
         self.faults = parse_faults(config.getoption("--inject-fault"))
         self.outcomes: list[CellOutcome] = []
         self.pending_progress: str | None = None
-        self.selected = 0  # cells left after -k / deselection / resume, set when collection finishes
+        self.selected_keys: set[str] = set()  # cells left after -k / deselection / resume
         self.started = time.monotonic()
         self.journal: journal.Journal | None = None
         self.results_path: Path | None = None
@@ -168,7 +168,8 @@ class BenchRun:
         if not contents.cells:
             self.journal.path.unlink(missing_ok=True)
             return None
-        finished = not interrupted and contents.done_keys() >= set(self.cells)
+        # finished: every cell this invocation selected (after -k) is done, and earlier ones kept
+        finished = not interrupted and contents.done_keys() >= self.selected_keys
         path = journal.assemble(contents, finished)
         if finished:
             self.journal.path.unlink(missing_ok=True)
@@ -181,7 +182,7 @@ class BenchRun:
         self.pending_progress = self.progress_line(outcome)
 
     def progress_line(self, outcome: CellOutcome) -> str:
-        done, total = len(self.outcomes), self.selected or len(self.cells)
+        done, total = len(self.outcomes), len(self.selected_keys) or len(self.cells)
         stamp = f"[{done:>{len(str(total))}}/{total} {clock(time.monotonic() - self.started)}]"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
@@ -256,7 +257,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     run: BenchRun = session.config.attrib_bench
-    run.selected = len(session.items)
+    run.selected_keys = {item.callspec.params["cell_key"] for item in session.items}
     if run.save and session.items:
         run.start_journal()
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attrib_core import journal
+from attrib_core import journal, schema
 from attrib_core.analysis.results import load_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     resumes = data["machine_info"]["attrib_bench"]["run"]["resumed"]
     print(f"\nresumed run: {len(resumed)} cells (reference {len(reference)}), resumed {len(resumes)} times")
 
-    records = json.loads(next(reference_dir.glob("*.json")).read_text())["benchmarks"]
+    records = schema.records(schema.read(next(reference_dir.glob("*.json"))))
     with tempfile.TemporaryDirectory(dir=work) as folder:
         costs = journal_append_cost(records, Path(folder))
     sizes = [len(json.dumps(r)) for r in records]

@@ -4,6 +4,7 @@ cells recorded (not dropped), companion maps, and bad presets refused before any
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from attrib_core import schema
 from attrib_core.analysis.results import load_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +73,7 @@ def test_a_run_writes_one_complete_results_file(tiny_run):
     assert meta["preset"] == "tiny" and len(meta["preset_sha256"]) == 64 and meta["schema_version"] == 2
     assert meta["environment"]["torch_version"]
     assert meta["run"]["complete"] is True and meta["run"]["resumed"] == []
-    for record in data["benchmarks"]:  # pytest-benchmark conventions: groups, JSON-able params
+    for record in schema.records(data):  # pytest-benchmark conventions: groups, JSON-able params
         cell = record["extra_info"]["cell"]
         assert record["group"] == f"{cell['workload']}/{cell['method']}"
         assert record["params"] == {"cell_key": record["extra_info"]["cell_key"]}
@@ -119,11 +121,9 @@ def journal_cells(path: Path) -> list[str]:
     return [line["cell_key"] for line in lines if line["kind"] == "cell"]
 
 
-def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
-    preset = tmp_path / "tiny.toml"
-    preset.write_text(TINY)
-    out = tmp_path / "results"
-    # The second cell (IG) hangs: kill -9 the run once the journal holds the first.
+def start_and_kill(preset: Path, out: Path, sig: int) -> Path:
+    """Run the tiny preset with its second cell (IG) hanging; once the journal holds the first
+    cell, send `sig`. Returns the journal left behind."""
     args = [f"--preset={preset}", f"--results-dir={out}", "--machine-name=testbox", "--inject-fault=Integrated=hang"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *args],
@@ -138,9 +138,17 @@ def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
         if journals and len(journal_cells(journals[0])) >= 1:
             break
         time.sleep(0.2)
-    proc.kill()
-    proc.wait()
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
     assert journals and len(journal_cells(journals[0])) == 1, "the run never journalled its first cell"
+    return journals[0]
+
+
+def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    out = tmp_path / "results"
+    start_and_kill(preset, out, signal.SIGKILL)
     assert not list(out.glob("*.json"))  # killed: no results file yet, only the journal
 
     resumed = run_bench(tmp_path, f"--results-dir={out}", "--resume")  # the preset comes from the journal
@@ -154,13 +162,13 @@ def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
     assert sorted(df.method) == ["FeaturePermutation", "IntegratedGradients", "Saliency"]
 
 
-def test_resume_refuses_a_changed_preset(tmp_path):
+def test_ctrl_c_writes_what_was_measured_and_resume_refuses_a_changed_preset(tmp_path):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
     out = tmp_path / "results"
-    first = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}", "-k", "Saliency", "--machine-name=t")
-    journal_file = next(out.glob("*.journal.jsonl"))  # -k ran 1 of 3 cells: the run is not finished
-    assert len(journal_cells(journal_file)) == 1, first.stdout
+    journal_file = start_and_kill(preset, out, signal.SIGINT)
+    partial = load_results(sorted(out.glob("*.json")))  # Ctrl-C: a valid file of the finished cell
+    assert list(partial.method) == ["Saliency"]
     preset.write_text(TINY.replace("max_rounds = 3", "max_rounds = 4"))
     proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}", f"--resume={journal_file}")
     assert proc.returncode == 4 and "the preset changed" in proc.stderr

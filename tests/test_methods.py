@@ -22,8 +22,8 @@ from attrib_core.methods import (
 )
 from attrib_core.run import RunConfig, prepare, run_attribution
 from attrib_core.workloads import Workload, load_workload
-from tests.conftest import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_output_shape, small_knobs
 from tests.passes import measured_passes
+from tests.torch_fixtures import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_output_shape, small_knobs
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 

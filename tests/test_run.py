@@ -17,7 +17,7 @@ from attrib_core.run import (
     prepare,
     run_attribution,
 )
-from tests.conftest import SMALL_WORKLOADS, small_knobs
+from tests.torch_fixtures import SMALL_WORKLOADS, small_knobs
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 

@@ -126,7 +126,7 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     for path in map(Path, paths):
         data = read_json(path)
         machine = machine_columns(data, path)
-        rows.extend({**machine, **record_row(record, path)} for record in data["benchmarks"])
+        rows.extend({**machine, **record_row(record, path)} for record in schema.records(data))
     df = pd.DataFrame(rows)
     if df.empty:
         return df
