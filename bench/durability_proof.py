@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failures, rows, held = [], [], set()
     for kill in range(1, args.kills + 1):
-        after = rng.uniform(2.0, max(3.0, 0.8 * wall_s))
+        remaining = 1 - len(held) / len(reference)  # a resumed run has less left to do
+        after = rng.uniform(2.0, max(3.0, 0.7 * wall_s * remaining))
         extra = ("--resume",) if kill > 1 else ()
         killed = kill_at(args.preset, killed_dir, after, *extra)
         now = journal_keys(killed_dir)
