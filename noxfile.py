@@ -86,6 +86,13 @@ def compare(session: nox.Session) -> None:
     session.run("python", "-m", "attrib_core.cli", "compare", *session.posargs)
 
 
+@nox.session
+def history(session: nox.Session) -> None:
+    """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history"]))
+
+
 @nox.session(venv_backend="none")
 def regress(session: nox.Session) -> None:
     """Run the CI preset and compare with results/baselines/; exits non-zero on a regression."""

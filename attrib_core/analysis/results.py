@@ -67,6 +67,7 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "captum_version": env.get("captum_version"),
         "cuda_version": env.get("torch_cuda_version"),
         "commit": (commit.get("id") or "")[:12] or None,
+        "commit_time": commit.get("time"),  # orders a history by commit, not by when it was run
         "commit_dirty": commit.get("dirty"),
     }
 
@@ -95,6 +96,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         method_family=extra.get("method_family"),
         weights=extra.get("weights"),
         threads=extra.get("threads"),
+        injected_slowdown=extra.get("injected_slowdown", 1.0),  # fault injection (tests of checks), 1 = none
     )
     stats = record.get("stats") or {}
     for name in TIME_STATS:
