@@ -90,7 +90,7 @@ def compare(session: nox.Session) -> None:
 def history(session: nox.Session) -> None:
     """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
     session.install("-q", "-e", ".")
-    session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history"]))
+    session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history/ci"]))
 
 
 @nox.session(venv_backend="none")

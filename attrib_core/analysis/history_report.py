@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from attrib_core.analysis import html, plots
-from attrib_core.analysis.history import commit_axis, history_steps, load_history, metrics_of, step_label
+from attrib_core.analysis.history import Metric, commit_axis, history_steps, load_history, metrics_of, step_label
 from attrib_core.analysis.history_plots import history_figure
 from attrib_core.analysis.output import staged
 from attrib_core.analysis.results import ResultsError
@@ -39,6 +39,17 @@ def readable_steps(steps: pd.DataFrame, log_metrics: set[str]) -> pd.DataFrame:
     return out.sort_values(["commit_time", "cell_key"], ascending=[False, True])[STEP_COLUMNS]
 
 
+def choose_metrics(available: list[Metric], names: list[str] | None) -> list[Metric]:
+    """The metrics asked for (all when none); ResultsError naming an unknown one and the valid choices."""
+    if not names:
+        return available
+    by_name = {m.name: m for m in available}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ResultsError(f"unknown metric {unknown[0]!r}; valid for these results: {', '.join(by_name)}")
+    return [by_name[n] for n in names]
+
+
 def warnings(df: pd.DataFrame, axis: pd.DataFrame) -> list[str]:
     out = []
     if len(axis) < 2 * MIN_SEGMENT:
@@ -56,10 +67,11 @@ def build(
     out: Path,
     per_log_n: float = PENALTY_PER_LOG_N,
     min_segment: int = MIN_SEGMENT,
+    metric_names: list[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     df = load_history(inputs)
-    metrics = metrics_of(df)
+    metrics = choose_metrics(metrics_of(df), metric_names)
     steps, series = history_steps(df, metrics, per_log_n=per_log_n, min_segment=min_segment)
     axis = commit_axis(df)
     readable = readable_steps(steps, {m.name for m in metrics if m.log})
@@ -110,6 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=MIN_SEGMENT,
         help=f"commits a level must last to count (default {MIN_SEGMENT})",
     )
+    parser.add_argument(
+        "--metrics",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        help="comma-separated: time, time_raw, memory and the fidelity metrics present (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.penalty <= 0 or args.min_segment < 1:
         parser.error(f"--penalty {args.penalty} must be > 0 and --min-segment {args.min_segment} >= 1")
@@ -121,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         print(f"history: reading {', '.join(map(str, args.inputs))}")
-        written = build(args.inputs, args.out, args.penalty, args.min_segment)
+        written = build(args.inputs, args.out, args.penalty, args.min_segment, args.metrics)
     except (ResultsError, StepError) as exc:
         print(f"history: error: {exc}", file=sys.stderr)
         return 2
