@@ -57,6 +57,7 @@ def run_ci(worktree: Path, out: Path, inject: str | None) -> None:
 
 
 def record(args: argparse.Namespace) -> None:
+    args.out = args.out.resolve()  # the runs' working folder is each commit's worktree
     args.out.mkdir(parents=True, exist_ok=True)
     if args.inject_from not in args.commits:
         sys.exit(f"--inject-from {args.inject_from!r} is not one of --commits: {', '.join(args.commits)}")

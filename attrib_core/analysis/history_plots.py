@@ -38,7 +38,9 @@ def _panel_title(cells: pd.DataFrame) -> str:
 
 def _draw(ax: plt.Axes, cells: pd.DataFrame, metric: Metric, steps: pd.DataFrame) -> None:
     known = cells.dropna(subset=[metric.column])
-    ax.scatter(known["commit_order"], known[metric.column], s=10, color="#1f77b4", alpha=0.6, zorder=3)
+    injected = known["injected_slowdown"] > 1
+    ax.scatter(known["commit_order"][~injected], known[metric.column][~injected], s=10, color="#1f77b4", zorder=3)
+    ax.scatter(known["commit_order"][injected], known[metric.column][injected], s=22, marker="x", color="k", zorder=3)
     medians = known.groupby("commit_order")[metric.column].median()
     ax.plot(medians.index, medians.to_numpy(), color="#1f77b4", linewidth=1, zorder=2)
     for _, step in steps.iterrows():
@@ -86,8 +88,9 @@ def history_figure(df: pd.DataFrame, metric: Metric, steps: pd.DataFrame, col_wr
         ax.set_visible(False)
     n_steps = len(mine)
     caption = (
-        f"{metric.label} over {len(axis)} commits ({df['file'].nunique()} runs); dots are runs, the line joins "
-        f"per-commit medians. {n_steps} step(s) detected (dashed: red in force, grey undone; size and 95% "
+        f"{metric.label} over {len(axis)} commits ({df['file'].nunique()} runs); dots are runs (x: a run with an "
+        f"injected slowdown, a test of the checks), the line joins per-commit medians. {n_steps} step(s) detected "
+        "(dashed: red in force, grey undone; size and 95% "
         "bootstrap interval). Method: attrib_core/analysis/steps.py."
     )
     fig.tight_layout()
