@@ -1,8 +1,8 @@
-"""Sessions: tests, lint, bench (the main job); report, compare and regress read results.
+"""Sessions: tests, lint, bench (the main job); report, compare, history and regress read results.
 
 Sessions that run models share one virtualenv (.nox/torch, about 5 GB with torch), built
 once and reinstalled only when pyproject.toml changes. Sessions that only read results
-(report, compare) get a light venv without torch.
+(report, compare, history) get a light venv without torch.
 """
 
 from __future__ import annotations

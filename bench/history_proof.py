@@ -48,11 +48,12 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def run_ci(worktree: Path, out: Path, inject: str | None) -> None:
+def run_ci(worktree: Path, out: Path, inject: list[str]) -> None:
     """The ci preset, run in `worktree` (its own code) by this interpreter; results into `out`."""
     command = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider", "--preset", "ci"]
     command += ["--results-dir", str(out), "--machine-name", MACHINE]
-    command += ["--inject-slowdown", inject] if inject else []
+    for value in inject:
+        command += ["--inject-slowdown", value]
     subprocess.run(command, cwd=worktree, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -71,8 +72,9 @@ def record(args: argparse.Namespace) -> None:
             git("worktree", "add", "--detach", str(worktree), commit)
         try:
             for i in range(times):
-                run_ci(worktree, args.out, args.inject if injecting else None)
-                label = f"{commit} run {i + 1}/{times}{' (injected ' + args.inject + ')' if injecting else ''}"
+                run_ci(worktree, args.out, args.inject if injecting else [])
+                note = f" (injected {' '.join(args.inject)})" if injecting else ""
+                label = f"{commit} run {i + 1}/{times}{note}"
                 print(f"{label}: {time.monotonic() - started:.0f} s", flush=True)
         finally:
             git("worktree", "remove", "--force", str(worktree))
@@ -157,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     rec = sub.add_parser("record", help="rerun the ci preset at past commits (about 40 s per run)")
     rec.add_argument("--commits", nargs="+", default=list(COMMITS), help="oldest first")
     rec.add_argument("--inject-from", default=INJECT_FROM, help="first commit run with --inject-slowdown")
-    rec.add_argument("--inject", default=INJECT, help="METHOD=FACTOR passed to --inject-slowdown")
+    rec.add_argument("--inject", nargs="+", default=[INJECT], help="METHOD=FACTOR, each passed to --inject-slowdown")
     rec.add_argument("--noise-runs", type=int, default=4, help="extra identical runs of the newest commit")
     rec.add_argument("--worktrees", type=Path, default=Path("/tmp/attrib-history"))
     rec.add_argument("--out", type=Path, default=REPO / "results" / "history-proof")
