@@ -1,8 +1,8 @@
-"""Sessions: tests, lint, bench (the main job); report, compare and regress read results.
+"""Sessions: tests, lint, bench (the main job); report, compare, history and regress read results.
 
 Sessions that run models share one virtualenv (.nox/torch, about 5 GB with torch), built
 once and reinstalled only when pyproject.toml changes. Sessions that only read results
-(report, compare) get a light venv without torch.
+(report, compare, history) get a light venv without torch.
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ def compare(session: nox.Session) -> None:
     """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
     session.install("-q", "-e", ".")
     session.run("python", "-m", "attrib_core.cli", "compare", *session.posargs)
+
+
+@nox.session
+def history(session: nox.Session) -> None:
+    """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history/ci"]))
 
 
 @nox.session(venv_backend="none")

@@ -1,6 +1,6 @@
-"""`attrib-bench report|compare|regress`: the installed package's console script.
+"""`attrib-bench report|compare|history|regress`: the installed package's console script.
 
-report and compare read results files (no torch). regress runs the benchmark suite, which
+report, compare and history read results files (no torch). regress runs the benchmark suite, which
 lives in a checkout of the repository (bench/); from an installed wheel alone it can still
 compare two existing runs: `attrib-bench regress --compare BASE NEW`.
 """
@@ -11,9 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-ANALYSIS_COMMANDS = {"report": "attrib_core.analysis.report", "compare": "attrib_core.analysis.compare"}
+ANALYSIS_COMMANDS = {
+    "report": "attrib_core.analysis.report",
+    "compare": "attrib_core.analysis.compare",
+    "history": "attrib_core.analysis.history_report",
+}
 COMMANDS = (*ANALYSIS_COMMANDS, "regress")
-USAGE = "usage: attrib-bench {report,compare,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
+USAGE = "usage: attrib-bench {report,compare,history,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
 
 
 def _regress(argv: list[str]) -> int:

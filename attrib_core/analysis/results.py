@@ -48,6 +48,7 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "captum_version": env.get("captum_version"),
         "cuda_version": env.get("torch_cuda_version"),
         "commit": (commit.get("id") or "")[:12] or None,
+        "commit_time": commit.get("time"),  # orders a history by commit, not by when it was run
         "commit_dirty": commit.get("dirty"),
     }
 
@@ -77,6 +78,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         weights=extra.get("weights"),
         threads=extra.get("threads"),
         knob_labels=extra.get("knob_labels") or {},  # short knob names for labels (from the registry)
+        injected_slowdown=extra.get("injected_slowdown", 1.0),  # fault injection (tests of checks), 1 = none
     )
     tokens = extra.get("example_tokens")  # text workloads: the words under the first example's map
     row["example_tokens"] = tuple(tokens) if tokens is not None else None
