@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="smoke")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--startup-s", type=float, default=8.0, help="no kill before this (imports, model loads)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -104,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
     failures, rows, held = [], [], set()
     for kill in range(1, args.kills + 1):
-        remaining = 1 - len(held) / len(reference)  # a resumed run has less left to do
-        after = rng.uniform(2.0, max(3.0, 0.7 * wall_s * remaining))
+        # after start-up (imports, model loads: no cell can finish before), somewhere in what is
+        # left of the sweep: a resumed run has less to do
+        remaining = 1 - len(held) / len(reference)
+        after = args.startup_s + rng.uniform(0, 0.7 * wall_s * remaining)
         extra = ("--resume",) if kill > 1 else ()
         killed = kill_at(args.preset, killed_dir, after, *extra)
         now = journal_keys(killed_dir)
