@@ -31,6 +31,7 @@ from pathlib import Path
 
 from attrib_core import journal, schema
 from attrib_core.analysis.results import load_results
+from attrib_core.formatting import seconds
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         costs = journal_append_cost(records, Path(folder))
     sizes = [len(json.dumps(r)) for r in records]
     print(
-        f"journal append + fsync per cell: median {statistics.median(costs) * 1e3:.2f} ms, "
-        f"p90 {sorted(costs)[int(0.9 * len(costs))] * 1e3:.2f} ms, over {len(costs)} appends; "
+        f"journal append + fsync per cell: median {seconds(statistics.median(costs))}, "
+        f"p90 {seconds(sorted(costs)[int(0.9 * len(costs))])}, over {len(costs)} appends; "
         f"record size median {statistics.median(sizes) / 1024:.1f} KiB"
     )
     for failure in failures:

@@ -23,8 +23,8 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import tomllib
@@ -46,6 +46,7 @@ from attrib_core.analysis.verdicts import (
     split_pytest_args,
     thresholds_from,
 )
+from attrib_core.formatting import timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_DIR = REPO / "results" / "baselines"
@@ -70,7 +71,7 @@ def default_baseline(preset: str) -> Path:
 
 def new_run_dir(results_dir: Path) -> Path:
     """results_dir/<UTC time>[-n]/: one folder per regression run, never an existing one."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = timestamp(datetime.now(timezone.utc))
     folder, n = results_dir / stamp, 1
     while folder.exists():
         n += 1

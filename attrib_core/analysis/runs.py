@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from attrib_core.analysis.results import ResultsError, machine_columns, read_json, results_files
+from attrib_core.formatting import timestamp
 
 RESULTS_DIR = Path("results")  # relative to where the command runs: the repo root under nox
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
@@ -35,7 +36,7 @@ def run_time(path: Path) -> str:
     parts = _name_parts(path)
     if len(parts) > 1 and STAMP.match(parts[1]):
         return parts[1]
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return timestamp(datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))
 
 
 def newest(files: list[Path]) -> Path:
