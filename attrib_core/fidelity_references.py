@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import nn
 
 from attrib_core.cache import cache_dir, stable_hash
 from attrib_core.fidelity_metrics import FidelityOptions
+from attrib_core.fileio import atomic_save
 from attrib_core.measure import synchronize
 from attrib_core.methods import MethodSpec
 from attrib_core.run import PreparedRun, RunConfig, prepare
@@ -213,7 +213,6 @@ def reference_attributions(prepared: PreparedRun, options: FidelityOptions | Non
     compute_s = time.perf_counter() - start
     if options.use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"attributions": attributions, "payload": json.dumps(payload, default=str)}, tmp)
-        tmp.replace(path)
+        entry = {"attributions": attributions, "payload": json.dumps(payload, default=str)}
+        atomic_save(path, lambda tmp: torch.save(entry, tmp))
     return Reference(attributions, key, path, public_knobs, False, compute_s, note, approximate)
