@@ -41,9 +41,14 @@ def bench_command(preset: str, out: Path, *extra: str) -> list[str]:
     return [*pytest, f"--preset={preset}", f"--results-dir={out}", "--machine-name=proof", *extra]
 
 
-def journal_keys(out: Path) -> set[str]:
+def finished_keys(out: Path) -> set[str]:
+    """Cells safe on disk: in the journal, or (once the run completed and removed its journal)
+    in the results file."""
     found = list(out.glob(f"*{journal.SUFFIX}"))
-    return journal.read(found[0]).done_keys() if found else set()
+    if found:
+        return journal.read(found[0]).done_keys()
+    files = list(out.glob("*.json"))
+    return set(cells_of(out)) if files else set()
 
 
 def cells_of(out: Path) -> dict[str, str]:
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         after = args.startup_s + rng.uniform(0, 0.7 * wall_s * remaining)
         extra = ("--resume",) if kill > 1 else ()
         killed = kill_at(args.preset, killed_dir, after, *extra)
-        now = journal_keys(killed_dir)
+        now = finished_keys(killed_dir)
         lost = held - now
         rows.append((kill, after, killed, len(held), len(now), len(lost)))
         if lost:
