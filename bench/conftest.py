@@ -216,6 +216,8 @@ def _machine_label() -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # A cell that fails before timing, or runs in a child process, leaves the fixture unused: expected.
+    config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
     config.attrib_bench = BenchRun(config)
 
 
