@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -282,14 +283,15 @@ def measured_record(outcome: CellOutcome, benchmark) -> dict:
 def isolated_outcome(run: BenchRun, key: str, benchmark) -> tuple[CellOutcome, dict]:
     """Run the cell in a child process; a crash, hang or memory blow-up becomes a failed record."""
     limit = run.isolation.cell_memory_gib
-    child = isolate.run_isolated(
-        key,
-        run.preset.path,
-        run.results_dir,
-        run.isolation.cell_timeout_s,
-        None if limit is None else int(limit * 2**30),
-        run.passthrough_args(),
-    )
+    with tempfile.TemporaryDirectory(prefix="attrib-bench-cell-") as workdir:  # never in results/: not resumable
+        child = isolate.run_isolated(
+            key,
+            run.preset.path,
+            Path(workdir),
+            run.isolation.cell_timeout_s,
+            None if limit is None else int(limit * 2**30),
+            run.passthrough_args(),
+        )
     if child.record is not None and child.error is None:
         extra = child.record["extra_info"]
         extra["isolation"] = {"process_wall_s": child.wall_s}
