@@ -98,6 +98,9 @@ def test_method_all_skips_methods_that_do_not_apply(tmp_path):
     assert "KernelShap" in methods
 
 
+SALIENCY = "[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n"
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -115,6 +118,16 @@ def test_method_all_skips_methods_that_do_not_apply(tmp_path):
          r"knob 'n_steps' must be a list of choices"),
         ("[fidelity]\nmetrics = ['accuracy']\n[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n",
          r"unknown fidelity metric 'accuracy'"),
+        ("[timing]\nmax_time_s = '1'\n" + SALIENCY, r"\[timing\] max_time_s = '1' must be a number > 0"),
+        ("[timing]\nmin_rounds = 2.5\n" + SALIENCY, r"min_rounds = 2.5 must be an integer >= 1"),
+        ("[timing]\nthreads = true\n" + SALIENCY, r"threads = True must be an integer >= 1"),
+        ("[timing]\nmin_rounds = 9\nmax_rounds = 3\n" + SALIENCY, r"max_rounds = 3 is below min_rounds"),
+        ("timing = 3\n" + SALIENCY, r"timing must be a table"),
+        ("seed = -1\n" + SALIENCY, r"seed = -1 must be an integer >= 0"),
+        ("[fidelity]\nmetrics = 'deletion'\n" + SALIENCY, r"metrics = 'deletion' must be a list"),
+        ("[isolation]\nenabled = 'yes'\n" + SALIENCY, r"enabled = 'yes' must be true or false"),
+        ("[isolation]\ncell_timeout_s = 0\n" + SALIENCY, r"cell_timeout_s = 0 must be a number > 0"),
+        ("[isolation]\nmemory = 4\n" + SALIENCY, r"unknown key 'memory' in \[isolation\]"),
         ("name = 'x'\n", r"needs at least one \[\[sweep\]\] group"),
         ("[[sweep]\n", r"not valid TOML"),
     ],
