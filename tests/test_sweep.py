@@ -102,7 +102,7 @@ def test_method_all_skips_methods_that_do_not_apply(tmp_path):
     ("text", "match"),
     [
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'IGG'\n", r"unknown method 'IGG'; valid: all, Integrated"),
-        ("[[sweep]]\nworkload = 'mnist'\nmethod = 'Saliency'\n", r"unknown workload 'mnist'; valid: digits_cnn"),
+        ("[[sweep]]\nworkload = 'mnist'\nmethod = 'Saliency'\n", r"unknown workload 'mnist'; known: digits_cnn"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\ndevice = ['tpu']\n", r"unknown device 'tpu'"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch = [1]\n", r"unknown key 'batch' in"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch_size = [0]\n", r"batch_size 0 must be"),

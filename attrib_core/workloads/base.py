@@ -5,6 +5,7 @@ Workloads are built lazily and cached per process: a sweep loads each model once
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from torch import nn
 
 from attrib_core.cache import cache_dir, stable_hash
 from attrib_core.registry import Registry
+from attrib_core.workloads.traits import Traits, observe_traits
 
 
 @dataclass(frozen=True)
@@ -56,29 +58,98 @@ class Workload:
         return self.inputs[idx].clone(), self.targets[idx].clone()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkloadSpec:
+    """A workload's static metadata, known without building it, and the factory that builds it.
+
+    `traits` decide which methods apply; `method_defaults` resolve into cell keys. `source` is
+    "builtin", "torchvision" or "plugin"; `definition` is what a plug-in was declared with
+    (two declarations are the same workload when it is equal); `origin` says where it was
+    declared, for error messages.
+    """
+
     name: str
     description: str
-    is_image: bool
     build: Callable[[], Workload]
+    traits: Traits
+    method_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = "builtin"
+    definition: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def is_image(self) -> bool:
+        return self.traits.is_image
 
 
 WORKLOADS: Registry[WorkloadSpec] = Registry("workload")
 
 
-def register_workload(name: str, description: str, is_image: bool) -> Callable:
+def register_workload(
+    name: str,
+    description: str,
+    is_image: bool | None = None,
+    *,
+    input_kind: str | None = None,
+    layer: str = "",
+    spatial_layer: bool | None = None,
+    method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    rule_limits: Mapping[str, str] | None = None,
+    not_applicable: Mapping[str, str] | None = None,
+) -> Callable:
+    """Decorator registering a built-in workload factory with its static metadata.
+
+    `is_image` is shorthand for input_kind "image" / "features"; a spatial layer is assumed
+    for image workloads that declare a layer unless `spatial_layer` says otherwise.
+    """
+    kind = input_kind or ("image" if is_image else "features")
+    traits = Traits(
+        input_kind=kind,
+        layer_name=layer,
+        spatial_layer=bool(layer) and kind == "image" if spatial_layer is None else spatial_layer,
+        rule_limits=dict(rule_limits or {}),
+        not_applicable=dict(not_applicable or {}),
+    )
+
     def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:
-        WORKLOADS.register(name, WorkloadSpec(name, description, is_image, build))
+        WORKLOADS.register(name, WorkloadSpec(name, description, build, traits, dict(method_defaults or {})))
         return build
 
     return decorate
 
 
-@functools.cache
+_BUILT: dict[int, tuple[WorkloadSpec, Workload]] = {}
+
+
+def workload_spec(name: str) -> WorkloadSpec:
+    """The registered spec, or a `torchvision:` / plug-in reference resolved and registered now
+    (importing nothing from the user and building nothing)."""
+    if name not in WORKLOADS:
+        from attrib_core.workloads.plugins import resolve_reference
+
+        resolve_reference(name)
+    return WORKLOADS.get(name)
+
+
 def load_workload(name: str) -> Workload:
-    """Build (once per process) the named workload."""
-    return WORKLOADS.get(name).build()
+    """Build (once per process and definition) the named workload."""
+    spec = workload_spec(name)
+    if id(spec) not in _BUILT:
+        _BUILT[id(spec)] = (spec, spec.build())
+    return _BUILT[id(spec)][1]
+
+
+@functools.cache
+def _observed(spec_id: int) -> Traits:
+    spec, workload = _BUILT[spec_id]
+    return observe_traits(workload, spec.traits.not_applicable)
+
+
+def observed_spec(name: str) -> WorkloadSpec:
+    """The spec with the traits observed on the built model (what prepare() trusts)."""
+    spec = workload_spec(name)
+    load_workload(name)
+    return dataclasses.replace(spec, traits=_observed(id(spec)))
 
 
 def smoothgrad_noise(stdevs: float) -> dict[str, dict[str, float]]:
