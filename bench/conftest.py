@@ -16,6 +16,7 @@ import torch
 from attrib_core import measure
 from attrib_core.devices import available_devices
 from attrib_core.sweep import PresetError, cell_key, load_preset
+from attrib_core.workloads.plugins import WorkloadContractError, check_workloads
 from bench import PRESET_DIR
 from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
 
@@ -56,7 +57,8 @@ class BenchRun:
     def __init__(self, config: pytest.Config) -> None:
         try:
             self.preset = load_preset(config.getoption("--preset"), PRESET_DIR)
-        except PresetError as exc:
+            check_workloads(self.preset.workload_names())  # plug-ins' contract, before the first cell
+        except (PresetError, WorkloadContractError) as exc:
             raise pytest.UsageError(str(exc)) from None
         # Always set explicitly (and recorded in machine_info and every cell): the preset's
         # count, else one thread per physical core, which is what torch picks by default.
@@ -83,6 +85,8 @@ class BenchRun:
         done, total = len(self.outcomes), self.selected or len(self.cells)
         elapsed = time.monotonic() - self.started
         stamp = f"[{done:>{len(str(total))}}/{total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}]"
+        if outcome.status == "not_applicable":
+            return f"{stamp} not applicable {outcome.key}: {outcome.extra_info['error']}"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
         peak = _bytes(outcome.peak_bytes)
@@ -264,8 +268,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for o in run.outcomes:
         peak = _bytes(o.peak_bytes)
         tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {_seconds(o.median_s):>10}  {peak:>10}")
-    failed = sum(o.status != "ok" for o in run.outcomes)
+    failed = sum(o.status == "failed" for o in run.outcomes)
+    not_applicable = sum(o.status == "not_applicable" for o in run.outcomes)
     elapsed = time.monotonic() - run.started
-    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {elapsed:.0f} s")
+    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {not_applicable} not applicable, {elapsed:.0f} s")
     if run.results_path is not None and run.results_path.exists():
         tr.write_line(f"results: {run.results_path}")

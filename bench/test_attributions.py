@@ -13,5 +13,7 @@ def test_cell(cell: RunConfig, benchmark, bench_run: BenchRun, request: pytest.F
     slowdown = bench_run.slowdowns.get(cell.method, 1.0)
     outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown)
     record_outcome(bench_run, outcome, benchmark, request.config)
+    if outcome.status == "not_applicable":  # recorded with its reason; not a failure of the run
+        pytest.skip(outcome.extra_info["error"])
     if outcome.status != "ok":
         pytest.fail(outcome.extra_info["error"], pytrace=False)

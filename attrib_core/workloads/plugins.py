@@ -232,6 +232,17 @@ def _tuples(method_defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
     }
 
 
+def check_workloads(names: list[str]) -> None:
+    """Build every torchvision / plug-in workload now and check its contract (raising
+    WorkloadContractError naming the preset key), so a broken plug-in stops the run before
+    its first cell. Built-ins are built lazily, by the first cell that needs them."""
+    from attrib_core.workloads.base import load_workload, workload_spec
+
+    for name in names:
+        if workload_spec(name).source != "builtin":
+            load_workload(name)
+
+
 # --- importing the factory ----------------------------------------------------------------
 
 

@@ -74,8 +74,10 @@ def rule_limits_from_modules(activation_types: set[str], reused: Mapping[str, tu
     supported = {t.__name__ for t in SUPPORTED_NON_LINEAR}
     limits: dict[str, str] = {}
 
-    def listed(items: Mapping[str, tuple[str, int]]) -> str:
-        return ", ".join(f"{name!r} ({kind}, {calls} calls)" for name, (kind, calls) in sorted(items.items()))
+    def listed(items: Mapping[str, tuple[str, int]], limit: int = 3) -> str:
+        shown = [f"{name!r} ({kind}, {calls} calls)" for name, (kind, calls) in sorted(items.items())]
+        more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+        return ", ".join(shown[:limit]) + more
 
     unsupported = sorted(activation_types - supported)
     if unsupported:

@@ -157,7 +157,8 @@ def load_zoo_model(model_name: str, choice: str, size: int, seed: int = 0) -> tu
         why = f"its {weights.name} weights fit {weights.transforms().crop_size[0]}x pixels, not image_size={size}"
     elif weights is not None:
         try:
-            return torchvision.models.get_model(model_name, weights=weights).eval(), weights.name.lower()
+            model = torchvision.models.get_model(model_name, weights=weights, progress=False)
+            return model.eval(), weights.name.lower()
         except (urllib.error.URLError, OSError, RuntimeError) as exc:
             why = f"{weights.name} weights are not cached and cannot be downloaded ({exc})"
     if weights is not None:
