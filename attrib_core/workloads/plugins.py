@@ -161,11 +161,19 @@ def resolve_reference(
 def declared_traits(declared: Mapping[str, Any], defaults: Traits | None = None) -> Traits:
     """Traits from a preset table; anything it leaves out stays unknown (None) or the default's."""
     base = defaults or Traits(input_kind=None, layer_name=None, spatial_layer=None)
-    layer_declared = "layer" in declared
+    kind = declared.get("input_kind", base.input_kind)
+    if "spatial_layer" in declared:
+        spatial = declared["spatial_layer"]
+    elif kind is not None and kind != "image":
+        spatial = False  # only an image model's layer has an (N, C, H, W) map
+    elif "layer" in declared and defaults is not None:
+        spatial = None  # another layer than the default one: the run observes it
+    else:
+        spatial = base.spatial_layer
     return Traits(
-        input_kind=declared.get("input_kind", base.input_kind),
+        input_kind=kind,
         layer_name=declared.get("layer", base.layer_name),
-        spatial_layer=declared.get("spatial_layer", None if layer_declared and defaults else base.spatial_layer),
+        spatial_layer=spatial,
         rule_limits=base.rule_limits,
         not_applicable={**base.not_applicable, **declared.get("not_applicable", {})},
     )
