@@ -21,7 +21,10 @@ from attrib_core.workloads.traits import Traits, observe_traits
 
 @dataclass(frozen=True)
 class Workload:
-    """Everything a method needs to run on one model. Tensors live on the CPU in fp32."""
+    """Everything a method needs to run on one model: the workload contract (plug-ins return
+    one, or a mapping with the same content; see `plugins`). Tensors live on the CPU; inputs
+    are fp32, or integer token ids (then the baseline is a token id tensor too, and the layer
+    is typically the embedding)."""
 
     name: str
     model: nn.Module
@@ -91,7 +94,7 @@ def register_workload(
     is_image: bool | None = None,
     *,
     input_kind: str | None = None,
-    layer: str = "",
+    layer: str | None = None,
     spatial_layer: bool | None = None,
     method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
     rule_limits: Mapping[str, str] | None = None,
@@ -99,14 +102,19 @@ def register_workload(
 ) -> Callable:
     """Decorator registering a built-in workload factory with its static metadata.
 
-    `is_image` is shorthand for input_kind "image" / "features"; a spatial layer is assumed
-    for image workloads that declare a layer unless `spatial_layer` says otherwise.
+    `is_image` is shorthand for input_kind "image" / "features". What is left out (None) is
+    unknown: no method is ruled out for it until the run observes the built model, so declare
+    `input_kind` ("tokens" for integer ids) and `layer` ("" for none) to keep "all" tidy.
     """
-    kind = input_kind or ("image" if is_image else "features")
+    kind = input_kind or {True: "image", False: "features", None: None}[is_image]
+    if spatial_layer is None and kind not in (None, "image"):
+        spatial_layer = False  # only an image model's layer has an (N, C, H, W) map
+    elif spatial_layer is None and layer is not None:
+        spatial_layer = bool(layer) and kind == "image"
     traits = Traits(
         input_kind=kind,
         layer_name=layer,
-        spatial_layer=bool(layer) and kind == "image" if spatial_layer is None else spatial_layer,
+        spatial_layer=spatial_layer,
         rule_limits=dict(rule_limits or {}),
         not_applicable=dict(not_applicable or {}),
     )
