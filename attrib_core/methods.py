@@ -167,7 +167,7 @@ class MethodSpec:
             return f"{self.name} is a {self.kind} method but workload {name!r} declares no layer"
         if self.needs_spatial_layer and traits.spatial_layer is False:
             what = (
-                f"'s layer {traits.layer_name!r} has no (N, C, H, W) output"
+                f": its layer {traits.layer_name!r} has no (N, C, H, W) output"
                 if traits.is_image
                 else f" is not an image model (input kind {traits.input_kind!r}; image workloads: "
                 + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")

@@ -11,6 +11,7 @@ its own 99.5th percentile of |attribution|, as Captum's visualisations clip outl
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import zipfile
 from pathlib import Path
@@ -100,7 +101,7 @@ def _bars(ax: plt.Axes, values: np.ndarray) -> None:
 
 
 def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: MethodStyle) -> Rendered:
-    name = f"gallery_{workload}"
+    name = "gallery_" + re.sub(r"[^\w.-]+", "_", workload)  # plug-in names hold ':' and '/'; file names may not
     title = f"Attribution gallery: {workload}"
     knobs = knob_columns(cells)
     images = [(row, maps[(row["file"], row["cell_key"])]) for _, row in cells.iterrows()]

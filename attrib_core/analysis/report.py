@@ -111,7 +111,7 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     name = plots.save(rendered, str(scratch))
                     section.image = scratch / name
                     log(f"  wrote {name}  ({rendered.title})")
-                if rendered.name == "tradeoff":
+                if rendered.name == "tradeoff" and rendered.figure is not None:  # no points (e.g. random weights)
                     front = plots.front_members(plots.tradeoff_table(df))
                     front.to_csv(scratch / "pareto.csv", index=False)
                     section.tables.append(front)
