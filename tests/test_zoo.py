@@ -110,7 +110,7 @@ def test_offline_default_weights_fall_back_to_random_with_a_warning(monkeypatch)
 
 
 def test_a_vit_at_another_size_cannot_use_its_weights():
-    with pytest.warns(UserWarning, match=r"IMAGENET1K_V1 weights fit 224x pixels, not image_size=32"):
+    with pytest.warns(UserWarning, match=r"IMAGENET1K_V1 weights fit 224x224 inputs, not image_size=32"):
         _, label = load_zoo_model("vit_b_16", "DEFAULT", 32)
     assert label == "random"
 

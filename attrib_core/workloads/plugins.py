@@ -210,7 +210,7 @@ def plugin_spec(key: str, ref: Reference, args: dict, declared: dict, origin: st
         description=declared.get("description", f"plug-in {ref.text}"),
         build=build,
         traits=declared_traits(declared),
-        method_defaults=_tuples(declared.get("method_defaults", {})),
+        method_defaults=knob_tuples(declared.get("method_defaults", {})),
         source="plugin",
         definition=definition,
         origin=origin,
@@ -221,7 +221,7 @@ def plugin_spec(key: str, ref: Reference, args: dict, declared: dict, origin: st
 def _with_static_defaults(workload: Workload, spec: WorkloadSpec, origin: str) -> Workload:
     """Method defaults resolve into cell keys before any factory runs, so they are static: a
     factory may return them only if the preset declares the same ones."""
-    returned = _tuples(workload.method_defaults)
+    returned = knob_tuples(workload.method_defaults)
     if returned and returned != spec.method_defaults:
         _fail(
             origin,
@@ -232,7 +232,7 @@ def _with_static_defaults(workload: Workload, spec: WorkloadSpec, origin: str) -
     return dataclasses.replace(workload, method_defaults=spec.method_defaults)
 
 
-def _tuples(method_defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def knob_tuples(method_defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """TOML has arrays, knobs have tuples."""
     return {
         method: {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}

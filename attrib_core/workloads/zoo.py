@@ -103,7 +103,7 @@ def zoo_spec(
     key: str, model_name: str, args: Mapping[str, Any], declared: Mapping[str, Any], origin: str, definition: dict
 ) -> WorkloadSpec:
     """The spec of `torchvision:<model_name>`: static metadata only, nothing built."""
-    from attrib_core.workloads.plugins import _tuples, declared_traits
+    from attrib_core.workloads.plugins import declared_traits, knob_tuples
 
     known = classification_models()
     if model_name not in known:
@@ -127,7 +127,7 @@ def zoo_spec(
         # 15% of the normalised pixel range (1 / std): SmoothGrad's recommended noise
         **smoothgrad_noise(round(0.15 / (sum(preset.std) / len(preset.std)), 2)),
     }
-    method_defaults = {**defaults, **_tuples(declared.get("method_defaults", {}))}
+    method_defaults = {**defaults, **knob_tuples(declared.get("method_defaults", {}))}
 
     def build() -> Workload:
         return build_zoo_workload(key, model_name, choice, size, declared, origin, method_defaults)
@@ -154,7 +154,8 @@ def load_zoo_model(model_name: str, choice: str, size: int, seed: int = 0) -> tu
     extra = {"image_size": size} if family is not None and family.image_size_arg else {}
     why = ""
     if weights is not None and extra and size != weights.transforms().crop_size[0]:
-        why = f"its {weights.name} weights fit {weights.transforms().crop_size[0]}x pixels, not image_size={size}"
+        crop = weights.transforms().crop_size[0]
+        why = f"its {weights.name} weights fit {crop}x{crop} inputs, not image_size={size}"
     elif weights is not None:
         try:
             model = torchvision.models.get_model(model_name, weights=weights, progress=False)
