@@ -25,7 +25,7 @@ from attrib_core import schema
 from attrib_core.fileio import atomic_save, atomic_write
 
 SUFFIX = ".journal.jsonl"
-DONE = ("ok", "failed")  # a resumed run skips these; an "incomplete" cell runs again
+DONE = ("ok", "failed", "not_applicable")  # a resumed run skips these; "incomplete" cells run again
 
 
 class JournalError(ValueError):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from attrib_core.registry import Registry
-from attrib_core.workloads import WORKLOADS, Workload
+from attrib_core.workloads import WORKLOADS, WorkloadSpec
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -122,7 +122,8 @@ class MethodSpec:
     runner_knobs: frozenset[str] = frozenset()  # knobs used by the runner, not passed to captum
     postprocess: Callable[[torch.Tensor, torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
     needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
-    interpolates_inputs: bool = False  # a layer method whose path runs through the inputs (LayerConductance)
+    backward_rules: Literal["deeplift", "guided_relu"] | None = None  # modules whose backward it overrides
+    interpolates_inputs: bool = False  # scales the inputs themselves (LayerConductance), so needs float inputs
     check: Callable[[str, Mapping[str, Any]], None] | None = None
     description: str = ""
     defaults_note: str = field(default="")
@@ -131,12 +132,6 @@ class MethodSpec:
     # (the same estimator with more of `sample_knob`), or None (no reference).
     reference: Literal["path", "occlusion", "more_samples"] | None = None
     sample_knob: str | None = None
-
-    @property
-    def needs_float_inputs(self) -> bool:
-        """Differentiates the inputs or moves them along a path: feature and neuron gradient
-        methods, and layer methods that interpolate the inputs. Token ids allow neither."""
-        return (self.family == "gradient" and self.kind != "layer") or self.interpolates_inputs
 
     @property
     def knob_names(self) -> list[str]:
@@ -152,7 +147,7 @@ class MethodSpec:
 
     def workload_defaults(self, workload: Any) -> dict[str, Any]:
         """Knob defaults a workload supplies: scaled to its inputs, then its own per-method values."""
-        scaled = {k.name: getattr(workload, k.workload_default) for k in self.knobs if k.workload_default}
+        scaled = {k.name: getattr(workload, k.workload_default, None) for k in self.knobs if k.workload_default}
         scaled = {name: value for name, value in scaled.items() if value is not None}
         return {**scaled, **(workload.method_defaults.get(self.name) or {})}
 
@@ -178,25 +173,44 @@ class MethodSpec:
             return self.captum_class(model)
         return self.captum_class(model, layer)
 
-    def unsupported_reason(self, workload: Workload) -> str | None:
-        """Why this method cannot run on the workload, or None if it can."""
-        if self.kind != "feature" and not workload.layer_name:
-            return f"{self.name} is a {self.kind} method but workload {workload.name!r} declares no layer"
-        if self.needs_float_inputs and workload.is_token_ids:
-            return (
-                f"{self.name} differentiates or interpolates the inputs; workload {workload.name!r} takes integer "
-                f"token ids, which have neither gradients nor points in between (layer methods on its "
-                f"{workload.layer_name!r} layer apply, e.g. LayerIntegratedGradients)"
+    @property
+    def needs_float_inputs(self) -> bool:
+        """Gradients with respect to the inputs (or points between inputs and baselines): not
+        defined for integer token ids, where only layer methods on the embedding and
+        perturbation methods apply."""
+        return (
+            (self.kind == "feature" and self.family == "gradient") or self.kind == "neuron" or self.interpolates_inputs
+        )
+
+    def unsupported_reason(self, workload: WorkloadSpec) -> str | None:
+        """Why this method cannot run on the workload, or None if it can. Works from the
+        spec's traits, so validating a preset builds nothing; prepare() asks again with the
+        traits observed on the built model."""
+        traits, name = workload.traits, workload.name
+        if self.name in traits.not_applicable:
+            return f"{self.name} does not apply to workload {name!r}: {traits.not_applicable[self.name]}"
+        if self.kind != "feature" and traits.layer_name == "":
+            return f"{self.name} is a {self.kind} method but workload {name!r} declares no layer"
+        if self.needs_spatial_layer and traits.spatial_layer is False:
+            what = (
+                f": its layer {traits.layer_name!r} has no (N, C, H, W) output"
+                if traits.is_image
+                else f" is not an image model (input kind {traits.input_kind!r}; image workloads: "
+                + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")
+                + ", torchvision:<model>)"
             )
-        if self.needs_spatial_layer and not workload.is_image:
-            image = ", ".join(w.name for w in WORKLOADS if w.is_image)
+            return f"{self.name} needs a convolutional layer; workload {name!r}{what}"
+        if self.needs_float_inputs and traits.input_kind == "tokens":
             return (
-                f"{self.name} needs a convolutional layer; workload {workload.name!r} is not an image model "
-                f"(image workloads: {image})"
+                f"{self.name} needs gradients with respect to the inputs, and workload {name!r} takes integer "
+                "token ids; use a layer method on the embedding (e.g. LayerIntegratedGradients) or a "
+                "perturbation method"
             )
+        if self.backward_rules in traits.rule_limits:
+            return f"{self.name} does not apply to workload {name!r}: {traits.rule_limits[self.backward_rules]}"
         return None
 
-    def applies_to(self, workload: Workload) -> bool:
+    def applies_to(self, workload: WorkloadSpec) -> bool:
         return self.unsupported_reason(workload) is None
 
     def attribute_kwargs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -403,7 +417,7 @@ for spec in (
         (Knob("abs", True, "absolute value of the gradient", type="bool"),),
     ),
     MethodSpec("InputXGradient", ca.InputXGradient, "feature", "gradient", one_pass),
-    MethodSpec("GuidedBackprop", ca.GuidedBackprop, "feature", "gradient", one_pass),
+    MethodSpec("GuidedBackprop", ca.GuidedBackprop, "feature", "gradient", one_pass, backward_rules="guided_relu"),
     MethodSpec(
         "DeepLift",
         ca.DeepLift,
@@ -413,6 +427,7 @@ for spec in (
         baselines="single",
         supports_delta=True,
         has_completeness=True,
+        backward_rules="deeplift",
     ),
     MethodSpec(
         "DeepLiftShap",
@@ -425,6 +440,7 @@ for spec in (
         supports_delta=True,
         has_completeness=True,
         runner_knobs=frozenset({"n_baselines"}),
+        backward_rules="deeplift",
     ),
     MethodSpec(
         "GradientShap",

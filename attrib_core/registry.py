@@ -32,6 +32,13 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def replace(self, name: str, item: T) -> T:
+        """Swap a registered item (a plug-in declared again with another definition)."""
+        if name not in self._items:
+            raise KeyError(f"{self.what} {name!r} is not registered")
+        self._items[name] = item
+        return item
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -7,7 +7,6 @@ batch building, Captum object construction) so that a benchmark times only the c
 from __future__ import annotations
 
 import copy
-import functools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +18,14 @@ from torch import nn
 
 from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
-from attrib_core.workloads import Workload, load_workload
+from attrib_core.workloads import Workload, load_workload, observed_spec, workload_spec
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+class NotApplicable(ValueError):
+    """The method cannot run on this workload (a cell records it as not applicable, with the reason)."""
 
 
 class FrozenKnobs(dict):
@@ -83,13 +86,20 @@ class AutocastForward(nn.Module):
             return self.model(x).float()
 
 
-@functools.cache
+_PLACED: dict[tuple[int, str, str], tuple[Workload, nn.Module]] = {}
+
+
 def placed_model(workload_name: str, device: str, memory_format: str) -> nn.Module:
-    """A copy of the workload's model on `device`, in `memory_format`; cached per sweep."""
-    model = load_workload(workload_name).model
-    if device != "cpu" or memory_format != "contiguous":
-        model = copy.deepcopy(model).to(device=device, memory_format=MEMORY_FORMATS[memory_format])
-    return model.eval()
+    """A copy of the workload's model on `device`, in `memory_format`; cached per sweep (and
+    per definition: a plug-in redeclared with other arguments is a new workload object)."""
+    workload = load_workload(workload_name)
+    key = (id(workload), device, memory_format)
+    if key not in _PLACED:
+        model = workload.model
+        if device != "cpu" or memory_format != "contiguous":
+            model = copy.deepcopy(model).to(device=device, memory_format=MEMORY_FORMATS[memory_format])
+        _PLACED[key] = (workload, model.eval())
+    return _PLACED[key][1]
 
 
 def seed_everything(seed: int) -> None:
@@ -151,16 +161,16 @@ def prepare(config: RunConfig) -> PreparedRun:
             f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image "
             "(valid for it: contiguous)"
         )
-    reason = spec.unsupported_reason(workload)
+    reason = spec.unsupported_reason(observed_spec(config.workload))  # the built model's traits decide
     if reason:
-        raise ValueError(reason)
+        raise NotApplicable(reason)
     batch = config.batch_size
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < spec.min_batch_size:
         raise ValueError(f"{spec.name}: batch_size={config.batch_size!r} is not valid; needs >= {spec.min_batch_size}")
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
-    knobs = spec.resolve_knobs(spec.workload_defaults(workload), config.knobs)
+    knobs = spec.resolve_knobs(spec.workload_defaults(workload_spec(config.workload)), config.knobs)
 
     base = placed_model(workload.name, str(device), config.memory_format)
     model = base if dtype is None else AutocastForward(base, device.type, dtype)

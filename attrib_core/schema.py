@@ -25,12 +25,12 @@ FORMAT_HISTORY = {
     "(pytest-benchmark wrote UNSERIALIZABLE[...] for them).",
     2: "2026-11-29. Files are assembled from a per-cell journal: machine_info.attrib_bench.run = {started, "
     "finished, complete, journal, resumed: [{at, cells_before}]}; records have group '<workload>/<method>' and "
-    "params {'cell_key': '<cell key>'}; cells without timing rounds (failed) move from `benchmarks` to "
-    "machine_info.attrib_bench.failed, so `pytest-benchmark compare` reads the file; commit_info is taken once, "
-    "at the start of the run, and the file name's commit is that commit. Version-1 files are read as version 2 "
-    "with run = {}, groups and params filled in and failed records moved.",
+    "params {'cell_key': '<cell key>'}; cells without timing rounds (failed, not applicable) move from "
+    "`benchmarks` to machine_info.attrib_bench.untimed, so `pytest-benchmark compare` reads the file; "
+    "commit_info is taken once, at the start of the run, and the file name's commit is that commit. Version-1 "
+    "files are read as version 2 with run = {}, groups and params filled in and untimed records moved.",
 }
-STATUSES = ("ok", "failed", "incomplete")
+STATUSES = ("ok", "failed", "not_applicable", "incomplete")
 CELL_FIELDS = ("workload", "method", "device", "batch_size", "precision", "memory_format", "knobs", "seed")
 
 
@@ -101,7 +101,7 @@ def record_params(cell_key: str) -> dict[str, str]:  # as pytest's parametrize o
 
 
 def failed_record(name: str, fullname: str, cell_key: str, extra_info: Mapping[str, Any]) -> dict[str, Any]:
-    """A record for a cell with no timing rounds (it failed before or during timing)."""
+    """A record for a cell with no timing rounds (failed or not applicable before timing)."""
     return {
         "group": record_group(extra_info["cell"]),
         "name": name,
@@ -121,9 +121,9 @@ def document(
     pytest_benchmark_version: str,
 ) -> dict[str, Any]:
     """A complete results file, in pytest-benchmark's layout; cells with no rounds go to
-    machine_info.attrib_bench.failed (pytest-benchmark's readers need stats in every record)."""
+    machine_info.attrib_bench.untimed (pytest-benchmark's readers need stats in every record)."""
     machine_info = {**machine_info, "attrib_bench": dict(machine_info["attrib_bench"])}
-    machine_info["attrib_bench"]["failed"] = [dict(r) for r in records if not r.get("stats")]
+    machine_info["attrib_bench"]["untimed"] = [dict(r) for r in records if not r.get("stats")]
     return {
         "machine_info": machine_info,
         "commit_info": dict(commit_info),
@@ -182,9 +182,9 @@ def validate(data: Any, path: Path) -> dict[str, Any]:
         raise ResultsError(
             f"{path}: schema version {version!r} is not supported; supported: {sorted(FORMAT_HISTORY)}{hint}"
         )
-    if not isinstance(meta.get("failed", []), list):
-        raise ResultsError(f"{path}: machine_info.attrib_bench.failed is not a list")
-    for index, record in enumerate([*data["benchmarks"], *meta.get("failed", [])]):
+    if not isinstance(meta.get("untimed", []), list):
+        raise ResultsError(f"{path}: machine_info.attrib_bench.untimed is not a list")
+    for index, record in enumerate([*data["benchmarks"], *meta.get("untimed", [])]):
         extra = record.get("extra_info") if isinstance(record, dict) else None
         if not isinstance(extra, dict) or "cell" not in extra or "cell_key" not in extra:
             name = record.get("name") if isinstance(record, dict) else record
@@ -207,11 +207,11 @@ def _upgrade_from_1(data: dict[str, Any]) -> dict[str, Any]:
         extra = record["extra_info"]
         record["group"] = record.get("group") or record_group(extra["cell"])
         record["params"] = record_params(extra["cell_key"])
-    meta["failed"] = [r for r in data["benchmarks"] if not r.get("stats")]
+    meta["untimed"] = [r for r in data["benchmarks"] if not r.get("stats")]
     data["benchmarks"] = [r for r in data["benchmarks"] if r.get("stats")]
     return data
 
 
 def records(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every cell of a (read) results file: timed ones, then those that failed without rounds."""
-    return [*data["benchmarks"], *data["machine_info"]["attrib_bench"].get("failed", [])]
+    """Every cell of a (read) results file: timed ones, then those without rounds."""
+    return [*data["benchmarks"], *data["machine_info"]["attrib_bench"].get("untimed", [])]

@@ -23,11 +23,12 @@ from attrib_core.formatting import knob_value
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
-from attrib_core.workloads import WORKLOADS
+from attrib_core.workloads import WORKLOADS, workload_spec
+from attrib_core.workloads.plugins import TABLE_KEYS, resolve_reference
 
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
-TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed"}
+TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed", "workloads"}
 TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "warmup_rounds", "threads"}
 FIDELITY_KEYS = {"metrics", "options"}
 ISOLATION_KEYS = {"enabled", "cell_timeout_s", "cell_memory_gib"}
@@ -108,6 +109,10 @@ class Preset:
     def devices_requested(self) -> set[str]:
         return {d for group in self.groups for d in group["device"]}
 
+    def workload_names(self) -> list[str]:
+        """Every workload the preset's groups name, in file order."""
+        return list(dict.fromkeys(w for group in self.groups for w in group["workload"]))
+
 
 def cell_key(config: RunConfig) -> str:
     """Stable, readable, -k friendly: workload-method-device-bN-precision-format[-knob=value...].
@@ -167,6 +172,7 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
     groups = raw.get("sweep")
     if not groups or not isinstance(groups, list):
         raise PresetError(f"{path}: needs at least one [[sweep]] group")
+    declared = declare_workloads(path, raw.get("workloads", {}))
     preset = Preset(
         name=str(raw.get("name", path.stem)),
         path=path,
@@ -174,7 +180,7 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
         timing=Timing(**timing),
         fidelity_metrics=tuple(fidelity.get("metrics", DEFAULT_METRICS)),
         fidelity_options=fidelity.get("options", {}),
-        groups=tuple(_normalise_group(path, i, g) for i, g in enumerate(groups)),
+        groups=tuple(_normalise_group(path, i, g, declared) for i, g in enumerate(groups)),
         seed=int(raw.get("seed", 0)),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
         isolation=Isolation(**isolation),
@@ -196,7 +202,46 @@ def _only(path: Path, where: str, table: Mapping[str, Any], allowed: set[str]) -
         raise PresetError(f"{path}: unknown key {unknown[0]!r} in {where}; valid: {', '.join(sorted(allowed))}")
 
 
-def _normalise_group(path: Path, index: int, group: Mapping[str, Any]) -> dict[str, Any]:
+def declare_workloads(path: Path, tables: Mapping[str, Any]) -> set[str]:
+    """Register each `[workloads.<name>]` table: its factory reference, arguments and static
+    metadata. Nothing is imported or built here; the run checks the contract before its first cell."""
+    for name, table in tables.items():
+        where = f"[workloads.{name}]"
+        if not isinstance(table, Mapping):
+            raise PresetError(f"{path}: {where} must be a table with a factory, got {table!r}")
+        _only(path, where, table, set(TABLE_KEYS))
+        if "factory" not in table:
+            raise PresetError(f'{path}: {where} needs factory = "..." (e.g. "path/to/file.py:make_workload")')
+        declared = {k: v for k, v in table.items() if k not in ("factory", "args")}
+        try:
+            resolve_reference(
+                str(table["factory"]),
+                key=name,
+                base_dir=path.parent,
+                origin=f"{where} in {path}",
+                args=table.get("args", {}),
+                declared=declared,
+            )
+        except (ValueError, UnknownNameError) as exc:
+            message = str(exc)
+            raise PresetError(message if str(path) in message else f"{path}: {where}: {message}") from None
+    return set(tables)
+
+
+def _check_workload(path: Path, where: str, name: Any, declared: set[str]) -> None:
+    """A built-in, a table of this preset, or a reference (`torchvision:...`, `file.py:factory`,
+    `module:factory`, an entry point) registered now; relative files are taken from the preset's folder."""
+    if not isinstance(name, str):
+        raise PresetError(f"{path}: {where}: workload {name!r} must be a string")
+    if name in declared or (name in WORKLOADS and WORKLOADS.get(name).source == "builtin"):
+        return
+    try:
+        resolve_reference(name, base_dir=path.parent, origin=f"workload {name!r} in {path}")
+    except (ValueError, UnknownNameError) as exc:
+        raise PresetError(f"{path}: {where}: {exc}") from None
+
+
+def _normalise_group(path: Path, index: int, group: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
     where = f"[[sweep]] #{index + 1}"
     _only(path, where, group, {*AXES, "knobs"})
     defaults = {"device": ["cpu"], "batch_size": [1], "precision": ["fp32"], "memory_format": ["contiguous"]}
@@ -206,7 +251,9 @@ def _normalise_group(path: Path, index: int, group: Mapping[str, Any]) -> dict[s
         if value is None:
             raise PresetError(f"{path}: {where} needs {axis!r}")
         out[axis] = value if isinstance(value, list) else [value]
-    checks = {"workload": WORKLOADS.names(), "device": DEVICES, "precision": PRECISIONS}
+    for value in out["workload"]:
+        _check_workload(path, where, value, declared)
+    checks = {"device": DEVICES, "precision": PRECISIONS}
     checks["memory_format"] = MEMORY_FORMATS
     for axis, valid in checks.items():
         for value in out[axis]:
@@ -228,11 +275,10 @@ def _normalise_group(path: Path, index: int, group: Mapping[str, Any]) -> dict[s
 
 def _expand(group: Mapping[str, Any], seed: int) -> Iterator[RunConfig]:
     """Each method takes the group's knobs it accepts; a knob no method accepts is an error."""
-    from attrib_core.workloads import load_workload
-
     knob_names = list(group["knobs"])
     for workload in group["workload"]:
-        applicable = [m for m in METHODS.names() if get_method(m).applies_to(load_workload(workload))]
+        static = workload_spec(workload)  # static metadata: nothing is built or trained here
+        applicable = [m for m in METHODS.names() if get_method(m).applies_to(static)]
         names = [n for m in group["method"] for n in (applicable if m == "all" else [m])]
         accepted_anywhere = {k for name in names for k in get_method(name).knob_names}
         for bad in (k for k in knob_names if k not in accepted_anywhere):
@@ -244,7 +290,7 @@ def _expand(group: Mapping[str, Any], seed: int) -> Iterator[RunConfig]:
             accepted = [k for k in knob_names if k in spec.knob_names]
             for values in itertools.product(*(group["knobs"][k] for k in accepted)):
                 chosen = dict(zip(accepted, values, strict=True))
-                resolved = spec.resolve_knobs(spec.workload_defaults(load_workload(workload)), chosen)
+                resolved = spec.resolve_knobs(spec.workload_defaults(static), chosen)
                 yield RunConfig(
                     method=name,
                     workload=workload,

@@ -20,13 +20,14 @@ import torch
 
 from attrib_core import fidelity, measure, schema
 from attrib_core.fidelity_metrics import broadcast_to_inputs
-from attrib_core.run import PreparedRun, RunConfig, prepare
+from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
 from bench.faults import faulty, slowed_down
 
 T = TypeVar("T")
 
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
+RANDOM_WEIGHTS = "not meaningful: random weights"
 
 
 class NonFiniteAttributions(RuntimeError):
@@ -41,6 +42,15 @@ class CellOutcome:
     median_s: float | None = None
     peak_bytes: int | None = None
     map: np.ndarray | None = field(default=None, repr=False)
+
+
+def meaningful_fidelity(records: dict[str, dict[str, Any]], weights: str) -> dict[str, dict[str, Any]]:
+    """Fidelity of an untrained network describes nothing a user cares about: on weights
+    "random" every metric's status becomes "not_meaningful" (its value stays in the record,
+    the results table leaves it out). Time and memory are kept as measured."""
+    if weights != "random":
+        return records
+    return {name: {**record, "status": "not_meaningful", "reason": RANDOM_WEIGHTS} for name, record in records.items()}
 
 
 def cell_record(config: RunConfig) -> schema.CellIdentity:
@@ -153,9 +163,10 @@ def measure_cell(
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)
         with phases("fidelity"):
-            info["fidelity"] = fidelity.evaluate_fidelity(
+            records = fidelity.evaluate_fidelity(
                 prepared, result, metrics=preset.fidelity_metrics, **preset.fidelity_options
             )
+            info["fidelity"] = meaningful_fidelity(records, prepared.workload.weights)
         info["status"] = "ok"
         info["error"] = None
         benchmark.extra_info.update(info)
@@ -164,11 +175,13 @@ def measure_cell(
     except Exception as exc:  # recorded, not raised: one bad cell must not stop the sweep
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
-        info["status"] = "failed"
+        status = "not_applicable" if isinstance(exc, NotApplicable) else "failed"
+        info["status"] = status
         info["error"] = f"{phases.current}: {type(exc).__name__}: {exc}"
-        info["traceback"] = traceback.format_exc(limit=6)
+        if status == "failed":
+            info["traceback"] = traceback.format_exc(limit=6)
         benchmark.extra_info.update(info)
-        return CellOutcome(key, "failed", info)
+        return CellOutcome(key, status, info)
 
 
 class Phases:

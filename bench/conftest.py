@@ -18,6 +18,7 @@ from attrib_core import journal, measure, schema
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
+from attrib_core.workloads.plugins import WorkloadContractError, check_workloads
 from bench import PRESET_DIR, durable, isolate
 from bench.cells import CalibrationCache, CellOutcome, cell_record
 from bench.faults import parse_faults, parse_slowdowns
@@ -83,7 +84,9 @@ class BenchRun:
                 preset_arg = self.resumed.header["preset_path"]
             preset_arg = preset_arg or os.environ.get("ATTRIB_BENCH_PRESET", DEFAULT_PRESET)
             self.preset = load_preset(preset_arg, PRESET_DIR)
-        except (PresetError, journal.JournalError) as exc:
+            if config.getoption("--child-journal") is None:  # an isolated cell's parent checked already
+                check_workloads(self.preset.workload_names())  # plug-ins' contract, before the first cell
+        except (PresetError, journal.JournalError, WorkloadContractError) as exc:
             raise pytest.UsageError(str(exc)) from None
         _refuse_table_only_options(config)
         # Always set explicitly (and recorded in machine_info and every cell): the preset's
@@ -185,6 +188,8 @@ class BenchRun:
     def progress_line(self, outcome: CellOutcome) -> str:
         done, total = len(self.outcomes), len(self.selected_keys) or len(self.cells)
         stamp = f"[{done:>{len(str(total))}}/{total} {clock(time.monotonic() - self.started)}]"
+        if outcome.status == "not_applicable":
+            return f"{stamp} not applicable {outcome.key}: {outcome.extra_info['error']}"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
         return f"{stamp} ok {outcome.key}  median {seconds(outcome.median_s)}  peak {size_bytes(outcome.peak_bytes)}"
@@ -354,8 +359,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}")
     for o in run.outcomes:
         tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {seconds(o.median_s):>10}  {size_bytes(o.peak_bytes):>10}")
-    failed = sum(o.status != "ok" for o in run.outcomes)
-    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {time.monotonic() - run.started:.0f} s")
+    failed = sum(o.status == "failed" for o in run.outcomes)
+    not_applicable = sum(o.status == "not_applicable" for o in run.outcomes)
+    elapsed = time.monotonic() - run.started
+    tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {not_applicable} not applicable, {elapsed:.0f} s")
     if run.results_path is not None and run.results_path.exists():
         tr.write_line(f"results: {run.results_path}")
     if run.journal is not None and run.journal.path.exists():

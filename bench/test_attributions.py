@@ -19,5 +19,7 @@ def test_cell(cell_key: str, benchmark, bench_run: BenchRun) -> None:
         outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown, fault)
         record = measured_record(outcome, benchmark)
     bench_run.record(outcome, record)
+    if outcome.status == "not_applicable":  # recorded with its reason; not a failure of the run
+        pytest.skip(outcome.extra_info["error"])
     if outcome.status != "ok":
         pytest.fail(outcome.extra_info["error"], pytrace=False)

@@ -206,3 +206,73 @@ def test_isolation_records_a_hang_a_crash_and_a_memory_blowup_and_goes_on(tmp_pa
     assert "signal SIGABRT" in df.loc["InputXGradient", "error"]
     assert "over the cell memory limit of 2 GiB" in df.loc["GuidedBackprop", "error"]
     assert df.loc["DeepLift", "status"] == "ok" and df.loc["DeepLift", "median_s"] > 0  # the sweep went on
+
+
+# --- your own model: the example plug-in, and a zoo model with random weights ----------------
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("example") / "results"
+    proc = run_bench(out, f"--preset={REPO / 'examples' / 'my_preset.toml'}", f"--results-dir={out}")
+    return proc, out
+
+
+def test_the_example_plugin_runs_end_to_end(example_run):
+    proc, out = example_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = load_results(sorted(out.glob("*.json")))
+    assert set(df.workload) == {"wine_mlp"}
+    assert (df.weights.dropna() == "trained:wine-mlp-h16-e200-s0").all()
+    ok = df[df.status == "ok"]
+    assert set(ok.method) == {"Saliency", "IntegratedGradients", "DeepLift", "FeatureAblation", "Occlusion",
+                              "LayerIntegratedGradients"}  # fmt: skip
+    features = ok[ok.method_kind == "feature"]  # deletion removes input features: layer maps have none
+    assert features.fid_deletion_status.eq("ok").all() and features.fid_deletion.notna().all()
+    gradcam = df[df.method == "LayerGradCam"].iloc[0]
+    assert gradcam.status == "not_applicable" and "is not an image model" in gradcam.error
+    assert "not applicable wine_mlp-LayerGradCam" in proc.stdout
+
+
+def test_a_broken_plugin_stops_the_run_before_the_first_cell(tmp_path):
+    (tmp_path / "broken.py").write_text("def make():\n    return {'model': None}\n")
+    preset = tmp_path / "broken.toml"
+    preset.write_text("[workloads.mine]\nfactory = 'broken.py:make'\n[[sweep]]\nworkload = 'mine'\nmethod = 'Saliency'")
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={tmp_path}")
+    assert proc.returncode == 4  # usage error: nothing ran
+    assert f"[workloads.mine] in {preset}: the factory's mapping lacks 'inputs', 'targets', 'baseline'" in proc.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_random_weights_keep_time_and_memory_but_not_fidelity(tmp_path):
+    from bench.cells import RANDOM_WEIGHTS, meaningful_fidelity
+
+    records = {"deletion": {"status": "ok", "value": 0.01, "per_example": [0.01], "reason": None, "time_s": 0.1}}
+    assert meaningful_fidelity(records, "trained:abc") is records
+    marked = meaningful_fidelity(records, "random")["deletion"]
+    assert marked["status"] == "not_meaningful"
+    assert marked["reason"] == RANDOM_WEIGHTS == "not meaningful: random weights"
+    assert marked["value"] == 0.01  # kept in the record; the results table leaves it out:
+    data = {"machine_info": {"attrib_bench": {"schema_version": 1}}, "benchmarks": [_record(marked)]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    row = load_results([path]).iloc[0]
+    assert row.fid_deletion_status == "not_meaningful" and row.fid_deletion is None
+    assert row.median_s == 0.5 and row.peak_bytes == 1024
+
+
+def _record(fidelity_record: dict) -> dict:
+    cell = {"workload": "torchvision:resnet18", "method": "Saliency", "device": "cpu", "batch_size": 1,
+            "precision": "fp32", "memory_format": "contiguous", "knobs": {}, "seed": 0}  # fmt: skip
+    return {
+        "name": "test_cell",
+        "stats": {"median": 0.5, "rounds": 3, "data": [0.5, 0.5, 0.5]},
+        "extra_info": {
+            "cell_key": "k",
+            "cell": cell,
+            "status": "ok",
+            "weights": "random",
+            "memory": {"peak_bytes": 1024},
+            "fidelity": {"deletion": fidelity_record},
+        },
+    }

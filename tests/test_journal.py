@@ -44,7 +44,7 @@ def test_assemble_writes_a_results_file_the_schema_reads(tmp_path):
     out = journal.assemble(journal.read(path), finished=True)
     data = schema.read(out)
     assert [r["name"] for r in data["benchmarks"]] == ["a"]  # pytest-benchmark's list: timed cells only
-    assert [r["name"] for r in data["machine_info"]["attrib_bench"]["failed"]] == ["b"]
+    assert [r["name"] for r in data["machine_info"]["attrib_bench"]["untimed"]] == ["b"]
     assert data["machine_info"]["attrib_bench"]["run"]["complete"] is True
     assert np.array_equal(np.load(out.with_suffix(".maps.npz"))["a"], gallery)
 

@@ -20,8 +20,8 @@ from attrib_core.methods import (
     get_method,
     occlusion_windows,
 )
-from attrib_core.run import RunConfig, prepare, run_attribution
-from attrib_core.workloads import Workload, load_workload
+from attrib_core.run import NotApplicable, RunConfig, prepare, run_attribution
+from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
 from tests.passes import measured_passes
 from tests.torch_fixtures import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_output_shape, small_knobs
 
@@ -54,11 +54,12 @@ def applies(method: str, workload: str) -> bool:
 def test_every_method_runs_with_the_right_shape(method, workload):
     spec = get_method(method)
     w = load_workload(workload)
-    assert spec.applies_to(w) == applies(method, workload)
+    assert spec.applies_to(WORKLOADS.get(workload)) == applies(method, workload)  # static: nothing built
+    assert spec.applies_to(observed_spec(workload)) == applies(method, workload)  # observed on the model
     batch_size = max(2, spec.min_batch_size)
     config = RunConfig(method, workload, batch_size=batch_size, knobs=small_knobs(method))
-    if not spec.applies_to(w):
-        with pytest.raises(ValueError, match=rf"{method}.*{workload}"):
+    if not spec.applies_to(WORKLOADS.get(workload)):
+        with pytest.raises(NotApplicable, match=rf"{method}.*{workload}"):
             prepare(config)
         return
     prepared = prepare(config)
@@ -72,7 +73,7 @@ def test_every_method_runs_with_the_right_shape(method, workload):
 
 @pytest.mark.parametrize("method", RESNET_CHEAP_METHODS)
 def test_cheap_methods_run_on_resnet18(method, resnet):
-    assert get_method(method).applies_to(resnet)
+    assert get_method(method).applies_to(observed_spec("resnet18"))
     prepared = prepare(RunConfig(method, "resnet18", batch_size=1))
     result = prepared()
     assert tuple(result.attributions.shape) == expected_shape(method, resnet, prepared.inputs, prepared.knobs)
@@ -114,13 +115,13 @@ DIRECT: dict[str, Callable] = {
         x, baselines=w.background, target=t, n_samples=3, stdevs=0.0
     ),
     "NoiseTunnel-Saliency": lambda m, w, x, t: ca.NoiseTunnel(ca.Saliency(m)).attribute(
-        x, nt_type="smoothgrad", nt_samples=3, stdevs=w.noise_stdevs, target=t
+        x, nt_type="smoothgrad", nt_samples=3, stdevs=WORKLOADS.get(w.name).noise_stdevs, target=t
     ),
     "NoiseTunnel-IntegratedGradients": lambda m, w, x, t: ca.NoiseTunnel(ca.IntegratedGradients(m)).attribute(
         x,
         nt_type="smoothgrad",
         nt_samples=2,
-        stdevs=w.noise_stdevs,
+        stdevs=WORKLOADS.get(w.name).noise_stdevs,
         baselines=w.baseline,
         target=t,
         n_steps=3,

@@ -20,7 +20,7 @@ def test_version_1_files_are_upgraded_on_reading(tmp_path):
     read = schema.read(path)
     meta = read["machine_info"]["attrib_bench"]
     assert meta["schema_version"] == schema.SCHEMA_VERSION and meta["schema_version_read_from"] == 1
-    assert [r["name"] for r in meta["failed"]] == [failed["name"]]
+    assert [r["name"] for r in meta["untimed"]] == [failed["name"]]
     assert all(r["stats"] for r in read["benchmarks"])
     for record in schema.records(read):
         cell = record["extra_info"]["cell"]

@@ -105,7 +105,7 @@ SALIENCY = "[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n"
     ("text", "match"),
     [
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'IGG'\n", r"unknown method 'IGG'; valid: all, Integrated"),
-        ("[[sweep]]\nworkload = 'mnist'\nmethod = 'Saliency'\n", r"unknown workload 'mnist'; valid: digits_cnn"),
+        ("[[sweep]]\nworkload = 'mnist'\nmethod = 'Saliency'\n", r"unknown workload 'mnist'; known: digits_cnn"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\ndevice = ['tpu']\n", r"unknown device 'tpu'"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch = [1]\n", r"unknown key 'batch' in"),
         ("[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\nbatch_size = [0]\n", r"batch_size 0 must be"),
@@ -142,3 +142,25 @@ def test_bad_presets_name_the_file_and_the_bad_key(tmp_path, text, match):
 def test_unknown_preset_name_lists_the_known_ones():
     with pytest.raises(PresetError, match=r"unknown preset 'smok'; known: .*smoke"):
         load_preset("smok", PRESET_DIR)
+
+
+def test_validating_presets_builds_and_trains_nothing():
+    """Cells come from static metadata: with every built-in's factory replaced by one that
+    fails, the bundled presets still load and expand (and resolve the same knobs)."""
+    import dataclasses
+
+    from attrib_core.workloads import WORKLOADS
+
+    def fail() -> None:
+        raise AssertionError("a workload was built while validating a preset")
+
+    originals = [spec for spec in WORKLOADS if spec.source == "builtin"]
+    try:
+        for spec in originals:
+            WORKLOADS.replace(spec.name, dataclasses.replace(spec, build=fail))
+        keys = {cell_key(c) for name in ("smoke", "standard") for c in load_preset(name, PRESET_DIR).cells(("cpu",))}
+    finally:
+        for spec in originals:
+            WORKLOADS.replace(spec.name, spec)
+    occlusion = "digits_cnn-Occlusion-cpu-b4-fp32-contiguous-perturbations_per_eval=1"
+    assert f"{occlusion}-sliding_window_shapes=1x2x2-strides=1x1x1" in keys  # the workload's declared default

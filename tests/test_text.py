@@ -28,7 +28,7 @@ from attrib_core.models.small import accuracy
 from attrib_core.models.text import PAD_ID, UNKNOWN_ID
 from attrib_core.run import RunConfig, prepare, run_attribution
 from attrib_core.sweep import load_preset
-from attrib_core.workloads import Workload, load_workload
+from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
 from attrib_core.workloads import movie_reviews as mr
 from attrib_core.workloads.text import NEUTRAL_MARGIN, SEQUENCE_LENGTH, Vocabulary, sentiment_split
 from bench import PRESET_DIR
@@ -174,11 +174,12 @@ def test_workload_pieces_fit_token_inputs(sentiment):
 
 
 def test_exactly_the_methods_that_can_use_token_ids_apply(sentiment):
-    applicable = {m for m in METHODS.names() if get_method(m).applies_to(sentiment)}
-    assert applicable == APPLICABLE
-    reason = get_method("IntegratedGradients").unsupported_reason(sentiment)
+    declared, observed = WORKLOADS.get("sentiment_cnn"), observed_spec("sentiment_cnn")
+    for spec in (declared, observed):  # what validation trusts (nothing built) and what the run sees
+        assert {m for m in METHODS.names() if get_method(m).applies_to(spec)} == APPLICABLE
+    reason = get_method("IntegratedGradients").unsupported_reason(declared)
     assert "token ids" in reason and "LayerIntegratedGradients" in reason
-    with pytest.raises(ValueError, match="LayerConductance differentiates or interpolates the inputs"):
+    with pytest.raises(ValueError, match="LayerConductance needs gradients with respect to the inputs"):
         prepare(RunConfig("LayerConductance", "sentiment_cnn"))
 
 

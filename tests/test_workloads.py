@@ -15,7 +15,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from attrib_core.models.resnet import CHECKPOINT_ENV, distinct_relus, load_resnet18
 from attrib_core.models.small import accuracy
-from attrib_core.workloads import load_workload, patch_mask
+from attrib_core.workloads import WORKLOADS, load_workload, observed_spec, patch_mask
 from attrib_core.workloads.builtin import IMAGENET_MEAN, IMAGENET_STD, breast_cancer_split, digits_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -81,6 +81,15 @@ def test_channels_last_is_refused_where_inputs_are_not_images(tabular):
     assert prepare(RunConfig("Saliency", "digits_cnn", memory_format="channels_last")).inputs.is_contiguous(
         memory_format=torch.channels_last
     )
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "tabular_mlp", "resnet18"])
+def test_static_traits_match_the_built_model(name, request):
+    """What a preset's validation trusts (declared, nothing built) is what the run observes."""
+    request.getfixturevalue({"digits_cnn": "digits", "tabular_mlp": "tabular", "resnet18": "resnet"}[name])
+    declared, observed = WORKLOADS.get(name).traits, observed_spec(name).traits
+    assert declared == observed
+    assert observed.rule_limits == {}  # resnet18 too: its ReLUs are one module per use
 
 
 def test_patch_mask_gives_each_patch_its_own_id():

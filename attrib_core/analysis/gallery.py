@@ -13,6 +13,7 @@ background coloured by its attribution.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import zipfile
 from pathlib import Path
@@ -182,7 +183,7 @@ def text_gallery_figure(
 
 
 def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: MethodStyle) -> Rendered:
-    name = f"gallery_{workload}"
+    name = "gallery_" + re.sub(r"[^\w.-]+", "_", workload)  # plug-in names hold ':' and '/'; file names may not
     title = f"Attribution gallery: {workload}"
     knobs = knob_columns(cells)
     images = [(row, maps[(row["file"], row["cell_key"])]) for _, row in cells.iterrows()]

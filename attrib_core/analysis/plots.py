@@ -200,7 +200,7 @@ def footnote(fig: Figure, lines: list[str]) -> None:
 def not_plotted_note(df: pd.DataFrame, shown: pd.Series, limit: int = 8) -> list[str]:
     """Text lines naming failed cells (with their error) and ok cells this figure has no value for."""
     lines = []
-    failed = df[df["status"] != "ok"]
+    failed = df[~df["status"].isin(["ok", "not_applicable"])]
     if len(failed):
         lines.append(f"Not plotted: {len(failed)} failed cell(s):")
         for _, row in failed.head(limit).iterrows():
@@ -221,8 +221,8 @@ def not_plotted_note(df: pd.DataFrame, shown: pd.Series, limit: int = 8) -> list
     random = sorted(df.loc[df["weights"].astype(str) == "random", "workload"].astype(str).unique())
     if random:
         lines.append(
-            f"Weights: {', '.join(random)} ran with randomly initialised weights, so its fidelity values "
-            "describe an untrained network."
+            f"Weights: {', '.join(random)} ran with randomly initialised weights: time and memory are shown, "
+            "fidelity is not meaningful for an untrained network and is not plotted."
         )
     return lines
 

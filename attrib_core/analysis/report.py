@@ -47,7 +47,8 @@ def run_info(df: pd.DataFrame) -> pd.DataFrame:
                 "torch": first["torch_version"],
                 "captum": first["captum_version"],
                 "cells": len(cells),
-                "failed": int((cells["status"] != "ok").sum()),
+                "failed": int((cells["status"] == "failed").sum()),
+                "not applicable": int((cells["status"] == "not_applicable").sum()),
                 "weights": ", ".join(sorted(f"{w}={k}" for w, k in _weights(cells).items())),
             }
         )
@@ -110,7 +111,7 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     name = plots.save(rendered, str(scratch))
                     section.image = scratch / name
                     log(f"  wrote {name}  ({rendered.title})")
-                if rendered.name == "tradeoff":
+                if rendered.name == "tradeoff" and rendered.figure is not None:  # no points (e.g. random weights)
                     front = plots.front_members(plots.tradeoff_table(df))
                     front.to_csv(scratch / "pareto.csv", index=False)
                     section.tables.append(front)
@@ -119,10 +120,14 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
         summary.to_csv(scratch / "summary.csv", index=False)
         (scratch / "summary.md").write_text(to_markdown(summary))
         log(f"  wrote summary.csv, summary.md  ({len(summary)} cells)")
-        failed = summary[summary["status"] != "ok"][["cell_key", "error"]]
+        failed = summary[~summary["status"].isin(["ok", "not_applicable"])][["cell_key", "error"]]
+        not_applicable = summary[summary["status"] == "not_applicable"][["cell_key", "error"]]
         sections.append(html.Section("Summary: every cell", "Times in ms, memory in MiB.", tables=[summary]))
         if len(failed):
             sections.append(html.Section(f"Failed cells ({len(failed)})", tables=[failed]))
+        if len(not_applicable):
+            reason = "Methods that cannot run on the workload's model, with the reason."
+            sections.append(html.Section(f"Not applicable ({len(not_applicable)})", reason, tables=[not_applicable]))
         info = run_info(df)
         files = sorted(p.name for p in scratch.iterdir())
         title = "attrib-bench report: " + ", ".join(info["file"])

@@ -98,7 +98,8 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row["memory_method"] = memory.get("method")
     for metric, result in (extra.get("fidelity") or {}).items():
         if isinstance(result, dict):
-            row[f"fid_{metric}"] = result.get("value")
+            # "not_meaningful" (random weights): the status is shown, the value is left out of every table
+            row[f"fid_{metric}"] = result.get("value") if result.get("status") != "not_meaningful" else None
             row[f"fid_{metric}_status"] = result.get("status")
             row[f"fid_{metric}_time_s"] = result.get("time_s")
             # v1 files recorded the direction only for curves and scores; the rest are errors

@@ -1,6 +1,7 @@
 """torchvision's resnet18, loaded with torchvision's own weights mechanism, made DeepLift-safe.
 
-torchvision's BasicBlock calls one in-place ReLU module twice. DeepLift and GuidedBackprop
+torchvision's BasicBlock calls one in-place ReLU module twice, its Bottleneck three times
+(resnet50 and deeper, resnext, wide_resnet). DeepLift and GuidedBackprop
 attach rules per ReLU module, so a reused module gets the wrong rule (Captum warns about
 it). `distinct_relus` rebuilds every block with one non-in-place ReLU per use; the weights
 are shared and the outputs are identical (checked in tests/test_workloads.py).
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 CHECKPOINT_ENV = "ATTRIB_BENCH_RESNET18_CHECKPOINT"
 
@@ -39,12 +40,37 @@ class DistinctReluBasicBlock(nn.Module):
         return self.relu2(out + identity)
 
 
+class DistinctReluBottleneck(nn.Module):
+    """A Bottleneck with the same weights whose three ReLUs are separate modules."""
+
+    def __init__(self, block: Bottleneck) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = block.conv1, block.bn1
+        self.conv2, self.bn2 = block.conv2, block.bn2
+        self.conv3, self.bn3 = block.conv3, block.bn3
+        self.downsample = block.downsample
+        self.relu1 = nn.ReLU()
+        self.relu2 = nn.ReLU()
+        self.relu3 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu3(out + identity)
+
+
+DISTINCT_BLOCKS = {BasicBlock: DistinctReluBasicBlock, Bottleneck: DistinctReluBottleneck}
+
+
 def distinct_relus(model: nn.Module) -> nn.Module:
-    """Replace each BasicBlock in place; the stem's single-use ReLU is made non-in-place."""
+    """Replace each residual block of a torchvision ResNet in place; the stem's single-use
+    ReLU is made non-in-place. Works for every block type in DISTINCT_BLOCKS."""
     model.relu = nn.ReLU()
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for i, block in enumerate(stage):
-            stage[i] = DistinctReluBasicBlock(block)
+            stage[i] = DISTINCT_BLOCKS[type(block)](block)
     return model
 
 

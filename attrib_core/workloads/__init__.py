@@ -1,6 +1,7 @@
 """Workloads: a model plus real inputs, targets, baselines and the layer / neuron that layer
 and neuron methods explain. `base` holds the contract and the registry; each other module
-registers its workloads when imported (built-ins here; plug-ins through `load_workload`)."""
+registers its workloads when imported (built-ins here); `torchvision:` models (`zoo`) and the
+user's plug-ins (`plugins`) are registered when a preset or `workload_spec` names them."""
 
 from attrib_core.workloads import builtin as _builtin  # noqa: F401  (registers the built-ins)
 from attrib_core.workloads import text as _text  # noqa: F401  (registers the text workload)
@@ -9,17 +10,23 @@ from attrib_core.workloads.base import (
     Workload,
     WorkloadSpec,
     load_workload,
+    observed_spec,
     patch_mask,
     register_workload,
     trained_weights,
+    workload_spec,
 )
+from attrib_core.workloads.traits import Traits
 
 __all__ = [
     "WORKLOADS",
+    "Traits",
     "Workload",
     "WorkloadSpec",
     "load_workload",
+    "observed_spec",
     "patch_mask",
     "register_workload",
     "trained_weights",
+    "workload_spec",
 ]

@@ -5,6 +5,7 @@ Workloads are built lazily and cached per process: a sweep loads each model once
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ from torch import nn
 from attrib_core.cache import cache_dir, stable_hash
 from attrib_core.fileio import atomic_save
 from attrib_core.registry import Registry
+from attrib_core.workloads.traits import Traits, observe_traits
 
 
 @dataclass(frozen=True)
 class Workload:
-    """Everything a method needs to run on one model. Tensors live on the CPU in fp32 (token ids
-    and feature masks: int64)."""
+    """Everything a method needs to run on one model: the workload contract (plug-ins return
+    one, or a mapping with the same content; see `plugins`). Tensors live on the CPU; inputs
+    are fp32, or integer token ids (then the baseline is a token id tensor too, and the layer
+    is typically the embedding)."""
 
     name: str
     model: nn.Module
@@ -41,9 +45,6 @@ class Workload:
     # "logits" (softmax over classes), "single_logit" (sigmoid) or "regression" (raw);
     # attrib_core.fidelity_metrics.OUTPUT_LINKS. A one-output model must not stay "logits".
     output_kind: str = "logits"
-    # NoiseTunnel's noise in this workload's input units (Knob.workload_default): SmoothGrad's
-    # paper finds 10-20% of the input range works; Captum's 1.0 is the whole range of [0, 1].
-    noise_stdevs: float | None = None
     # Knobs of fidelity's high-accuracy reference per method, where the default (the finest
     # setting) is too costly, e.g. {"Occlusion": {"sliding_window_shapes": ..., "strides": ...}}.
     reference_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -73,29 +74,108 @@ class Workload:
         return self.inputs[idx].clone(), self.targets[idx].clone()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkloadSpec:
+    """A workload's static metadata, known without building it, and the factory that builds it.
+
+    `traits` decide which methods apply; `method_defaults` resolve into cell keys. `source` is
+    "builtin", "torchvision" or "plugin"; `definition` is what a plug-in was declared with
+    (two declarations are the same workload when it is equal); `origin` says where it was
+    declared, for error messages.
+    """
+
     name: str
     description: str
-    is_image: bool
     build: Callable[[], Workload]
+    traits: Traits
+    method_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # NoiseTunnel's noise in the workload's input units (Knob.workload_default): SmoothGrad's
+    # paper finds 10-20% of the input range works; Captum's 1.0 is the whole range of [0, 1].
+    noise_stdevs: float | None = None
+    source: str = "builtin"
+    definition: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def is_image(self) -> bool:
+        return self.traits.is_image
 
 
 WORKLOADS: Registry[WorkloadSpec] = Registry("workload")
 
 
-def register_workload(name: str, description: str, is_image: bool) -> Callable:
+def register_workload(
+    name: str,
+    description: str,
+    is_image: bool | None = None,
+    *,
+    input_kind: str | None = None,
+    layer: str | None = None,
+    spatial_layer: bool | None = None,
+    method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    rule_limits: Mapping[str, str] | None = None,
+    not_applicable: Mapping[str, str] | None = None,
+    noise_stdevs: float | None = None,
+) -> Callable:
+    """Decorator registering a built-in workload factory with its static metadata.
+
+    `is_image` is shorthand for input_kind "image" / "features". What is left out (None) is
+    unknown: no method is ruled out for it until the run observes the built model, so declare
+    `input_kind` ("tokens" for integer ids) and `layer` ("" for none) to keep "all" tidy.
+    """
+    kind = input_kind or {True: "image", False: "features", None: None}[is_image]
+    if spatial_layer is None and kind not in (None, "image"):
+        spatial_layer = False  # only an image model's layer has an (N, C, H, W) map
+    elif spatial_layer is None and layer is not None:
+        spatial_layer = bool(layer) and kind == "image"
+    traits = Traits(
+        input_kind=kind,
+        layer_name=layer,
+        spatial_layer=spatial_layer,
+        rule_limits=dict(rule_limits or {}),
+        not_applicable=dict(not_applicable or {}),
+    )
+
     def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:
-        WORKLOADS.register(name, WorkloadSpec(name, description, is_image, build))
+        spec = WorkloadSpec(name, description, build, traits, dict(method_defaults or {}), noise_stdevs=noise_stdevs)
+        WORKLOADS.register(name, spec)
         return build
 
     return decorate
 
 
-@functools.cache
+_BUILT: dict[int, tuple[WorkloadSpec, Workload]] = {}
+
+
+def workload_spec(name: str) -> WorkloadSpec:
+    """The registered spec, or a `torchvision:` / plug-in reference resolved and registered now
+    (importing nothing from the user and building nothing)."""
+    if name not in WORKLOADS:
+        from attrib_core.workloads.plugins import resolve_reference
+
+        resolve_reference(name)
+    return WORKLOADS.get(name)
+
+
 def load_workload(name: str) -> Workload:
-    """Build (once per process) the named workload."""
-    return WORKLOADS.get(name).build()
+    """Build (once per process and definition) the named workload."""
+    spec = workload_spec(name)
+    if id(spec) not in _BUILT:
+        _BUILT[id(spec)] = (spec, spec.build())
+    return _BUILT[id(spec)][1]
+
+
+@functools.cache
+def _observed(spec_id: int) -> Traits:
+    spec, workload = _BUILT[spec_id]
+    return observe_traits(workload, spec.traits.not_applicable)
+
+
+def observed_spec(name: str) -> WorkloadSpec:
+    """The spec with the traits observed on the built model (what prepare() trusts)."""
+    spec = workload_spec(name)
+    load_workload(name)
+    return dataclasses.replace(spec, traits=_observed(id(spec)))
 
 
 def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:

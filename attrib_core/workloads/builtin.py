@@ -3,6 +3,9 @@ resnet18 as in the Captum tutorial (torchvision's weights when available)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -30,7 +33,14 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 @register_workload(
-    "digits_cnn", "small CNN on scikit-learn's 8x8 handwritten digits (fast, for tests and CI)", is_image=True
+    "digits_cnn",
+    "small CNN on scikit-learn's 8x8 handwritten digits (fast, for tests and CI)",
+    is_image=True,
+    layer="conv2",
+    method_defaults={
+        "Occlusion": {"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)},
+    },
+    noise_stdevs=0.15,  # inputs in [0, 1]
 )
 def _digits_cnn() -> Workload:
     from attrib_core.models.small import DigitsCNN, TrainingRecipe, accuracy, train_classifier
@@ -60,10 +70,7 @@ def _digits_cnn() -> Workload:
         output_name="fc2",
         weights=weights,
         description=WORKLOADS.get("digits_cnn").description,
-        method_defaults={
-            "Occlusion": {"sliding_window_shapes": (1, 2, 2), "strides": (1, 1, 1)},
-        },
-        noise_stdevs=0.15,  # inputs in [0, 1]
+        method_defaults=WORKLOADS.get("digits_cnn").method_defaults,
         info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
     )
 
@@ -92,7 +99,14 @@ def breast_cancer_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 
 @register_workload(
-    "tabular_mlp", "MLP on scikit-learn's breast cancer set (30 features), for sampling methods", is_image=False
+    "tabular_mlp",
+    "MLP on scikit-learn's breast cancer set (30 features), for sampling methods",
+    is_image=False,
+    layer="fc2",
+    method_defaults={
+        "Occlusion": {"sliding_window_shapes": (1,), "strides": (1,)},
+    },
+    noise_stdevs=0.15,  # standardised features: 0.15 of a training standard deviation
 )
 def _tabular_mlp() -> Workload:
     from attrib_core.models.small import TabularMLP, TrainingRecipe, accuracy, train_classifier
@@ -123,10 +137,7 @@ def _tabular_mlp() -> Workload:
         output_name="fc3",
         weights=weights,
         description=WORKLOADS.get("tabular_mlp").description,
-        method_defaults={
-            "Occlusion": {"sliding_window_shapes": (1,), "strides": (1,)},
-        },
-        noise_stdevs=0.15,  # standardised features: 0.15 of a training standard deviation
+        method_defaults=WORKLOADS.get("tabular_mlp").method_defaults,
         info={"held_out_accuracy": accuracy(model, x_test, y_test), "n_test": len(y_test)},
     )
 
@@ -138,25 +149,40 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # chelsea is the tutorial's cat
 
 
-def imagenet_photos(size: int = 224) -> torch.Tensor:
-    """Photos shipped in scikit-image, with the tutorial's resize, centre crop, normalise."""
+def photos(preprocess: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """Photos shipped in scikit-image (real images, no download), each through `preprocess`
+    (a PIL image in, a (C, H, W) tensor out)."""
     import skimage.data
     from PIL import Image
+
+    return torch.stack([preprocess(Image.fromarray(getattr(skimage.data, name)()).convert("RGB")) for name in PHOTOS])
+
+
+def imagenet_photos(size: int = 224) -> torch.Tensor:
+    """The photos with the tutorial's resize, centre crop, normalise."""
     from torchvision import transforms
 
-    preprocess = transforms.Compose(
-        [
-            transforms.Resize(size),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+    return photos(
+        transforms.Compose(
+            [
+                transforms.Resize(size),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
     )
-    return torch.stack([preprocess(Image.fromarray(getattr(skimage.data, name)())) for name in PHOTOS])
 
 
 @register_workload(
-    "resnet18", "torchvision resnet18 (IMAGENET1K_V1 if available) on scikit-image photos, 224x224", is_image=True
+    "resnet18",
+    "torchvision resnet18 (IMAGENET1K_V1 if available) on scikit-image photos, 224x224",
+    is_image=True,
+    layer="layer3.1.conv2",
+    method_defaults={
+        "Occlusion": {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)},  # the tutorial's
+    },
+    noise_stdevs=0.7,  # normalised pixels span about 4.6: 15% of that
 )
 def _resnet18() -> Workload:
     from attrib_core.models.resnet import distinct_relus, load_resnet18
@@ -181,10 +207,7 @@ def _resnet18() -> Workload:
         output_name="fc",
         weights=weights,
         description=WORKLOADS.get("resnet18").description,
-        method_defaults={
-            "Occlusion": {"sliding_window_shapes": (3, 15, 15), "strides": (3, 8, 8)},  # the tutorial's
-        },
-        noise_stdevs=0.7,  # normalised pixels span about 4.6: 15% of that
+        method_defaults=WORKLOADS.get("resnet18").method_defaults,
         reference_knobs={"Occlusion": {"sliding_window_shapes": (3, 4, 4), "strides": (3, 2, 2)}},
         info={"photos": list(PHOTOS), "relu": "distinct module per use (DeepLift-safe), same outputs"},
     )

@@ -102,7 +102,9 @@ def sentiment_split(reviews: MovieReviews | None = None) -> SentimentSplit:
 @register_workload(
     "sentiment_cnn",
     "word-embedding CNN on human-rated movie-review sentences (vaderSentiment's set): positive vs negative",
-    is_image=False,
+    input_kind="tokens",
+    layer="embedding",
+    method_defaults={"Occlusion": {"sliding_window_shapes": (3,), "strides": (1,)}},
 )
 def _sentiment_cnn() -> Workload:
     from attrib_core.models.small import TrainingRecipe, accuracy, train_classifier
@@ -141,7 +143,7 @@ def _sentiment_cnn() -> Workload:
         output_name="fc",
         weights=weights,
         description=WORKLOADS.get("sentiment_cnn").description,
-        method_defaults={"Occlusion": {"sliding_window_shapes": (3,), "strides": (1,)}},
+        method_defaults=WORKLOADS.get("sentiment_cnn").method_defaults,
         info={
             "held_out_accuracy": accuracy(model, split.x_test, split.y_test),
             "n_test": len(split.y_test),

@@ -1,0 +1,147 @@
+"""What decides which methods apply to a workload: declared up front, and observed on a built model.
+
+A workload's spec declares its `Traits` so a preset expands into cells without building or
+training anything. When a cell runs, the same traits are observed on the built model
+(`observe_traits`), because a plug-in may declare them wrongly: the observed ones decide.
+
+Two kinds of limit come from the model itself, not from its inputs:
+- Captum's DeepLift (and DeepLiftShap) has backward rules for a fixed set of nonlinear
+  modules (`SUPPORTED_NON_LINEAR`). Any other activation module (GELU, SiLU, Hardswish,
+  attention...) silently keeps its plain gradient, which breaks DeepLift's summation to the
+  output difference; and a rule module called twice in one forward pass makes Captum raise.
+- GuidedBackprop overrides only `nn.ReLU` modules' backward, and needs one module per use.
+Nonlinearities called as functions (`F.relu`) cannot be seen by either, nor by this check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+from torch import nn
+
+if TYPE_CHECKING:
+    from attrib_core.workloads.base import Workload
+
+INPUT_KINDS = ("image", "features", "tokens")
+RULE_FAMILIES = ("deeplift", "guided_relu")  # backward rules a method may depend on
+
+
+@dataclass(frozen=True)
+class Traits:
+    """input_kind: "image" (N, C, H, W floats), "features" (other float inputs) or "tokens"
+    (integer ids, no gradient with respect to them). layer_name "" means no layer declared.
+    rule_limits: rule family -> why that family's methods cannot run on this model.
+    not_applicable: method name -> reason, declared by the workload itself.
+    None means unknown: a plug-in that declares nothing gets every method in its cells, and
+    the ones that cannot run are recorded as not applicable when the run observes the model."""
+
+    input_kind: str | None  # None: not declared (a plug-in); nothing is ruled out until the run observes it
+    layer_name: str | None = ""
+    spatial_layer: bool | None = False  # the layer's output is (N, C, H, W): GradCAM can pool it
+    rule_limits: Mapping[str, str] = field(default_factory=dict)
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input_kind is not None and self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input_kind {self.input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
+        for family in self.rule_limits:
+            if family not in RULE_FAMILIES:
+                raise ValueError(f"unknown rule family {family!r}; valid: {', '.join(RULE_FAMILIES)}")
+
+    @property
+    def is_image(self) -> bool:
+        return self.input_kind == "image"
+
+
+def input_kind_of(inputs: torch.Tensor) -> str:
+    if not torch.is_floating_point(inputs):
+        return "tokens"
+    return "image" if inputs.dim() == 4 else "features"
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__ == "torch.nn.modules.activation"
+
+
+def rule_limits_from_modules(activation_types: set[str], reused: Mapping[str, tuple[str, int]]) -> dict[str, str]:
+    """Why DeepLift / GuidedBackprop cannot apply, from the activation module types a model uses
+    and its rule modules called more than once per forward pass (name -> (type, calls))."""
+    supported = {t.__name__ for t in SUPPORTED_NON_LINEAR}
+    limits: dict[str, str] = {}
+
+    def listed(items: Mapping[str, tuple[str, int]], limit: int = 3) -> str:
+        shown = [f"{name!r} ({kind}, {calls} calls)" for name, (kind, calls) in sorted(items.items())]
+        more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+        return ", ".join(shown[:limit]) + more
+
+    unsupported = sorted(activation_types - supported)
+    if unsupported:
+        limits["deeplift"] = (
+            f"the model uses {', '.join(unsupported)}, for which Captum's DeepLift has no rule (it would keep "
+            f"the plain gradient and break summation to the output difference); rules exist for "
+            f"{', '.join(sorted(supported))}"
+        )
+    elif reused:
+        limits["deeplift"] = (
+            f"module(s) {listed(reused)} run more than once per forward pass; Captum's DeepLift needs one "
+            "module per use (see attrib_core.models.resnet.distinct_relus)"
+        )
+    others = sorted(activation_types - {"ReLU"})
+    reused_relus = {name: item for name, item in reused.items() if item[0] == "ReLU"}
+    if others:
+        limits["guided_relu"] = (
+            f"GuidedBackprop overrides only nn.ReLU's backward; this model's {', '.join(others)} would keep plain "
+            "gradients"
+        )
+    elif reused_relus:
+        limits["guided_relu"] = (
+            f"ReLU module(s) {listed(reused_relus)} run more than once per forward pass; GuidedBackprop needs one "
+            "module per use"
+        )
+    return limits
+
+
+def scan_model(model: nn.Module, example: torch.Tensor, layer_name: str = "") -> tuple[dict[str, str], bool]:
+    """One forward pass of `example` (meta tensors work): rule limits, and whether the layer's
+    output is spatial (N, C, H, W)."""
+    calls: Counter[str] = Counter()
+    kinds: dict[str, str] = {}
+    layer_out: list[object] = []
+    handles = []
+    activation_types = set()
+    for name, module in model.named_modules():
+        if _is_activation(module):
+            activation_types.add(type(module).__name__)
+        if type(module) in SUPPORTED_NON_LINEAR:
+            kinds[name] = type(module).__name__
+            handles.append(module.register_forward_hook(lambda m, a, o, name=name: calls.update([name])))
+    if layer_name:
+        layer = model.get_submodule(layer_name)
+        handles.append(layer.register_forward_hook(lambda m, a, o: layer_out.append(o)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    reused = {name: (kinds[name], n) for name, n in calls.items() if n > 1}
+    out = layer_out[0] if layer_out else None
+    spatial = isinstance(out, torch.Tensor) and out.dim() == 4
+    return rule_limits_from_modules(activation_types, reused), spatial
+
+
+def observe_traits(workload: Workload, not_applicable: Mapping[str, str] | None = None) -> Traits:
+    """The traits of a built workload, measured on its first example."""
+    limits, spatial = scan_model(workload.model, workload.inputs[:1], workload.layer_name)
+    return Traits(
+        input_kind=input_kind_of(workload.inputs),
+        layer_name=workload.layer_name,
+        spatial_layer=spatial,
+        rule_limits=limits,
+        not_applicable=dict(not_applicable or {}),
+    )
