@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +141,7 @@ def _results_path(config: pytest.Config, preset_name: str) -> Path:
     folder = Path(config.getoption("--results-dir"))
     folder.mkdir(parents=True, exist_ok=True)
     machine = config.getoption("--machine-name") or _machine_label()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = f"{machine}_{stamp}_{_git_commit()}_{preset_name}"
     path, n = folder / f"{base}.json", 1
     while path.exists():

@@ -8,7 +8,7 @@ this so that "the newest file" means the same thing everywhere.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from attrib_core.results import ResultsError, machine_columns, read_json, results_files
@@ -27,7 +27,7 @@ def run_time(path: Path) -> str:
     parts = path.stem.split("_")
     if len(parts) > 1 and STAMP.match(parts[1]):
         return parts[1]
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def newest(files: list[Path]) -> Path:
