@@ -1,14 +1,19 @@
-"""Sessions: tests, lint, bench (the main job); report, compare and regress read results.
+"""Sessions: tests, lint, bench (the main job); report, compare and regress read results; lock.
 
-Sessions that run models share one virtualenv (.nox/torch, about 5 GB with torch), built
-once and reinstalled only when pyproject.toml changes. Sessions that only read results
-(report, compare) get a light venv without torch.
+Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
+Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch), built
+once and reinstalled only when pyproject.toml or the lock changes. Sessions that only read
+results (report, compare) get a light venv without torch. Every install is constrained by
+requirements/bench.lock, so two machines get the same versions; `nox -s lock` rewrites it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import nox
@@ -19,7 +24,20 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
 TORCH_ENV = ROOT / ".nox" / "torch"
+BENCH_LOCK = ROOT / "requirements" / "bench.lock"
+NOX_LOCK = ROOT / "requirements" / "nox.lock"
 PYTEST_NO_TESTS = 5
+LOCK_HEADER = """\
+# {what}, pinned: everything `pip install {install}` installs, as `nox -s lock` resolved it
+# with CPython {python} on {platform}. {use}
+# Do not edit by hand; regenerate with
+#   python3 noxw.py -s lock               pins what .nox/torch holds now
+#   python3 noxw.py -s lock -- --upgrade  first upgrades .nox/torch to the newest versions pip allows
+"""
+BENCH_LOCK_USE = """Every session installs with it as pip constraints (-c), so a pin for a package
+# this platform does not need (the nvidia-* wheels that torch pulls on Linux) is ignored. Each results
+# file records its sha256 (machine_info.lock_sha256) and any installed version that differs from it."""
+NOX_LOCK_USE = "noxw.py installs it (-r) into .nox/_nox."
 
 
 def torch_python(session: nox.Session) -> str:
@@ -30,11 +48,29 @@ def torch_python(session: nox.Session) -> str:
         session.run(sys.executable, "-m", "venv", str(TORCH_ENV), external=True)
         session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
     stamp = TORCH_ENV / ".attrib-bench-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + BENCH_LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench,dev]", external=True)
+        install = ("-m", "pip", "install", "-q", "-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev]")
+        session.run(str(python), *install, external=True)
         stamp.write_text(wanted)
     return str(python)
+
+
+def pinned_closure(session: nox.Session, python: str, *requirements: str) -> list[str]:
+    """`name==version` for all that pip would install for these requirements, by pip's own resolver and config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        pip = (python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report))
+        session.run(*pip, *requirements, external=True, silent=True)
+        installs = [item["metadata"] for item in json.loads(report.read_text())["install"]]
+    pins = (f"{meta['name']}=={meta['version']}" for meta in installs if meta["name"] != "attrib-bench")
+    return sorted(pins, key=str.lower)
+
+
+def write_lock(path: Path, pins: list[str], what: str, install: str, use: str) -> None:
+    python = ".".join(map(str, sys.version_info[:2]))
+    header = LOCK_HEADER.format(what=what, install=install, python=python, platform=sys.platform, use=use)
+    path.write_text(header + "\n".join(pins) + "\n")
 
 
 def run_pytest(session: nox.Session, python: str, *args: str, what: str) -> None:
@@ -75,14 +111,14 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """Tables, plots and an HTML page from results files (no torch): nox -s report -- [FILES...] [--out DIR]."""
-    session.install("-q", "-e", ".")
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     session.run("python", "-m", "bench.report", *session.posargs)
 
 
 @nox.session
 def compare(session: nox.Session) -> None:
     """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
-    session.install("-q", "-e", ".")
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     session.run("python", "-m", "bench.compare", *session.posargs)
 
 
@@ -94,6 +130,29 @@ def regress(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("-q", "-c", str(BENCH_LOCK), "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Rewrite requirements/bench.lock (from .nox/torch) and requirements/nox.lock; `-- --upgrade` upgrades first.
+
+    Run the tests after an upgrade, and commit both locks with the results they produced.
+    """
+    upgrade = "--upgrade" in session.posargs
+    python = torch_python(session)
+    if upgrade:
+        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[bench,dev]", external=True)
+    # the versions now installed in .nox/torch, as constraints for pip's resolver: the lock is their closure
+    frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", external=True, silent=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        installed = Path(tmp) / "installed.txt"
+        installed.write_text(frozen)
+        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[bench,dev]")
+    write_lock(BENCH_LOCK, pins, "The bench environment", "-e .[bench,dev]", BENCH_LOCK_USE)
+    nox_pin = "nox" if upgrade else f"nox=={metadata.version('nox')}"
+    nox_pins = pinned_closure(session, sys.executable, nox_pin)
+    write_lock(NOX_LOCK, nox_pins, "The nox that noxw.py runs", nox_pin, NOX_LOCK_USE)
+    session.log(f"wrote {BENCH_LOCK.relative_to(ROOT)} ({len(pins)} pins) and {NOX_LOCK.relative_to(ROOT)}")

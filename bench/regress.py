@@ -26,11 +26,11 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
 from attrib_core.regression import (
     FAILING,
