@@ -5,12 +5,18 @@ Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch
 once and reinstalled only when pyproject.toml or the lock changes. Sessions that only read
 results (report, compare) get a light venv without torch. Every install is constrained by
 requirements/bench.lock, so two machines get the same versions; `nox -s lock` rewrites it.
+
+Installer: pip by default, because it honours pip's configuration (mirrors, find-links,
+constraints, certificates). ATTRIB_BENCH_INSTALLER=uv uses uv instead, for every venv:
+several times faster, but uv reads only its own settings (UV_INDEX_URL, UV_FIND_LINKS, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sys
 import tempfile
 from importlib import metadata
@@ -40,18 +46,52 @@ BENCH_LOCK_USE = """Every session installs with it as pip constraints (-c), so a
 NOX_LOCK_USE = "noxw.py installs it (-r) into .nox/_nox."
 
 
+def uv_binary(session: nox.Session) -> str:
+    found = shutil.which("uv")
+    if found is None:
+        session.error("ATTRIB_BENCH_INSTALLER=uv, but there is no `uv` on PATH: install uv, or unset it to use pip")
+    return found
+
+
+def pip_create(session: nox.Session, env: Path) -> None:
+    session.run(sys.executable, "-m", "venv", str(env), external=True)
+    session.run(str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+
+
+def uv_create(session: nox.Session, env: Path) -> None:
+    # --seed puts pip in too: the lock session asks pip's resolver
+    session.run(uv_binary(session), "venv", "-q", "--seed", "--python", sys.executable, str(env), external=True)
+
+
+def pip_install(session: nox.Session, python: str) -> tuple[str, ...]:
+    return (python, "-m", "pip", "install", "-q")
+
+
+def uv_install(session: nox.Session, python: str) -> tuple[str, ...]:
+    return (uv_binary(session), "pip", "install", "-q", "--python", python)
+
+
+# name -> (create a venv, the install command for a venv's python)
+INSTALLERS = {"pip": (pip_create, pip_install), "uv": (uv_create, uv_install)}
+INSTALLER = os.environ.get("ATTRIB_BENCH_INSTALLER", "pip")
+if INSTALLER not in INSTALLERS:
+    raise ValueError(f"ATTRIB_BENCH_INSTALLER={INSTALLER!r} is not one of {sorted(INSTALLERS)}")
+if INSTALLER == "uv":
+    nox.options.default_venv_backend = "uv"  # the light sessions (report, compare, lint) too
+
+
 def torch_python(session: nox.Session) -> str:
     """The shared torch venv's python; created and (re)installed only when needed."""
+    create, install = INSTALLERS[INSTALLER]
     python = TORCH_ENV / "bin" / "python"
     if not python.exists():
-        session.log(f"creating the shared torch venv in {TORCH_ENV} (once; about 2 minutes)")
-        session.run(sys.executable, "-m", "venv", str(TORCH_ENV), external=True)
-        session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+        session.log(f"creating the shared torch venv in {TORCH_ENV} with {INSTALLER} (once; 1-4 minutes)")
+        create(session, TORCH_ENV)
     stamp = TORCH_ENV / ".attrib-bench-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + BENCH_LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        install = ("-m", "pip", "install", "-q", "-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev]")
-        session.run(str(python), *install, external=True)
+        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev]")
+        session.run(*install(session, str(python)), *requirements, external=True)
         stamp.write_text(wanted)
     return str(python)
 
