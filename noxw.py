@@ -58,7 +58,7 @@ def check_can_create_venv() -> None:
 def build_runner_env() -> None:
     check_can_create_venv()
     print(f"noxw: creating {RUNNER_ENV.relative_to(ROOT)} with nox (once; reused afterwards)", flush=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(RUNNER_ENV)
+    venv.EnvBuilder(with_pip=True, clear=True, symlinks=os.name != "nt").create(RUNNER_ENV)
     subprocess.run(
         [str(env_python(RUNNER_ENV)), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(NOX_LOCK)],
         check=True,
