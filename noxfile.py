@@ -1,14 +1,26 @@
-"""Sessions: tests, lint, bench (the main job); report, compare, history and regress read results.
+"""Sessions: tests, lint, bench (the main job); report, compare, history and regress read results; lock.
 
-Sessions that run models share one virtualenv (.nox/torch, about 5 GB with torch), built
-once and reinstalled only when pyproject.toml changes. Sessions that only read results
-(report, compare, history) get a light venv without torch.
+Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
+Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch), built
+once and reinstalled only when pyproject.toml or the lock changes. Sessions that only read
+results (report, compare, history) get a light venv without torch. Every install is
+constrained by requirements/bench.lock, so two machines get the same versions; `nox -s lock`
+rewrites it.
+
+Installer: pip by default, because it honours pip's configuration (mirrors, find-links,
+constraints, certificates). ATTRIB_BENCH_INSTALLER=uv uses uv instead, for every venv:
+several times faster, but uv reads only its own settings (UV_INDEX_URL, UV_FIND_LINKS, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import sys
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import nox
@@ -19,22 +31,87 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
 TORCH_ENV = ROOT / ".nox" / "torch"
+BENCH_LOCK = ROOT / "requirements" / "bench.lock"
+NOX_LOCK = ROOT / "requirements" / "nox.lock"
 PYTEST_NO_TESTS = 5
+LOCK_HEADER = """\
+# {what}, pinned: everything `pip install {install}` installs, as `nox -s lock` resolved it
+# with CPython {python} on {platform}. {use}
+# Do not edit by hand; regenerate with
+#   python3 noxw.py -s lock               pins what .nox/torch holds now
+#   python3 noxw.py -s lock -- --upgrade  first upgrades .nox/torch to the newest versions pip allows
+"""
+BENCH_LOCK_USE = """Every session installs with it as pip constraints (-c), so a pin for a package
+# this platform does not need (the nvidia-* wheels that torch pulls on Linux) is ignored. Each results
+# file records its sha256 (machine_info.lock_sha256) and any installed version that differs from it."""
+NOX_LOCK_USE = "noxw.py installs it (-r) into .nox/_nox."
+
+
+def uv_binary(session: nox.Session) -> str:
+    found = shutil.which("uv")
+    if found is None:
+        session.error("ATTRIB_BENCH_INSTALLER=uv, but there is no `uv` on PATH: install uv, or unset it to use pip")
+    return found
+
+
+def pip_create(session: nox.Session, env: Path) -> None:
+    session.run(sys.executable, "-m", "venv", str(env), external=True)
+    session.run(str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+
+
+def uv_create(session: nox.Session, env: Path) -> None:
+    # --seed puts pip in too: the lock session asks pip's resolver
+    session.run(uv_binary(session), "venv", "-q", "--seed", "--python", sys.executable, str(env), external=True)
+
+
+def pip_install(session: nox.Session, python: str) -> tuple[str, ...]:
+    return (python, "-m", "pip", "install", "-q")
+
+
+def uv_install(session: nox.Session, python: str) -> tuple[str, ...]:
+    return (uv_binary(session), "pip", "install", "-q", "--python", python)
+
+
+# name -> (create a venv, the install command for a venv's python)
+INSTALLERS = {"pip": (pip_create, pip_install), "uv": (uv_create, uv_install)}
+INSTALLER = os.environ.get("ATTRIB_BENCH_INSTALLER", "pip")
+if INSTALLER not in INSTALLERS:
+    raise ValueError(f"ATTRIB_BENCH_INSTALLER={INSTALLER!r} is not one of {sorted(INSTALLERS)}")
+if INSTALLER == "uv":
+    nox.options.default_venv_backend = "uv"  # the light sessions (report, compare, lint) too
 
 
 def torch_python(session: nox.Session) -> str:
     """The shared torch venv's python; created and (re)installed only when needed."""
+    create, install = INSTALLERS[INSTALLER]
     python = TORCH_ENV / "bin" / "python"
     if not python.exists():
-        session.log(f"creating the shared torch venv in {TORCH_ENV} (once; about 2 minutes)")
-        session.run(sys.executable, "-m", "venv", str(TORCH_ENV), external=True)
-        session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+        session.log(f"creating the shared torch venv in {TORCH_ENV} with {INSTALLER} (once; 1-4 minutes)")
+        create(session, TORCH_ENV)
     stamp = TORCH_ENV / ".attrib-bench-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + BENCH_LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench,dev]", external=True)
+        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev]")
+        session.run(*install(session, str(python)), *requirements, external=True)
         stamp.write_text(wanted)
     return str(python)
+
+
+def pinned_closure(session: nox.Session, python: str, *requirements: str) -> list[str]:
+    """`name==version` for all that pip would install for these requirements, by pip's own resolver and config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        pip = (python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report))
+        session.run(*pip, *requirements, external=True, silent=True)
+        installs = [item["metadata"] for item in json.loads(report.read_text())["install"]]
+    pins = (f"{meta['name']}=={meta['version']}" for meta in installs if meta["name"] != "attrib-bench")
+    return sorted(pins, key=str.lower)
+
+
+def write_lock(path: Path, pins: list[str], what: str, install: str, use: str) -> None:
+    python = ".".join(map(str, sys.version_info[:2]))
+    header = LOCK_HEADER.format(what=what, install=install, python=python, platform=sys.platform, use=use)
+    path.write_text(header + "\n".join(pins) + "\n")
 
 
 def run_pytest(session: nox.Session, python: str, *args: str, what: str) -> None:
@@ -75,21 +152,21 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """Tables, plots and an HTML page from results files (no torch): nox -s report -- [FILES...] [--out DIR]."""
-    session.install("-q", "-e", ".")
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     session.run("python", "-m", "attrib_core.cli", "report", *session.posargs)
 
 
 @nox.session
 def compare(session: nox.Session) -> None:
     """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
-    session.install("-q", "-e", ".")
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     session.run("python", "-m", "attrib_core.cli", "compare", *session.posargs)
 
 
 @nox.session
 def history(session: nox.Session) -> None:
     """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
-    session.install("-q", "-e", ".")
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history/ci"]))
 
 
@@ -101,6 +178,29 @@ def regress(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("-q", "-c", str(BENCH_LOCK), "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Rewrite requirements/bench.lock (from .nox/torch) and requirements/nox.lock; `-- --upgrade` upgrades first.
+
+    Run the tests after an upgrade, and commit both locks with the results they produced.
+    """
+    upgrade = "--upgrade" in session.posargs
+    python = torch_python(session)
+    if upgrade:
+        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[bench,dev]", external=True)
+    # the versions now installed in .nox/torch, as constraints for pip's resolver: the lock is their closure
+    frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", external=True, silent=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        installed = Path(tmp) / "installed.txt"
+        installed.write_text(frozen)
+        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[bench,dev]")
+    write_lock(BENCH_LOCK, pins, "The bench environment", "-e .[bench,dev]", BENCH_LOCK_USE)
+    nox_pin = "nox" if upgrade else f"nox=={metadata.version('nox')}"
+    nox_pins = pinned_closure(session, sys.executable, nox_pin)
+    write_lock(NOX_LOCK, nox_pins, "The nox that noxw.py runs", nox_pin, NOX_LOCK_USE)
+    session.log(f"wrote {BENCH_LOCK.relative_to(ROOT)} ({len(pins)} pins) and {NOX_LOCK.relative_to(ROOT)}")

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.autograd import DeviceType
 
+from attrib_core import env_lock
 from attrib_core.devices import check_device
 
 T = TypeVar("T")
@@ -277,6 +278,7 @@ def environment() -> dict[str, Any]:
         "mkl_available": torch.backends.mkl.is_available(),
         **thread_counts(),
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
+        **env_lock.lock_record(),  # lock_file, lock_sha256, lock_mismatches: which pinned environment
     }
 
 

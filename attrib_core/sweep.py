@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
 from attrib_core.fidelity_metrics import FidelityOptions

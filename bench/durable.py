@@ -15,7 +15,7 @@ import hashlib
 import re
 import subprocess
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def next_counter(folder: Path) -> int:
 def results_path(folder: Path, machine: str, commit_id: str | None, preset_name: str) -> Path:
     """A new, unused results path in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = timestamp(datetime.now(timezone.utc))
+    stamp = timestamp(datetime.now(UTC))
     commit = (commit_id or "nocommit")[:7]
     while True:
         path = folder / f"{next_counter(folder):04d}_{machine}_{stamp}_{commit}_{preset_name}.json"

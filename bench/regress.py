@@ -23,11 +23,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timezone
-from pathlib import Path
-
 import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from attrib_core.analysis.regression import (
     RegressionInputError,
@@ -71,7 +70,7 @@ def default_baseline(preset: str) -> Path:
 
 def new_run_dir(results_dir: Path) -> Path:
     """results_dir/<UTC time>[-n]/: one folder per regression run, never an existing one."""
-    stamp = timestamp(datetime.now(timezone.utc))
+    stamp = timestamp(datetime.now(UTC))
     folder, n = results_dir / stamp, 1
     while folder.exists():
         n += 1

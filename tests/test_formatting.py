@@ -1,6 +1,6 @@
 """attrib_core.formatting: one way to print times, sizes and clocks."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -28,7 +28,7 @@ def test_clock_never_shows_sixty_seconds():
 
 
 def test_timestamp_and_knob_values():
-    assert timestamp(datetime(2026, 11, 29, 13, 48, 44, tzinfo=timezone.utc)) == "20261129T134844Z"
+    assert timestamp(datetime(2026, 11, 29, 13, 48, 44, tzinfo=UTC)) == "20261129T134844Z"
     assert (
         knob_value((3, 15, 15)) == "3x15x15" and knob_value(4.0) == "4" and knob_value("riemann_left") == "riemann_left"
     )

@@ -9,7 +9,7 @@ this so that "the newest file" means the same thing everywhere.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from attrib_core.analysis.results import ResultsError, machine_columns, read_json, results_files
@@ -36,7 +36,7 @@ def run_time(path: Path) -> str:
     parts = _name_parts(path)
     if len(parts) > 1 and STAMP.match(parts[1]):
         return parts[1]
-    return timestamp(datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))
+    return timestamp(datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
 def newest(files: list[Path]) -> Path:
