@@ -48,7 +48,8 @@ from scipy.stats import mannwhitneyu
 NORMALISATIONS = ("run-median", "calibration", "none")
 STATISTICS = ("min", "median")
 ENVIRONMENT_COLUMNS = ("cpu_model", "gpu_name", "torch_version", "captum_version", "cuda_version")
-HIGHER_IS_BETTER = frozenset({"insertion"})  # every other fidelity metric is an error: lower is better
+# every other fidelity metric is an error: lower is better
+HIGHER_IS_BETTER = frozenset({"insertion", "pointing_game", "relevance_mass", "relevance_rank", "top_k_intersection"})
 STATISTIC_FUNCTIONS = {"min": np.min, "median": np.median}
 MIN_CELLS_FOR_RUN_MEDIAN = 3  # a median of fewer ratios is not robust to one slowed cell
 
