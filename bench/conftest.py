@@ -17,7 +17,7 @@ from attrib_core import measure
 from attrib_core.devices import available_devices
 from attrib_core.sweep import PresetError, cell_key, load_preset
 from bench import PRESET_DIR
-from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome
+from bench.cells import SCHEMA_VERSION, CalibrationCache, CellOutcome, ground_truth_arrays
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -249,6 +249,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run.partial_path is not None and run.partial_path.exists():
         os.replace(run.partial_path, run.results_path)
         maps = {o.key: o.map for o in run.outcomes if o.map is not None}
+        maps.update(ground_truth_arrays({o.extra_info["cell"]["workload"] for o in run.outcomes if o.map is not None}))
         if maps:
             np.savez_compressed(run.results_path.with_suffix(".maps.npz"), **maps)
 
