@@ -86,3 +86,35 @@ def test_shape_mismatch_names_both_shapes() -> None:
         pointing_game(torch.zeros(1, 3, 8, 8), square_mask())
     with pytest.raises(ValueError, match="k_fraction=0"):
         top_k_intersection(torch.zeros(1, 1, 10, 10), square_mask(), k_fraction=0)
+
+
+# --- as fidelity metrics of a benchmark cell -----------------------------------------------
+
+
+def test_workloads_without_masks_get_not_applicable_with_a_reason(one_thread) -> None:
+    from attrib_core.fidelity import evaluate_fidelity
+    from attrib_core.run import RunConfig, prepare
+
+    prepared = prepare(RunConfig("Saliency", "digits_cnn", batch_size=2))
+    records = evaluate_fidelity(prepared, prepared(), list(LOCALISATION_METRICS))
+    for name, record in records.items():
+        assert record["status"] == "not_applicable" and record["value"] is None
+        assert "'digits_cnn' has no ground-truth masks" in record["reason"] and name in record["reason"]
+
+
+def test_cells_of_the_shapes_workload_score_each_example_against_its_mask(one_thread) -> None:
+    from attrib_core.fidelity import evaluate_fidelity
+    from attrib_core.run import RunConfig, prepare
+
+    prepared = prepare(RunConfig("Saliency", "shapes_resnet18", batch_size=3))
+    result = prepared()
+    records = evaluate_fidelity(prepared, result, list(LOCALISATION_METRICS))
+    masks = prepared.workload.masks[:3]
+    for name, metric in LOCALISATION_METRICS.items():
+        expected = metric(result.attributions, masks)
+        assert records[name]["status"] == "ok"
+        assert records[name]["per_example"] == pytest.approx(expected.tolist())
+        assert records[name]["value"] == pytest.approx(expected.mean().item())
+    neuron = prepare(RunConfig("NeuronGradient", "shapes_resnet18", batch_size=1))
+    record = evaluate_fidelity(neuron, neuron(), ["relevance_mass"])["relevance_mass"]
+    assert record["status"] == "not_applicable" and "neuron" in record["reason"]

@@ -3,6 +3,7 @@ and neuron methods explain. `base` holds the contract and the registry; each oth
 registers its workloads when imported (built-ins here; plug-ins through `load_workload`)."""
 
 from attrib_core.workloads import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from attrib_core.workloads import shapes as _shapes  # noqa: F401  (registers the ground-truth shapes task)
 from attrib_core.workloads.base import (
     WORKLOADS,
     Workload,
