@@ -31,8 +31,9 @@ from attrib_core.workloads.shapes import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# The floor measured on this recipe's 500 held-out images, or 0.95 if that were lower.
-HELD_OUT_ACCURACY_FLOOR = 0.95
+# Measured: 1.000 on the 500 held-out images (500/500). The floor leaves room for 5 errors
+# where another machine or torch trains slightly different weights; the issue asks >= 0.95.
+HELD_OUT_ACCURACY_FLOOR = 0.99
 # Seeds 0-7 of ShapesTask(): the masks and labels the generator draws. If you change the
 # drawing on purpose, bump GENERATOR_VERSION (it keys the trained model's cache) and update this.
 MASKS_AND_LABELS_SHA256 = "1b48f3bc538d7fe2477899e06d034132d23f8bb2fb16d001ab342b0473ba46df"
