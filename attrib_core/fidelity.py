@@ -39,12 +39,13 @@ from attrib_core.fidelity_metrics import (
     sensitivity_score,
 )
 from attrib_core.fidelity_references import recipe_for, reference_attributions
+from attrib_core.localisation import LOCALISATION_METRICS
 from attrib_core.measure import synchronize
 from attrib_core.run import AttributionResult, PreparedRun
 
 DEFAULT_METRICS = ("completeness", "reference_error", "deletion", "insertion")
 OPT_IN_METRICS = ("stability", "infidelity", "sensitivity")  # extra attribution calls or many forwards
-METRICS = DEFAULT_METRICS + OPT_IN_METRICS
+METRICS = DEFAULT_METRICS + OPT_IN_METRICS + tuple(LOCALISATION_METRICS)  # localisation: workloads with masks
 
 # --- evaluate_fidelity: the records a benchmark cell stores -----------------------------
 
@@ -404,6 +405,24 @@ def _sensitivity(cell: _Cell) -> dict[str, Any]:
     )
 
 
+def _localisation(name: str) -> Callable[[_Cell], dict[str, Any]]:
+    """Agreement of the input-space map with the workload's ground-truth masks (see localisation.py)."""
+
+    def metric(cell: _Cell) -> dict[str, Any]:
+        workload = cell.prepared.workload
+        masks = workload.batch_masks(cell.prepared.config.batch_size)
+        if masks is None:
+            return not_applicable(f"workload {workload.name!r} has no ground-truth masks; {name} needs them")
+        attr, reason = cell.input_space()
+        if attr is None:
+            return not_applicable(reason or "")
+        scores = LOCALISATION_METRICS[name](attr, masks)
+        undefined = "every example's mask is empty or its map has no positive value"
+        return _record(_mean(scores), _floats(scores), undefined, lower_is_better=False)  # 1 is a perfect map
+
+    return metric
+
+
 METRIC_FUNCTIONS: dict[str, Callable[[_Cell], dict[str, Any]]] = {
     "completeness": _completeness,
     "reference_error": _reference_error,
@@ -412,6 +431,7 @@ METRIC_FUNCTIONS: dict[str, Callable[[_Cell], dict[str, Any]]] = {
     "stability": _stability,
     "infidelity": _infidelity,
     "sensitivity": _sensitivity,
+    **{name: _localisation(name) for name in LOCALISATION_METRICS},
 }
 
 

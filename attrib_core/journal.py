@@ -56,6 +56,7 @@ class Contents:
     header: dict[str, Any]
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell key -> its latest line
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[str, str] = field(default_factory=dict)  # name -> encoded array, for the .maps.npz
     torn_lines: int = 0  # lines cut short by a kill (at most the last one)
 
     def done_keys(self) -> set[str]:
@@ -90,6 +91,11 @@ class Journal:
         key = record["extra_info"]["cell_key"]
         self._append({"kind": "cell", "cell_key": key, "record": record, "map": encode_map(gallery_map)})
 
+    def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Arrays that go into the .maps.npz beside the cells' maps (e.g. a workload's ground truth)."""
+        if arrays:
+            self._append({"kind": "arrays", "arrays": {name: encode_map(a) for name, a in arrays.items()}})
+
     def _append(self, line: Mapping[str, Any]) -> None:
         text = json.dumps(schema._finite(dict(line)), default=str) + "\n"
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -119,6 +125,8 @@ def read(path: str | Path) -> Contents:
     for line in parsed[1:]:
         if line.get("kind") == "cell":
             contents.cells[line["cell_key"]] = line
+        elif line.get("kind") == "arrays":
+            contents.arrays.update(line["arrays"])
         elif line.get("kind") == "resume":
             contents.resumes.append({"at": line["at"], "cells_before": line["cells_before"]})
     return contents
@@ -140,6 +148,7 @@ def assemble(contents: Contents, finished: bool) -> Path:
     out = contents.results_path
     atomic_write(out, schema.dumps(document))
     maps = {key: decode_map(line["map"]) for key, line in contents.cells.items() if line.get("map")}
+    maps.update({name: decode_map(text) for name, text in contents.arrays.items()})
     if maps:
         atomic_save(out.with_suffix(".maps.npz"), lambda tmp: _save_npz(tmp, maps))
     return out

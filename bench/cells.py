@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from attrib_core import fidelity, measure, schema
+from attrib_core.analysis.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
 from attrib_core.fidelity_metrics import broadcast_to_inputs
 from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
+from attrib_core.workloads import load_workload
 from bench.faults import faulty, slowed_down
 
 T = TypeVar("T")
@@ -82,6 +84,19 @@ def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) 
     if first.dim() == 2 and max(first.shape) > MAP_SIDE:
         first = torch.nn.functional.adaptive_avg_pool2d(first[None, None], MAP_SIDE)[0, 0]
     return first.numpy().astype(np.float16)
+
+
+def ground_truth_arrays(workloads: set[str]) -> dict[str, np.ndarray]:
+    """For workloads with masks: the first example's image (H, W, C) and mask (H, W), so the
+    gallery can outline where the label lives over the image and each method's map."""
+    out = {}
+    for name in sorted(workloads):
+        workload = load_workload(name)
+        if workload.masks is None or not workload.is_image:
+            continue
+        out[GROUND_TRUTH_IMAGE + name] = workload.inputs[0].permute(1, 2, 0).numpy().astype(np.float16)
+        out[GROUND_TRUTH_MASK + name] = workload.masks[0, 0].numpy().astype(bool)
+    return out
 
 
 class CalibrationCache:

@@ -20,7 +20,7 @@ from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
 from attrib_core.workloads.plugins import WorkloadContractError, check_workloads
 from bench import PRESET_DIR, durable, isolate
-from bench.cells import CalibrationCache, CellOutcome, cell_record
+from bench.cells import CalibrationCache, CellOutcome, cell_record, ground_truth_arrays
 from bench.faults import parse_faults, parse_slowdowns
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +111,7 @@ class BenchRun:
         self.selected_keys: set[str] = set()  # cells left after -k / deselection / resume
         self.started = time.monotonic()
         self.journal: journal.Journal | None = None
+        self.ground_truth_saved: set[str] = set()  # workloads whose image and mask the journal holds
         self.results_path: Path | None = None
         self.save = not config.getoption("--no-save")
 
@@ -183,6 +184,10 @@ class BenchRun:
         self.outcomes.append(outcome)
         if self.journal is not None:
             self.journal.add_cell(record, outcome.map)
+            workload = outcome.extra_info["cell"]["workload"]
+            if outcome.map is not None and workload not in self.ground_truth_saved:
+                self.ground_truth_saved.add(workload)
+                self.journal.add_arrays(ground_truth_arrays({workload}))
         self.pending_progress = self.progress_line(outcome)
 
     def progress_line(self, outcome: CellOutcome) -> str:

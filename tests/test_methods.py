@@ -27,7 +27,8 @@ from tests.torch_fixtures import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_ou
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
-IMAGE_WORKLOADS = ("digits_cnn", "resnet18")  # checked against Workload.is_image in test_workloads.py
+# checked against Workload.is_image in test_workloads.py
+IMAGE_WORKLOADS = ("digits_cnn", "resnet18", "shapes_resnet18")
 ALL_METHODS = METHODS.names()
 
 

@@ -7,7 +7,9 @@ report shows what the methods produced without running a model. One figure per w
 its own 99.5th percentile of |attribution|, as Captum's visualisations clip outliers),
 1-D maps (tabular inputs) as bar charts of the signed attribution per feature, and 1-D maps
 of text workloads (cells that record `example_tokens`) as the sentence with each word's
-background coloured by its attribution.
+background coloured by its attribution. Workloads with a ground-truth mask (the shapes task)
+also store their first image and mask: the gallery then starts with the image and outlines the
+mask on it and on every map.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ COLUMNS = 6
 CMAP = "RdBu_r"
 CLIP_PERCENTILE = 99.5
 POSITIVE, NEGATIVE = "#b2182b", "#2166ac"
+GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK = "__image__", "__mask__"  # maps.npz keys: prefix + workload name
+OUTLINE = "#1a1a1a"
 
 
 def maps_path(results_path: Path) -> Path:
@@ -48,6 +52,31 @@ def load_maps(results_path: Path) -> dict[str, np.ndarray]:
             return {key: archive[key].astype(np.float32) for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ResultsError(f"{path}: not a readable maps archive ({exc})") from None
+
+
+def ground_truth(maps: dict[tuple[str, str], np.ndarray], workload: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image (H, W, C), mask (H, W) bool) stored for this workload in any of the files, or None."""
+    for (file, key), image in maps.items():
+        mask = maps.get((file, GROUND_TRUTH_MASK + workload))
+        if key == GROUND_TRUTH_IMAGE + workload and mask is not None:
+            return image, mask > 0.5
+    return None
+
+
+def _outline(ax: plt.Axes, mask: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    if mask is not None and mask.shape == shape and mask.any() and not mask.all():
+        ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE, linewidths=1.2)
+
+
+def _input_panel(ax: plt.Axes, image: np.ndarray, mask: np.ndarray) -> None:
+    ax.imshow(np.clip(image.squeeze(), 0.0, 1.0), cmap="gray" if image.shape[-1] == 1 else None)
+    ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=2.4)
+    ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE, linewidths=1.2)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_title("input", fontsize=9.5, fontweight="bold")
+    ax.set_xlabel("outline: the class-defining\nobject's ground-truth mask", fontsize=7.5)
 
 
 def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
@@ -67,6 +96,9 @@ def _caption(row: pd.Series, knobs: list[str]) -> str:
     knob_text = all_knobs_label(row, knobs)
     timing = f"{seconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
     lines = textwrap.wrap(knob_text, 34) if knob_text else []
+    mass = pd.to_numeric(pd.Series([row.get("fid_relevance_mass")]), errors="coerce").iloc[0]
+    if np.isfinite(mass):
+        lines.append(f"relevance mass accuracy {mass:.2f}")
     return "\n".join([*lines, timing])
 
 
@@ -211,14 +243,27 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
     skipped = len(images) - len(chosen)
     if skipped:
         caption += f" {skipped} map(s) of another shape are not shown."
-    columns = min(COLUMNS if kind == "image" else 4, len(chosen))
-    rows = math.ceil(len(chosen) / columns)
+    truth = ground_truth(maps, workload) if kind == "image" else None
+    mask = truth[1] if truth is not None else None
+    if truth is not None:
+        caption += (
+            " First panel: the input, with the class-defining object's ground-truth mask outlined; the same "
+            "outline is drawn on every map of the input's size, and the cell's relevance mass accuracy (share of "
+            "positive attribution inside the mask, mean over the cell's examples) is given under it."
+        )
+    panels = len(chosen) + (truth is not None)
+    columns = min(COLUMNS if kind == "image" else 4, panels)
+    rows = math.ceil(panels / columns)
     width, height = (2.5, 3.35) if kind == "image" else (3.6, 2.9)
     theme()
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
-    for ax, (row, values) in zip(axes.flat, chosen, strict=False):
+    flat = list(axes.flat)
+    if truth is not None:
+        _input_panel(flat.pop(0), *truth)
+    for ax, (row, values) in zip(flat, chosen, strict=False):
         if kind == "image":
             _image(ax, values)
+            _outline(ax, mask, values.shape)
         else:
             _bars(ax, values)
         method = str(row["method"])
@@ -227,7 +272,7 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
             spine.set_edgecolor(style.palette.get(method, "black"))
             spine.set_linewidth(3)
         ax.set_xlabel(_caption(row, knobs), fontsize=7.5)
-    for ax in list(axes.flat)[len(chosen) :]:
+    for ax in flat[len(chosen) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return Rendered(name, title, caption, fig)

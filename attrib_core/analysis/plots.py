@@ -344,6 +344,60 @@ def front_members(points: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"metric": "fidelity", "time_s": "median_s_per_example"})
 
 
+# --- 1b. ground truth: speed vs localisation ---------------------------------------------
+
+RELEVANCE_MASS = Measure(
+    "fid_relevance_mass",
+    "relevance mass accuracy\n(share of positive attribution\ninside the object's mask; higher is better)",
+    False,
+)
+
+
+def localisation_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Points of the localisation trade-off: cells with a relevance mass accuracy, `on_front` marked
+    (the front of higher-is-better values)."""
+    ok = df[df["status"] == "ok"]
+    long = melt(ok, [RELEVANCE_MASS])
+    if long.empty:
+        return long
+    long = long[np.isfinite(long[TIME_PER_EXAMPLE.column]) & (long[TIME_PER_EXAMPLE.column] > 0)].copy()
+    long["time_s"] = long[TIME_PER_EXAMPLE.column]
+    long["on_front"] = False
+    for _, group in long.groupby("panel", sort=False):
+        long.loc[group.index, "on_front"] = pareto_front(group, "time_s", "value", lower_is_better=False)
+    return long.reset_index(drop=True)
+
+
+def localisation_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
+    title = "Speed vs localisation: does the map point at the object the label comes from?"
+    caption = (
+        "Workloads with a ground-truth mask of the class-defining object (the shapes task). One point per cell; "
+        "x: median time per example (log); y: relevance mass accuracy, the share of the map's positive "
+        "attribution that falls inside the mask (1 = all of it; a uniform map scores the mask's area share). "
+        "Black-edged points and the staircase form the Pareto front: the best localisation reachable within a "
+        "time budget."
+    )
+    points = localisation_table(df)
+    if points.empty:
+        return Rendered("localisation", title, caption, skipped="no ok cell has a relevance mass accuracy")
+    theme()
+    grid = measure_grid(
+        points,
+        [RELEVANCE_MASS],
+        _draw_tradeoff(style),
+        xlabel="median time per example (s, log)",
+        height=4.2,
+        aspect=(6.0 + KEY_WIDTH) / 4.2,
+        measures_across=points["panel"].nunique() > 2,
+    )
+    methods = sorted(points["method"].unique())
+    legend_right(grid.figure, method_handles(methods, style), "method")
+    with_masks = df[df["workload"].isin(points["workload"])]  # other workloads have no mask: not "missing"
+    shown = with_masks["cell_key"].isin(points["cell_key"]) & with_masks["file"].isin(points["file"])
+    footnote(grid.figure, not_plotted_note(with_masks, shown))
+    return Rendered("localisation", title, caption, grid.figure)
+
+
 # --- 2. IntegratedGradients: steps, rules, internal batching ------------------------------
 
 

@@ -85,6 +85,7 @@ def render_steps(df: pd.DataFrame, paths: list[Path]) -> list[Callable[[], list[
     style = method_style(df["method"])
     return [
         lambda: [plots.tradeoff_figure(df, style)],
+        lambda: [plots.localisation_figure(df, style)],
         lambda: [plots.ig_steps_figure(df)],
         lambda: [plots.ig_internal_batch_figure(df)],
         lambda: [plots.batch_size_figure(df, style)],

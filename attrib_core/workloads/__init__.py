@@ -4,6 +4,7 @@ registers its workloads when imported (built-ins here); `torchvision:` models (`
 user's plug-ins (`plugins`) are registered when a preset or `workload_spec` names them."""
 
 from attrib_core.workloads import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from attrib_core.workloads import shapes as _shapes  # noqa: F401  (registers the ground-truth shapes task)
 from attrib_core.workloads import text as _text  # noqa: F401  (registers the text workload)
 from attrib_core.workloads.base import (
     WORKLOADS,

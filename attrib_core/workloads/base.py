@@ -48,6 +48,7 @@ class Workload:
     # Knobs of fidelity's high-accuracy reference per method, where the default (the finest
     # setting) is too costly, e.g. {"Occlusion": {"sliding_window_shapes": ..., "strides": ...}}.
     reference_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    masks: torch.Tensor | None = None  # (N, 1, H, W) bool: pixels that carry the label (ground-truth tasks)
 
     @property
     def is_image(self) -> bool:
@@ -72,6 +73,12 @@ class Workload:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         idx = torch.arange(batch_size) % len(self.inputs)
         return self.inputs[idx].clone(), self.targets[idx].clone()
+
+    def batch_masks(self, batch_size: int) -> torch.Tensor | None:
+        """The ground-truth masks of `batch(batch_size)`'s examples, or None without masks."""
+        if self.masks is None:
+            return None
+        return self.masks[torch.arange(batch_size) % len(self.masks)]
 
 
 @dataclass(frozen=True, eq=False)
