@@ -370,7 +370,7 @@ n_steps = [8]
 """
 
 
-def test_end_to_end_injected_slowdown_fails_and_an_identical_rerun_passes(tmp_path, capsys):
+def test_end_to_end_injected_slowdown_fails_and_a_run_against_itself_passes(tmp_path, capsys):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
     baseline = tmp_path / "baselines" / "tiny"
@@ -386,5 +386,11 @@ def test_end_to_end_injected_slowdown_fails_and_an_identical_rerun_passes(tmp_pa
     assert slowed == verdict_output.EXIT_REGRESSED, out
     assert "REGRESSION in 1 cells: digits_cnn-IntegratedGradients-cpu-b4" in out
 
-    assert regress.main([*common, "--", "-q"]) == verdict_output.EXIT_OK, capsys.readouterr().out
+    # The same rounds on both sides: no regression, whatever the machine's load (deterministic).
+    itself = regress.main(["--compare", str(baseline), str(baseline), "--time-factor", "1.6"])
+    assert itself == verdict_output.EXIT_OK, capsys.readouterr().out
+    # An identical rerun's verdict depends on this machine's noise (bench/regress_proof.py measures
+    # the false-alarm rate); here only that it runs, gives a verdict and leaves the baseline alone.
+    rerun = regress.main([*common, "--", "-q"])
+    assert rerun in (verdict_output.EXIT_OK, verdict_output.EXIT_REGRESSED), capsys.readouterr().out
     assert [p.read_bytes() for p in baseline.glob("*.json")] == [recorded]  # never replaced unless asked
