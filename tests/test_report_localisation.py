@@ -77,3 +77,14 @@ def test_workload_without_a_stored_mask_gets_no_input_panel() -> None:
     rendered = gallery.gallery_figures(df, [SMOKE_A], method_style(df["method"]))
     titles = [ax.get_title() for r in rendered for ax in r.figure.axes]
     assert rendered and "input" not in titles
+
+
+def test_summary_lists_localisation_columns_only_for_runs_that_measured_them() -> None:
+    from attrib_core.analysis.tables import summary_table
+
+    df = add_labels(load_results([SMOKE_A]))
+    assert "fid_relevance_mass" not in summary_table(df).columns
+    summary = summary_table(with_relevance_mass(df))
+    digits = summary["workload"] == "digits_cnn"
+    assert summary.loc[digits & (summary["status"] == "ok"), "fid_relevance_mass"].notna().all()
+    assert summary.loc[~digits, "fid_relevance_mass"].isna().all()

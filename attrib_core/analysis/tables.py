@@ -15,6 +15,7 @@ import pandas as pd
 from attrib_core.analysis.style import all_knobs_label, knob_columns
 
 FIDELITY = ("reference_error", "completeness", "deletion", "insertion")
+LOCALISATION = ("relevance_mass", "pointing_game", "relevance_rank", "top_k_intersection")  # workloads with masks
 NOISY = 0.5  # IQR above this share of the median: the timing of that cell is not to be trusted
 
 
@@ -50,6 +51,10 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     for metric in FIDELITY:
         column = f"fid_{metric}"
         out[column] = df[column] if column in df.columns else None
+    for metric in LOCALISATION:  # columns only for runs that measured them
+        column = f"fid_{metric}"
+        if column in df.columns and df[column].notna().any():
+            out[column] = df[column]
     out["weights"] = df["weights"]
     out["error"] = df["error"]
     if df["file"].nunique() > 1:
