@@ -104,3 +104,10 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def merge(session: nox.Session) -> None:
+    """The shards of one sweep -> one results file (no torch): nox -s merge -- SHARD_FILES... [--out FILE]."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "attrib_core.cli", "merge", *session.posargs)
