@@ -111,3 +111,12 @@ def merge(session: nox.Session) -> None:
     """The shards of one sweep -> one results file (no torch): nox -s merge -- SHARD_FILES... [--out FILE]."""
     session.install("-q", "-e", ".")
     session.run("python", "-m", "attrib_core.cli", "merge", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def throughput(session: nox.Session) -> None:
+    """Dataset-scale attribution on K processes: nox -s throughput -- --nproc-per-node=2 [bench.throughput args]."""
+    nproc = [a for a in session.posargs if a.startswith("--nproc-per-node")] or ["--nproc-per-node=1"]
+    rest = [a for a in session.posargs if not a.startswith("--nproc-per-node")]
+    python = torch_python(session)
+    session.run(python, "-m", "torch.distributed.run", *nproc, "-m", "bench.throughput", *rest, external=True)
