@@ -134,6 +134,11 @@ class BenchRun:
             calibration = shards.calibration_from(calibration_file) if calibration_file else shards.NO_CALIBRATION
         except (shards.ShardError, schema.ResultsError) as exc:
             raise pytest.UsageError(str(exc)) from None
+        if spec.of > len(self.cells):  # an empty shard would write no file, and merge would miss it
+            raise pytest.UsageError(
+                f"--shard {spec.index}/{spec.of}: preset {self.preset.name!r} has {len(self.cells)} cells here; "
+                f"N must be at most {len(self.cells)}"
+            )
         costs = shards.predicted_costs(self.cells, self.preset.timing, calibration)
         assignment = shards.assign(costs, spec.of)
         sweep = config.getoption("--sweep-id") or (recorded or {}).get("sweep_id")

@@ -206,3 +206,12 @@ def test_isolation_records_a_hang_a_crash_and_a_memory_blowup_and_goes_on(tmp_pa
     assert "signal SIGABRT" in df.loc["InputXGradient", "error"]
     assert "over the cell memory limit of 2 GiB" in df.loc["GuidedBackprop", "error"]
     assert df.loc["DeepLift", "status"] == "ok" and df.loc["DeepLift", "median_s"] > 0  # the sweep went on
+
+
+def test_more_shards_than_cells_is_refused_before_anything_runs(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={tmp_path / 'out'}", "--shard=1/4")
+    assert proc.returncode == 4  # pytest's usage error
+    assert "--shard 1/4: preset 'tiny' has 3 cells here; N must be at most 3" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -107,3 +107,14 @@ def test_merged_run_has_the_cells_and_schema_of_one_run(sweep):
     assert set(merged_df.columns) == set(single_df.columns)  # the same table (columns in order of first sight)
     assert (merged_df.status == "ok").all() and merged_df.median_s.gt(0).all()
     assert merged.with_suffix(".maps.npz").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [(["--shards", "0"], "--shards 0"), (["--retries", "-1"], "--retries -1")]
+)
+def test_launcher_refuses_bad_counts(argv, message, capsys):
+    from bench.launch_slurm import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "smoke", "--shards", "2", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
