@@ -91,7 +91,7 @@ def torch_python(session: nox.Session) -> str:
     stamp = TORCH_ENV / ".attrib-bench-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + BENCH_LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev]")
+        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev,cluster]")
         session.run(*install(session, str(python)), *requirements, external=True)
         stamp.write_text(wanted)
     return str(python)
@@ -192,15 +192,31 @@ def lock(session: nox.Session) -> None:
     upgrade = "--upgrade" in session.posargs
     python = torch_python(session)
     if upgrade:
-        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[bench,dev]", external=True)
+        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[bench,dev,cluster]", external=True)
     # the versions now installed in .nox/torch, as constraints for pip's resolver: the lock is their closure
     frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", external=True, silent=True)
     with tempfile.TemporaryDirectory() as tmp:
         installed = Path(tmp) / "installed.txt"
         installed.write_text(frozen)
-        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[bench,dev]")
-    write_lock(BENCH_LOCK, pins, "The bench environment", "-e .[bench,dev]", BENCH_LOCK_USE)
+        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[bench,dev,cluster]")
+    write_lock(BENCH_LOCK, pins, "The bench environment", "-e .[bench,dev,cluster]", BENCH_LOCK_USE)
     nox_pin = "nox" if upgrade else f"nox=={metadata.version('nox')}"
     nox_pins = pinned_closure(session, sys.executable, nox_pin)
     write_lock(NOX_LOCK, nox_pins, "The nox that noxw.py runs", nox_pin, NOX_LOCK_USE)
     session.log(f"wrote {BENCH_LOCK.relative_to(ROOT)} ({len(pins)} pins) and {NOX_LOCK.relative_to(ROOT)}")
+
+
+@nox.session
+def merge(session: nox.Session) -> None:
+    """The shards of one sweep -> one results file (no torch): nox -s merge -- SHARD_FILES... [--out FILE]."""
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
+    session.run("python", "-m", "attrib_core.cli", "merge", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def throughput(session: nox.Session) -> None:
+    """Dataset-scale attribution on K processes: nox -s throughput -- --nproc-per-node=2 [bench.throughput args]."""
+    nproc = [a for a in session.posargs if a.startswith("--nproc-per-node")] or ["--nproc-per-node=1"]
+    rest = [a for a in session.posargs if not a.startswith("--nproc-per-node")]
+    python = torch_python(session)
+    session.run(python, "-m", "torch.distributed.run", *nproc, "-m", "bench.throughput", *rest, external=True)

@@ -1,6 +1,6 @@
-"""`attrib-bench report|compare|history|regress`: the installed package's console script.
+"""`attrib-bench report|compare|history|merge|regress`: the installed package's console script.
 
-report, compare and history read results files (no torch). regress runs the benchmark suite, which
+report, compare, history and merge read results files (no torch). regress runs the benchmark suite, which
 lives in a checkout of the repository (bench/); from an installed wheel alone it can still
 compare two existing runs: `attrib-bench regress --compare BASE NEW`.
 """
@@ -15,9 +15,10 @@ ANALYSIS_COMMANDS = {
     "report": "attrib_core.analysis.report",
     "compare": "attrib_core.analysis.compare",
     "history": "attrib_core.analysis.history_report",
+    "merge": "attrib_core.analysis.merge",
 }
 COMMANDS = (*ANALYSIS_COMMANDS, "regress")
-USAGE = "usage: attrib-bench {report,compare,history,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
+USAGE = "usage: attrib-bench {report,compare,history,merge,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
 
 
 def _regress(argv: list[str]) -> int:

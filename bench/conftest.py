@@ -19,7 +19,7 @@ from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
 from attrib_core.workloads.plugins import WorkloadContractError, check_workloads
-from bench import PRESET_DIR, durable, isolate
+from bench import PRESET_DIR, durable, isolate, shards
 from bench.cells import CalibrationCache, CellOutcome, cell_record, ground_truth_arrays
 from bench.faults import parse_faults, parse_slowdowns
 
@@ -47,6 +47,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         help="continue an interrupted run: its .journal.jsonl or results file (default: the newest journal)",
     )
+    group.addoption(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N: a deterministic subset of the cells, balanced on predicted cost (bench/shards.py)",
+    )
+    group.addoption(
+        "--shard-calibration",
+        metavar="FILE",
+        help="a results file whose timings calibrate the shards' predicted costs (default: FLOPs, relative units)",
+    )
+    group.addoption("--sweep-id", help="the id shared by the shards of one sweep (default: from preset, code and N)")
     group.addoption("--isolate", action="store_true", default=None, help="run each cell in its own process")
     group.addoption("--no-isolate", dest="isolate", action="store_false", help="run cells in this process")
     group.addoption("--cell-timeout-s", type=float, help="isolation: wall-time limit per cell (preset's default)")
@@ -101,6 +112,7 @@ class BenchRun:
             if self.only_cell not in self.cells:
                 raise pytest.UsageError(f"--only-cell {self.only_cell!r}: no such cell in preset {self.preset.name!r}")
             self.cells = {self.only_cell: self.cells[self.only_cell]}
+        self.shard = self._shard(config)
         self.child_journal = config.getoption("--child-journal")
         self.isolation = self._isolation(config)
         self.calibrations = CalibrationCache()
@@ -114,6 +126,42 @@ class BenchRun:
         self.ground_truth_saved: set[str] = set()  # workloads whose image and mask the journal holds
         self.results_path: Path | None = None
         self.save = not config.getoption("--no-save")
+
+    def _shard(self, config: pytest.Config) -> dict | None:
+        """This shard's cells and what the run block records about it (None: no sharding)."""
+        arg = config.getoption("--shard")
+        recorded = (self.resumed.header.get("run") or {}).get("shard") if self.resumed is not None else None
+        if arg is None and recorded is None:
+            return None
+        try:
+            spec = shards.parse_shard(arg) if arg is not None else shards.ShardSpec(recorded["index"], recorded["of"])
+            calibration_file = config.getoption("--shard-calibration") or (recorded or {}).get("calibration_file")
+            calibration = shards.calibration_from(calibration_file) if calibration_file else shards.NO_CALIBRATION
+        except (shards.ShardError, schema.ResultsError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if spec.of > len(self.cells):  # an empty shard would write no file, and merge would miss it
+            raise pytest.UsageError(
+                f"--shard {spec.index}/{spec.of}: preset {self.preset.name!r} has {len(self.cells)} cells here; "
+                f"N must be at most {len(self.cells)}"
+            )
+        costs = shards.predicted_costs(self.cells, self.preset.timing, calibration)
+        assignment = shards.assign(costs, spec.of)
+        sweep = config.getoption("--sweep-id") or (recorded or {}).get("sweep_id")
+        sweep = sweep or shards.sweep_id(self.preset.sha256, durable.code_state()["commit"], spec.of, calibration)
+        keys = assignment[spec.index - 1]
+        return {
+            "index": spec.index,
+            "of": spec.of,
+            "sweep_id": sweep,
+            "label": spec.label,
+            "cells": len(keys),
+            "keys": set(keys),
+            "predicted_cost": shards.shard_loads(costs, [keys])[0],
+            "predicted_cost_all_shards": shards.shard_loads(costs, assignment),
+            "cost_units": "seconds" if calibration.in_seconds else "relative (FLOP-weighted rows)",
+            "calibration_file": calibration_file,
+            "calibration_sha256": calibration.source_sha256,
+        }
 
     def _isolation(self, config: pytest.Config):
         from dataclasses import replace
@@ -145,8 +193,10 @@ class BenchRun:
             "code": durable.code_state(),
             "preset_path": str(self.preset.path),
             "pytest_benchmark_version": pytest_benchmark.__version__,
-            "run": {"started": schema.now_utc()},
+            "run": {"started": schema.now_utc(), "code": durable.code_state()},
         }
+        if self.shard is not None:
+            header["run"]["shard"] = {k: v for k, v in self.shard.items() if k != "keys"}
         if self.child_journal is not None:
             self.journal = journal.Journal.create(Path(self.child_journal), {**header, "results_name": ""})
             return
@@ -161,7 +211,10 @@ class BenchRun:
             self.results_path = self.resumed.results_path
             return
         machine = self.config.getoption("--machine-name") or _machine_label()
-        self.results_path = durable.results_path(self.results_dir, machine, commit_info.get("id"), self.preset.name)
+        name = self.preset.name
+        if self.shard is not None:  # the shards of one sweep share `<preset>-sweep<id>-shard-`
+            name = f"{name}-sweep{self.shard['sweep_id']}-{self.shard['label']}"
+        self.results_path = durable.results_path(self.results_dir, machine, commit_info.get("id"), name)
         header["results_name"] = self.results_path.name
         self.journal = journal.Journal.create(journal.journal_path(self.results_path), header)
 
@@ -245,6 +298,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         )
     if run.missing_devices:
         lines.append(f"attrib-bench: no cells for {', '.join(run.missing_devices)}: not available on this machine")
+    if run.shard is not None:
+        s = run.shard
+        lines.append(
+            f"attrib-bench: {s['label']} of sweep {s['sweep_id']}: {s['cells']} of {len(run.cells)} cells, "
+            f"predicted cost {s['predicted_cost']:.3g} ({s['cost_units']}); all shards: "
+            + ", ".join(f"{c:.3g}" for c in s["predicted_cost_all_shards"])
+        )
     if run.resumed is not None:
         done = len(run.resumed.done_keys())
         lines.append(f"attrib-bench: resuming {run.resumed.path.name}: {done} cells done are skipped")
@@ -259,10 +319,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run: BenchRun = config.attrib_bench
-    if run.resumed is None:
-        return
-    done = run.resumed.done_keys()
-    skipped = [item for item in items if item.callspec.params.get("cell_key") in done]
+    done = run.resumed.done_keys() if run.resumed is not None else set()
+    in_shard = run.shard["keys"] if run.shard is not None and run.only_cell is None else None
+    skipped = [
+        item
+        for item in items
+        if item.callspec.params.get("cell_key") in done
+        or (in_shard is not None and item.callspec.params.get("cell_key") not in in_shard)
+    ]
     if skipped:
         config.hook.pytest_deselected(items=skipped)
         items[:] = [item for item in items if item not in skipped]

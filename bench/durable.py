@@ -14,29 +14,16 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attrib_core import journal
+from attrib_core.comparable import MUST_MATCH, incompatibilities  # noqa: F401  (resume's check; merge's too)
 from attrib_core.formatting import timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 COUNTER = re.compile(r"^(\d{4})_")
-# Environment fields that must match for a resumed run's cells to be comparable with the rest.
-MUST_MATCH = (
-    "cpu_model",
-    "cpu_logical_cores",
-    "python_version",
-    "torch_version",
-    "torchvision_version",
-    "captum_version",
-    "numpy_version",
-    "torch_cuda_version",
-    "intra_op_threads",
-    "lock_sha256",
-)
 
 
 def code_state() -> dict[str, Any]:
@@ -86,27 +73,3 @@ def find_journal(arg: str, folder: Path) -> Path:
             f"--resume {arg}: that run finished (no {candidate.name} beside it); nothing to resume"
         )
     raise journal.JournalError(f"--resume {arg}: no such journal or results file")
-
-
-def incompatibilities(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Why a run with header `new` must not continue the journal with header `old` (empty: it may)."""
-    problems = []
-    old_run, new_run = old["machine_info"]["attrib_bench"], new["machine_info"]["attrib_bench"]
-    if old_run["preset_sha256"] != new_run["preset_sha256"]:
-        problems.append(
-            f"the preset changed (sha256 {old_run['preset_sha256'][:12]} -> {new_run['preset_sha256'][:12]})"
-        )
-    for key in ("commit", "uncommitted_sha256"):
-        before, after = old["code"].get(key), new["code"].get(key)
-        if before != after:
-            what = "commit" if key == "commit" else "uncommitted changes"
-            problems.append(f"the code changed ({what}: {str(before)[:12]} -> {str(after)[:12]})")
-    old_env, new_env = old_run["environment"], new_run["environment"]
-    for key in MUST_MATCH:
-        if old_env.get(key) != new_env.get(key):
-            problems.append(f"the environment changed ({key}: {old_env.get(key)!r} -> {new_env.get(key)!r})")
-    old_gpus = [g.get("name") for g in old_env.get("gpus") or []]
-    new_gpus = [g.get("name") for g in new_env.get("gpus") or []]
-    if old_gpus != new_gpus:
-        problems.append(f"the GPUs changed ({old_gpus} -> {new_gpus})")
-    return problems

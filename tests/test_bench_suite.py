@@ -282,3 +282,12 @@ def _record(fidelity_record: dict) -> dict:
             "fidelity": {"deletion": fidelity_record},
         },
     }
+
+
+def test_more_shards_than_cells_is_refused_before_anything_runs(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={tmp_path / 'out'}", "--shard=1/4")
+    assert proc.returncode == 4  # pytest's usage error
+    assert "--shard 1/4: preset 'tiny' has 3 cells here; N must be at most 3" in proc.stderr
+    assert not (tmp_path / "out").exists()
