@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attrib_core.analysis import report
+from attrib_core.analysis import plots, report
 from attrib_core.analysis.pareto import pareto_front, staircase
 from attrib_core.analysis.results import ResultsError, load_results
 from attrib_core.analysis.runs import newest_in, resolve_paths
@@ -163,7 +163,6 @@ def test_report_of_a_custom_preset_draws_internal_batching(tmp_path: Path, capsy
 
 
 def test_two_files_get_a_panel_per_run(tmp_path: Path) -> None:
-    from attrib_core.analysis import plots
 
     df = add_labels(load_results([SMOKE_A, IG_ONLY]))
     assert set(df.loc[df["workload"] == "digits_cnn", "panel"]) == {
@@ -274,3 +273,9 @@ def test_report_and_compare_do_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_pareto_table_of_a_run_without_tradeoff_points_is_empty_not_an_error():
+    empty = plots.tradeoff_table(add_labels(load_results([SMOKE_A])).iloc[0:0])
+    table = plots.front_members(empty)
+    assert table.empty and "median_s_per_example" in table.columns

@@ -338,9 +338,12 @@ def tradeoff_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
 
 
 def front_members(points: pd.DataFrame) -> pd.DataFrame:
-    """The Pareto front as a table, for the HTML page and pareto.csv."""
+    """The Pareto front as a table, for the HTML page and pareto.csv (empty when nothing was plotted)."""
+    columns = ["panel", "metric", "method", "config", "cell_key", "time_s", "value"]
+    if points.empty:
+        points = pd.DataFrame(columns=[*columns, "on_front"]).astype({"on_front": bool})
     front = points[points["on_front"]].sort_values(["panel", "metric", "time_s"], ascending=[True, False, True])
-    out = front[["panel", "metric", "method", "config", "cell_key", "time_s", "value"]].copy()
+    out = front[columns].copy()
     return out.rename(columns={"metric": "fidelity", "time_s": "median_s_per_example"})
 
 
