@@ -28,7 +28,9 @@ FORMAT_HISTORY = {
     "params {'cell_key': '<cell key>'}; cells without timing rounds (failed, not applicable) move from "
     "`benchmarks` to machine_info.attrib_bench.untimed, so `pytest-benchmark compare` reads the file; "
     "commit_info is taken once, at the start of the run, and the file name's commit is that commit. Version-1 "
-    "files are read as version 2 with run = {}, groups and params filled in and untimed records moved.",
+    "files are read as version 2 with run = {}, groups and params filled in and untimed records moved. "
+    "The run dict also carries `code` (commit, uncommitted-changes hash), `shard` {index, of, sweep_id, ...} "
+    "for a shard of a sweep, and `merged` {shards: [...]} for a merged run (additions, same version).",
 }
 STATUSES = ("ok", "failed", "not_applicable", "incomplete")
 CELL_FIELDS = ("workload", "method", "device", "batch_size", "precision", "memory_format", "knobs", "seed")
