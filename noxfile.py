@@ -129,10 +129,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """The main job: run a preset (default: standard) and write results/<machine>_<time>_<commit>_<preset>.json.
+    """The main job: run a preset (default: standard) and write results/NNNN_<machine>_<time>_<commit>_<preset>.json.
 
     nox -s bench -- --preset smoke        another preset (or a path to your own TOML)
     nox -s bench -- -k IntegratedGradients  pytest arguments pass through
+    nox -s bench -- --resume              continue an interrupted run (its own preset)
     """
     run_pytest(
         session,
@@ -140,7 +141,6 @@ def bench(session: nox.Session) -> None:
         "bench",
         "-p",
         "no:cacheprovider",
-        "--preset=standard",
         "--benchmark-columns=min,median,iqr,rounds",
         "--benchmark-sort=name",
         "--benchmark-name=short",
