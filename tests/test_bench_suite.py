@@ -130,6 +130,9 @@ def start_and_kill(preset: Path, out: Path, sig: int) -> Path:
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # as in a terminal: a job started in the background by a non-interactive shell (CI) inherits
+        # SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     journals: list[Path] = []
