@@ -20,6 +20,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a results file is not
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -38,3 +39,9 @@ def atomic_save(path: str | Path, save: Callable[[Path], None]) -> None:
     """`save(tmp)` writes the file (torch.save, np.savez, ...); it lands at `path` atomically."""
     with atomic_path(path) as tmp:
         save(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -30,3 +30,15 @@ def test_two_writers_never_share_a_temporary_file(tmp_path):
         first.write_text("one")
         second.write_text("two")
     assert target.read_text() == "one"  # the last rename wins; both were whole files
+
+
+def test_a_written_file_gets_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "results.json", "{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "results.json").stat().st_mode) == 0o644
