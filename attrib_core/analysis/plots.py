@@ -301,6 +301,19 @@ def _draw_tradeoff(style: MethodStyle) -> Callable[..., None]:
 LABEL_OFFSETS = ((5, 4), (-12, -12), (5, -12), (-12, 4))  # points: right-up, left-down, right-down, left-up
 
 
+def front_grid(points: pd.DataFrame, measures: list[Measure], style: MethodStyle) -> sns.FacetGrid:
+    """Time per example against each measure, a panel per workload, its Pareto front keyed beside it."""
+    return measure_grid(
+        points,
+        measures,
+        _draw_tradeoff(style),
+        xlabel="median time per example (s, log)",
+        height=4.2,
+        aspect=(6.0 + KEY_WIDTH) / 4.2,  # the panel, then its Pareto-front key
+        measures_across=points["panel"].nunique() > 2,  # many panels: grow downwards, not sideways
+    )
+
+
 def tradeoff_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
     title = "Speed vs fidelity: which method and setting is most faithful for the time you have?"
     caption = (
@@ -315,15 +328,7 @@ def tradeoff_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
     if points.empty:
         return Rendered("tradeoff", title, caption, skipped="no ok cell has a reference error or a deletion AUC")
     theme()
-    grid = measure_grid(
-        points,
-        [REFERENCE_ERROR, DELETION],
-        _draw_tradeoff(style),
-        xlabel="median time per example (s, log)",
-        height=4.2,
-        aspect=(6.0 + KEY_WIDTH) / 4.2,  # the panel, then its Pareto-front key
-        measures_across=points["panel"].nunique() > 2,  # many panels: grow downwards, not sideways
-    )
+    grid = front_grid(points, [REFERENCE_ERROR, DELETION], style)
     front_handles = [
         Line2D([], [], linestyle="", marker="o", color="0.6", markeredgecolor=FRONT_EDGE, markersize=9),
         Line2D([], [], color="0.25", linewidth=1.1),
@@ -384,15 +389,7 @@ def localisation_figure(df: pd.DataFrame, style: MethodStyle) -> Rendered:
     if points.empty:
         return Rendered("localisation", title, caption, skipped="no ok cell has a relevance mass accuracy")
     theme()
-    grid = measure_grid(
-        points,
-        [RELEVANCE_MASS],
-        _draw_tradeoff(style),
-        xlabel="median time per example (s, log)",
-        height=4.2,
-        aspect=(6.0 + KEY_WIDTH) / 4.2,
-        measures_across=points["panel"].nunique() > 2,
-    )
+    grid = front_grid(points, [RELEVANCE_MASS], style)
     methods = sorted(points["method"].unique())
     legend_right(grid.figure, method_handles(methods, style), "method")
     with_masks = df[df["workload"].isin(points["workload"])]  # other workloads have no mask: not "missing"
