@@ -335,7 +335,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     run: BenchRun = session.config.attrib_bench
     run.selected_keys = {item.callspec.params["cell_key"] for item in session.items}
-    if run.save and session.items:
+    if run.save and session.items and not session.config.option.collectonly:
         run.start_journal()
 
 
