@@ -28,7 +28,8 @@ def _regress(argv: list[str]) -> int:
         run_and_compare = None
     if run_and_compare is not None:
         return run_and_compare(argv)
-    from attrib_core.analysis.verdicts import EXIT_BAD_INPUT, build_parser, compare_files, thresholds_from
+    from attrib_core.analysis.regression import RegressionInputError
+    from attrib_core.analysis.verdicts import EXIT_BAD_INPUT, RegressError, build_parser, compare_files, thresholds_from
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -39,7 +40,11 @@ def _regress(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    return compare_files(*args.compare, thresholds_from(args, parser))
+    try:
+        return compare_files(*args.compare, thresholds_from(args, parser))
+    except (RegressError, RegressionInputError) as exc:
+        print(f"attrib-bench regress: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
