@@ -63,6 +63,30 @@ def as_model_inputs(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.long() if not (t.is_floating_point() or t.is_complex()) else t.float()
 
 
+def shuffled_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimiser: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> None:
+    """Cross-entropy minibatch training, each epoch in an order drawn from `generator`: the one
+    loop every model trained here uses (the caller picks optimiser, schedule and threads)."""
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimiser.step()
+            if schedule is not None:
+                schedule.step()
+
+
 def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, recipe: TrainingRecipe) -> nn.Module:
     """Full-batch-shuffled Adam training, seeded, single-threaded so it is reproducible."""
     threads = torch.get_num_threads()
@@ -72,14 +96,7 @@ def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
         x = as_model_inputs(x_train)
         y = torch.as_tensor(y_train, dtype=torch.long)
         optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
-        model.train()
-        for _ in range(recipe.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), recipe.batch_size):
-                idx = order[start : start + recipe.batch_size]
-                optimiser.zero_grad()
-                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-                optimiser.step()
+        shuffled_epochs(model, x, y, optimiser, recipe.epochs, recipe.batch_size, generator)
     finally:
         torch.set_num_threads(threads)
     model.eval()

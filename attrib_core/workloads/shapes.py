@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attrib_core.models.small import shuffled_epochs
 from attrib_core.workloads.base import (
     WORKLOADS,
     Workload,
@@ -191,15 +192,7 @@ def train_shapes_model(model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: S
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch
         )
-        model.train()
-        for _ in range(recipe.epochs):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), recipe.batch_size):
-                idx = order[start : start + recipe.batch_size]
-                optimiser.zero_grad()
-                nn.functional.cross_entropy(model(images[idx]), labels[idx]).backward()
-                optimiser.step()
-                schedule.step()
+        shuffled_epochs(model, images, labels, optimiser, recipe.epochs, recipe.batch_size, generator, schedule)
     finally:
         torch.set_num_threads(threads)
     model.eval()
