@@ -184,7 +184,9 @@ def build_parser(run_dir: Path = Path("results") / "regress") -> argparse.Argume
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("BASE", "NEW"), help="compare files or folders; run nothing"
     )
-    parser.add_argument("--processes", type=int, default=2, help="pytest processes per run, one block each (the rule needs 2 per side; default 2)")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="pytest processes per run, one block each (2 per side at least)"
+    )
     parser.add_argument("--results-dir", type=Path, default=run_dir, help="runs go to a new folder in here")
     group = parser.add_argument_group("thresholds (see attrib_core/regression.py)")
     group.add_argument(
