@@ -276,6 +276,7 @@ def test_no_cell_in_common_is_an_error(tmp_path):
         ("min_effect", 0.9, "min_effect=0.9 is not valid; needs a factor >= 1"),
         ("alpha", 1.5, "alpha=1.5 is not valid"),
         ("memory_factor", float("nan"), "memory_factor=nan is not valid"),
+        ("statistic", "mean", "unknown block statistic 'mean'; valid: min, median"),
     ],
 )
 def test_bad_thresholds_name_the_value_and_the_valid_choices(field, value, message):
@@ -321,6 +322,7 @@ def test_compare_a_file_without_raw_rounds_exits_2_naming_it(tmp_path, capsys):
         (["--alpha", "0"], "alpha=0.0 is not valid; needs a number between 0 and 1, e.g. 0.05 (--alpha)"),
         (["--min-effect", "0.8"], "min_effect=0.8 is not valid; needs a factor >= 1, e.g. 1.03 (--min-effect)"),
         (["--normalisation", "none"], "unrecognized arguments: --normalisation"),
+        (["--statistic", "mean"], "invalid choice: 'mean'"),
     ],
 )
 def test_bad_threshold_strings_exit_2_naming_the_value(tmp_path, capsys, args, message):

@@ -54,17 +54,20 @@ def plain_runs(tmp_path: Path, name: str, factors: list[float], keys=KEYS, seed:
     return load_results(paths)
 
 
-def ab_session(tmp_path: Path, factor: float, pairs: int = 8, seed: int = 1) -> tuple:
-    """An A/B session: per ABBA group two blocks per side; B's rounds = A's x factor (noise shared)."""
+def ab_session(tmp_path: Path, factor: float, pairs: int = 8, seed: int = 1, exact: bool = False) -> tuple:
+    """An A/B session: per ABBA group two blocks per side, a drift shared by the group, and
+    B's rounds x factor; `exact`: each B block is its A neighbour's rounds x factor."""
     rng = np.random.default_rng(seed)
     sides = {"A": [], "B": []}
     for j, key in enumerate(KEYS):
         blocks = {"A": [], "B": []}
         for pair in range(pairs):
             drift = np.exp(rng.normal(0, 0.05))  # hits both sides of the group alike
+            noise = np.exp(rng.normal(0, 0.01, (4, 5)))
+            if exact:
+                noise[1], noise[2] = noise[0], noise[3]  # B1 repeats A0, B2 repeats A3
             for slot, side in enumerate("ABBA"):
-                rounds = 0.001 * (j + 1) * drift * np.exp(rng.normal(0, 0.01, 5))
-                rounds = rounds * (factor if side == "B" else 1.0)
+                rounds = 0.001 * (j + 1) * drift * noise[slot] * (factor if side == "B" else 1.0)
                 position = 4 * pair + slot
                 blocks[side].append(
                     {"pair": pair, "position": position, "process": f"{side}{slot}", "samples_s": rounds.tolist()}
@@ -100,12 +103,17 @@ def test_every_block_one_and_a_half_times_slower_unpaired(tmp_path):
 
 
 def test_an_ab_session_is_paired_and_finds_the_ratio(tmp_path):
-    a, b = ab_session(tmp_path, 1.5)
+    a, b = ab_session(tmp_path, 1.5, exact=True)
     result = rule.compare_timing(a, b)
     assert result.design == rule.PAIRED
-    for c in result.cells.values():
+    for c in result.cells.values():  # every B block exactly 1.5x its A neighbour: exactly 1.5
         assert c.verdict == rule.SLOWER and c.units_base == 8 and c.low <= 1.5 <= c.high
-        assert c.ratio == pytest.approx(1.5, rel=0.02)
+        assert c.ratio == pytest.approx(1.5)
+    a, b = ab_session(tmp_path, 1.5)  # independent noise in each block
+    noisy = rule.compare_timing(a, b)
+    assert {c.verdict for c in noisy.cells.values()} == {rule.SLOWER}
+    assert all(c.ratio == pytest.approx(1.5, rel=0.02) for c in noisy.cells.values())
+    assert noisy.run_level.low <= 1.5 <= noisy.run_level.high
     a, b = ab_session(tmp_path, 1.0)
     same = rule.compare_timing(a, b)
     assert same.flagged == [] and same.design == rule.PAIRED
@@ -190,7 +198,22 @@ def test_a_file_without_raw_rounds_is_named(tmp_path):
         rule.compare_timing(a, load_results([bare]))
 
 
+def test_the_block_statistic_min_ignores_added_stalls_the_median_does_not(tmp_path):
+    """Every round of B but the fastest stalled 2x (interference): the minimum is unchanged, the median moves."""
+    base = plain_runs(tmp_path, "a", [1, 1, 1], seed=5)
+    stalled = plain_runs(tmp_path, "b", [1, 1, 1], seed=5)
+    stalled["blocks"] = [
+        [(p, pos, proc, np.where(r == r.min(), r, 2 * r)) for p, pos, proc, r in blocks] for blocks in stalled["blocks"]
+    ]
+    by_min = rule.compare_timing(base, stalled, rule.RuleSettings(statistic="min"))
+    by_median = rule.compare_timing(base, stalled, rule.RuleSettings(statistic="median"))
+    assert all(c.ratio == pytest.approx(1.0) for c in by_min.cells.values())
+    assert {c.verdict for c in by_median.cells.values()} == {rule.SLOWER}
+
+
 def test_bad_settings_name_the_value():
+    with pytest.raises(ValueError, match=r"unknown block statistic 'mean'; valid: min, median"):
+        rule.RuleSettings(statistic="mean")
     with pytest.raises(ValueError, match=r"min_effect=0.9 is not valid; needs a factor >= 1"):
         rule.RuleSettings(min_effect=0.9)
     with pytest.raises(ValueError, match=r"alpha=1.5 is not valid"):

@@ -34,7 +34,7 @@ from attrib_core.analysis.results import ResultsError, load_results, results_fil
 from attrib_core.analysis.runs import RESULTS_DIR, file_machine, resolve_run
 from attrib_core.analysis.style import method_style
 from attrib_core.analysis.tables import to_markdown
-from attrib_core.analysis.timing_rule import RuleSettings, TimingInputError, TimingResult, compare_timing
+from attrib_core.analysis.timing_rule import STATISTICS, RuleSettings, TimingInputError, TimingResult, compare_timing
 
 DEVICES = ("cpu", "cuda")
 ONE_SIDED_SHOWN = 30  # printed; the files list them all
@@ -327,11 +327,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_THRESHOLD,
         help=f"smallest factor called faster/slower, besides Holm's test (default {DEFAULT_THRESHOLD})",
     )
+    parser.add_argument(
+        "--statistic",
+        choices=tuple(STATISTICS),
+        default=RuleSettings().statistic,
+        help=f"each block's time over its rounds (default {RuleSettings().statistic})",
+    )
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error(f"need at least two runs to compare, got {len(args.runs)}: {' '.join(args.runs)}")
     try:
-        args.settings = RuleSettings(alpha=args.alpha, min_effect=args.min_effect)
+        args.settings = RuleSettings(alpha=args.alpha, min_effect=args.min_effect, statistic=args.statistic)
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -430,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         parts += [f"- {run.label}: " + ", ".join(f"`{p.name}`" for p in run.paths) for run in runs]
         parts += ["", *[f"**WARNING: {n}**" for n in notes], "", *lines, ""]
         parts += [
-            "Speedup = A / other, from blocks of rounds (one per process, or A/B blocks): paired by A/B "
+            f"Speedup = A / other, from the {args.statistic} round of each block of rounds (one block per "
+            "process, or A/B blocks): paired by A/B "
             f"group within one A/B session, Welch on processes otherwise; {1 - args.alpha:.0%} interval over "
             f"blocks, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < {args.alpha:g} "
             f"over all cells and a factor of at least {args.min_effect:g} (attrib_core/analysis/timing_rule.py). "

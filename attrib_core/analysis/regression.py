@@ -60,6 +60,7 @@ class Thresholds:
 
     alpha: float = 0.05  # family-wise, over every cell's time plus the run-level member
     min_effect: float = 1.03  # the smallest time ratio called slower / faster
+    statistic: str = "min"  # a block's time over its rounds (timing_rule.STATISTICS)
     memory_factor: float = 1.01
     memory_slack_bytes: int = 4096
     fidelity_tolerance: float = 0.05
@@ -77,9 +78,10 @@ class Thresholds:
         for name, value, valid, needs in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not valid:
                 raise ValueError(f"{name}={value!r} is not valid; needs {needs}")
+        self.timing()  # the rule checks its own settings (the block statistic)
 
     def timing(self) -> RuleSettings:
-        return RuleSettings(alpha=self.alpha, min_effect=self.min_effect)
+        return RuleSettings(alpha=self.alpha, min_effect=self.min_effect, statistic=self.statistic)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pandas as pd
 from attrib_core import formatting
 from attrib_core.analysis.regression import FAILING, OK, Comparison, Thresholds, compare
 from attrib_core.analysis.results import ResultsError, load_results, results_files
+from attrib_core.analysis.timing_rule import STATISTICS
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -105,7 +106,7 @@ def format_summary(comparison: Comparison, th: Thresholds) -> str:
     return "\n".join(
         [
             f"{len(verdicts)} cells: " + ", ".join(f"{n} {v}" for v, n in counts.items()),
-            f"time ({design}; blocks of rounds are the units, median round per block): regressed when "
+            f"time ({design}; blocks of rounds are the units, {th.statistic} round per block): regressed when "
             f"Holm's adjusted p < {th.alpha} over all cells + the run-level member and ratio >= {th.min_effect}; "
             "interval: unadjusted, over blocks (between-run variation included)",
             f"memory: regressed above baseline x {th.memory_factor} + {th.memory_slack_bytes:.0f} bytes; "
@@ -220,6 +221,12 @@ def build_parser(run_dir: Path = Path("results") / "regress") -> argparse.Argume
         help=f"relative worsening of a fidelity metric allowed, plus {defaults.fidelity_slack} "
         f"(default {defaults.fidelity_tolerance})",
     )
+    group.add_argument(
+        "--statistic",
+        choices=tuple(STATISTICS),
+        default=defaults.statistic,
+        help=f"each block's time over its rounds (default {defaults.statistic}: interference only adds time)",
+    )
     return parser
 
 
@@ -239,6 +246,7 @@ def thresholds_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         "memory_factor": args.memory_factor,
         "memory_slack_bytes": args.memory_slack_bytes,
         "fidelity_tolerance": args.fidelity_tolerance,
+        "statistic": args.statistic,
     }
     try:
         return Thresholds(**options)
