@@ -31,10 +31,12 @@ def record(key: str, samples: list[float] | None, blocks: list[dict] | None = No
     return {"name": f"test_cell[{key}]", "stats": stats, "extra_info": extra}
 
 
-def write(path: Path, records: list[dict], ab: dict | None = None) -> Path:
+def write(path: Path, records: list[dict], ab: dict | None = None, noise: list[str] | None = None) -> Path:
     meta = {"schema_version": 1, "preset": "ci", "environment": {"cpu_model": "Test CPU"}}
     if ab is not None:
         meta["ab"] = ab
+    if noise is not None:
+        meta["noise"] = {"before": {}, "after": {}, "warnings": noise}
     data = {"machine_info": {"attrib_bench": meta}, "commit_info": {"id": "abc"}, "benchmarks": records}
     path.write_text(json.dumps(data))
     return path
@@ -209,6 +211,16 @@ def test_the_block_statistic_min_ignores_added_stalls_the_median_does_not(tmp_pa
     by_median = rule.compare_timing(base, stalled, rule.RuleSettings(statistic="median"))
     assert all(c.ratio == pytest.approx(1.0) for c in by_min.cells.values())
     assert {c.verdict for c in by_median.cells.values()} == {rule.SLOWER}
+
+
+def test_noise_warnings_recorded_by_a_run_are_passed_on(tmp_path):
+    base = plain_runs(tmp_path, "a", [1, 1])
+    noisy = write(tmp_path / "noisy.json", [record(k, [0.001, 0.0011]) for k in KEYS], noise=["load average 3.8"])
+    quiet = write(tmp_path / "quiet.json", [record(k, [0.001, 0.0011]) for k in KEYS], noise=[])
+    result = rule.compare_timing(base, load_results([noisy, quiet]))
+    assert [w for w in result.warnings if "noisy" in w] == [
+        "side B: noisy.json ran on a noisy machine: load average 3.8"
+    ]
 
 
 def test_bad_settings_name_the_value():

@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         for (c, _, timing), other in zip(results, runs[1:], strict=True)
     ]
     for (_, _, timing), other in zip(results, runs[1:], strict=True):
-        print(f"compare: {other.label} vs {runs[0].label}: {timing.warnings[0]}")
+        for warning in timing.warnings:
+            print(f"compare: {other.label} vs {runs[0].label}: {warning}")
     print(printable(common, several=len(runs) > 2))
     if len(one_sided):
         print(f"\n{len(one_sided)} cell(s) on one side only (not compared):")

@@ -44,6 +44,8 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "ab_session": ab.get("session"),  # A/B side files (bench/ab): pairing needs one session
         "ab_side": ab.get("side"),
         "ab_label": ab.get("label"),
+        # what attrib_core.noise found around the run (load, governor, busy neighbours)
+        "noise_warnings": tuple((meta.get("noise") or {}).get("warnings") or ()),
         "run_datetime": data.get("datetime"),
         "preset": meta.get("preset"),
         "preset_sha256": meta.get("preset_sha256"),

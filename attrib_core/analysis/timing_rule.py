@@ -373,7 +373,19 @@ def compare_timing(
     for key, (base_s, new_s) in seconds.items():
         c = cells[key]
         cells[key] = CellTiming(**{**c.__dict__, "base_s": base_s, "new_s": new_s})
-    return TimingResult(cells, run_level, design, settings, [why])
+    return TimingResult(cells, run_level, design, settings, [why, *noise_notes(base, "A"), *noise_notes(new, "B")])
+
+
+def noise_notes(df: pd.DataFrame, side: str) -> list[str]:
+    """One line per file whose run recorded noise warnings (attrib_core.noise)."""
+    if "noise_warnings" not in df:
+        return []
+    files = df.drop_duplicates("file")
+    return [
+        f"side {side}: {row['file']} ran on a noisy machine: {'; '.join(row['noise_warnings'])}"
+        for _, row in files.iterrows()
+        if row["noise_warnings"]
+    ]
 
 
 def _example(df: pd.DataFrame, column: str) -> str:
