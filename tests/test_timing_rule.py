@@ -183,7 +183,7 @@ def test_too_few_ab_pairs_are_undetermined(tmp_path):
     a, b = ab_session(tmp_path, 2.0, pairs=2)
     result = rule.compare_timing(a, b)
     assert {c.verdict for c in result.cells.values()} == {rule.UNDETERMINED}
-    assert "2 A/B pairs: needs at least 3" in result.cells[KEYS[0]].note
+    assert "2 A/B pairs (ABBA groups): needs at least 3" in result.cells[KEYS[0]].note
 
 
 def test_sides_sharing_no_cell_are_refused(tmp_path):

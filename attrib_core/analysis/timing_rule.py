@@ -72,7 +72,8 @@ class TimingInputError(ValueError):
 
 @dataclass(frozen=True)
 class RuleSettings:
-    """Family-wise alpha over all cells + the run-level member, and the smallest ratio called a change."""
+    """Family-wise alpha over all cells + the run-level member, the smallest ratio called a
+    change, and each block's statistic over its rounds."""
 
     alpha: float = 0.05
     min_effect: float = 1.03
@@ -103,7 +104,7 @@ class Units:
         """Why this cell cannot be decided (too few units), or None."""
         if self.design == PAIRED:
             if len(self.diffs) < MIN_PAIRS:
-                return f"{len(self.diffs)} A/B pairs: needs at least {MIN_PAIRS}"
+                return f"{len(self.diffs)} A/B pairs (ABBA groups): needs at least {MIN_PAIRS}"
             return None
         if min(len(self.base), len(self.new)) < MIN_PROCESSES:
             runs = f"{len(self.base)} and {len(self.new)} runs" if len(self.base) != len(self.new) else None
