@@ -1,5 +1,6 @@
-"""bench/compare.py on the committed fixtures: two smoke runs of the same code on the same
-machine (A and B) and a custom preset (IG only) that overlaps the smoke preset in part."""
+"""attrib_core/analysis/compare.py on the committed fixtures: two smoke runs of the same code
+on the same machine (A and B), a custom preset (IG only) that overlaps the smoke preset in
+part, and sides of several runs made from them (the timing rule needs 2 runs per side)."""
 
 from __future__ import annotations
 
@@ -24,30 +25,81 @@ def pair(a: Path | str, b: Path | str, folder: Path = FIXTURES) -> tuple[pd.Data
     runs = [compare.load_run(str(a), folder), compare.load_run(str(b), folder)]
     compare.match_across_devices(runs)
     compare.label_runs(runs)
-    return compare.compare_pair(runs[0], runs[1], resamples=500)
+    common, one_sided, _ = compare.compare_pair(runs[0], runs[1])
+    return common, one_sided
 
 
-def test_a_run_against_itself_and_against_a_known_slowdown(tmp_path: Path) -> None:
-    """Known answers: identical rounds give 1x and 'same'; rounds of one method made exactly
-    3x longer give 3x 'slower' for its cells and leave every other cell at 1x."""
-    data = json.loads(SMOKE_A.read_text())
-    for record in data["benchmarks"]:
-        if record["stats"] and record["extra_info"]["cell"]["method"] == "IntegratedGradients":
-            record["stats"]["data"] = [3 * v for v in record["stats"]["data"]]
-            for stat in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
-                record["stats"][stat] *= 3
-    slowed = tmp_path / "slowed.json"
-    slowed.write_text(json.dumps(data))
-    same, _ = pair(SMOKE_A, SMOKE_A)
+def runs_of(source: Path, folder: Path, levels=(1.0, 1.03, 0.98), slow_method: str | None = None) -> Path:
+    """A folder of runs made from one fixture: each run's rounds scaled by its own level (the
+    between-run noise), and `slow_method`'s rounds made exactly 3x longer."""
+    folder.mkdir()
+    for i, level in enumerate(levels):
+        data = json.loads(source.read_text())
+        for record in data["benchmarks"]:
+            if record["stats"]:
+                factor = level * (3 if record["extra_info"]["cell"]["method"] == slow_method else 1)
+                record["stats"]["data"] = [factor * v for v in record["stats"]["data"]]
+                for stat in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
+                    record["stats"][stat] *= factor
+        (folder / f"run{i}.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_a_side_against_itself_and_against_a_known_slowdown(tmp_path: Path) -> None:
+    """Known answers: identical runs give exactly 1x and 'same'; rounds of one method made
+    exactly 3x longer (the same between-run levels) give 3x 'slower' for its cells, inside
+    the interval, and leave every other cell at 1x."""
+    base = runs_of(SMOKE_A, tmp_path / "base")
+    slowed = runs_of(SMOKE_A, tmp_path / "slowed", slow_method="IntegratedGradients")
+    same, _ = pair(base, base)
     timed = same.dropna(subset=["speedup"])
     assert len(timed) > 20 and np.allclose(timed["speedup"], 1.0) and set(timed["verdict"]) == {"same within noise"}
-    common, one_sided = pair(SMOKE_A, slowed)
+    assert (timed["units_A"] == 3).all()
+    common, one_sided = pair(base, slowed)
     assert one_sided.empty
     timed = common.dropna(subset=["speedup"]).set_index("method")
     ig, rest = timed.loc[["IntegratedGradients"]], timed.drop(index="IntegratedGradients")
     assert np.allclose(ig["speedup"], 1 / 3) and set(ig["verdict"]) == {"slower"}
-    assert (ig["ci_high"] < 1).all()
+    assert (ig["ci_low"] <= 1 / 3).all() and (ig["ci_high"] >= 1 / 3).all() and (ig["ci_high"] < 1).all()
     assert np.allclose(rest["speedup"], 1.0) and set(rest["verdict"]) == {"same within noise"}
+
+
+def test_one_run_per_side_is_undetermined_and_says_why(capsys, tmp_path: Path) -> None:
+    common, _ = pair(SMOKE_A, SMOKE_B)
+    assert set(common["verdict"]) == {"undetermined"} and common["ci_low"].isna().all()
+    assert common["note"].str.contains("1 run per side: between-run variation unknown").all()
+    assert compare.main([str(SMOKE_A), str(SMOKE_B), "--out", str(tmp_path)]) == 0
+    assert "37 undetermined" in capsys.readouterr().out
+
+
+def test_a_side_of_files_joined_by_plus_is_one_side(tmp_path: Path) -> None:
+    folder = runs_of(SMOKE_A, tmp_path / "runs")
+    joined = "+".join(str(p) for p in sorted(folder.glob("*.json")))
+    run = compare.load_run(joined, FIXTURES)
+    assert len(run.paths) == 3 and len(run.cells) == 3 * 37
+    common, _ = pair(joined, folder)
+    assert set(common["verdict"]) == {"same within noise"}
+
+
+def test_sides_sharing_no_cell_exit_2_and_write_nothing(capsys, tmp_path: Path) -> None:
+    on_cuda = tmp_path / "gpubox_20250101T000000Z_abc1234_smoke.json"
+    on_cuda.write_text(SMOKE_B.read_text().replace("-cpu-b", "-cuda-b").replace('"device": "cpu"', '"device": "cuda"'))
+    assert compare.main([str(SMOKE_A), str(on_cuda), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "share no cell" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_without_raw_rounds_exits_2_naming_it(capsys, tmp_path: Path) -> None:
+    data = json.loads(SMOKE_B.read_text())
+    for record in data["benchmarks"]:
+        if record["stats"]:
+            del record["stats"]["data"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(data))
+    assert compare.main([str(SMOKE_A), str(bare), "--out", str(tmp_path / "out")]) == 2
+    assert "bare.json has no raw rounds" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_different_presets_compare_their_intersection(capsys, tmp_path: Path) -> None:
@@ -58,7 +110,7 @@ def test_different_presets_compare_their_intersection(capsys, tmp_path: Path) ->
     assert set(one_sided["cell"]) == ig_keys ^ smoke_keys
     assert one_sided.loc[one_sided["cell"].isin(ig_keys - smoke_keys), "only in"].str.startswith("B").all()
 
-    code = compare.main([str(SMOKE_A), str(IG_ONLY), "--out", str(tmp_path), "--resamples", "200"])
+    code = compare.main([str(SMOKE_A), str(IG_ONLY), "--out", str(tmp_path)])
     stdout = capsys.readouterr().out
     assert code == 0
     assert "WARNING" in stdout and "preset" in stdout  # different preset hashes: loud
@@ -67,28 +119,19 @@ def test_different_presets_compare_their_intersection(capsys, tmp_path: Path) ->
 
 
 def test_compare_writes_table_and_plot(capsys, tmp_path: Path) -> None:
-    code = compare.main([str(SMOKE_A), str(SMOKE_B), "--out", str(tmp_path), "--resamples", "200"])
+    base, other = runs_of(SMOKE_A, tmp_path / "a"), runs_of(SMOKE_B, tmp_path / "b")
+    code = compare.main([str(base), str(other), "--out", str(tmp_path / "out")])
     stdout = capsys.readouterr().out
     assert code == 0
-    assert "geometric-mean speedup" in stdout
+    assert "all cells together (geometric mean): speedup" in stdout
     assert "WARNING" not in stdout  # same software, same preset
-    table = pd.read_csv(tmp_path / "compare.csv")
-    assert {"cell", "median_A_ms", "median_B_ms", "speedup", "ci_low", "ci_high", "verdict"} <= set(table.columns)
-    assert (tmp_path / "compare.md").read_text().startswith("# attrib-bench comparison")
-    with Image.open(tmp_path / "speedup.png") as image:
+    table = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert {"cell", "median_A_ms", "median_B_ms", "speedup", "ci_low", "ci_high", "p_holm", "verdict"} <= set(
+        table.columns
+    )
+    assert (tmp_path / "out" / "compare.md").read_text().startswith("# attrib-bench comparison")
+    with Image.open(tmp_path / "out" / "speedup.png") as image:
         image.verify()
-
-
-def test_bootstrap_is_seeded_and_centred() -> None:
-    rng = np.random.default_rng(1)
-    b = rng.lognormal(0, 0.05, 20)
-    a = 2 * b
-    low, high = compare.bootstrap_ratio(a, b, np.random.default_rng(7), 2000, 0.95)
-    assert low <= 2.0 <= high and high - low < 0.2
-    assert compare.bootstrap_ratio(a, b, np.random.default_rng(7), 2000, 0.95) == (low, high)
-    assert compare.verdict(1.2, 1.1, 1.3, 1.05) == "faster" and compare.verdict(0.8, 0.7, 0.9, 1.05) == "slower"
-    assert compare.verdict(1.0, 0.9, 1.1, 1.05) == "same within noise"
-    assert compare.verdict(1.03, 1.01, 1.05, 1.05) == "same within noise"  # significant, but below the threshold
 
 
 def test_machine_names_resolve_to_their_newest_file(tmp_path: Path, capsys) -> None:
@@ -140,8 +183,8 @@ def test_fewer_than_two_runs_is_a_usage_error(capsys) -> None:
 def test_one_device_against_another(tmp_path: Path) -> None:
     on_cuda = tmp_path / "gpubox_20250101T000000Z_abc1234_smoke.json"
     on_cuda.write_text(SMOKE_B.read_text().replace("-cpu-b", "-cuda-b").replace('"device": "cpu"', '"device": "cuda"'))
-    common, one_sided = pair(SMOKE_A, on_cuda)
-    assert common.empty and len(one_sided) == 2 * len(compare.load_run(str(SMOKE_A), FIXTURES).cells)
+    with pytest.raises(compare.TimingInputError, match="share no cell"):
+        pair(SMOKE_A, on_cuda)
     common, one_sided = pair(f"{SMOKE_A}@cpu", f"{on_cuda}@cuda")
     assert one_sided.empty and common["speedup"].notna().all()
     with pytest.raises(compare.ResultsError, match="no cells on device 'cuda'"):

@@ -1,20 +1,23 @@
 """`python -m attrib_core.analysis.compare A B [C ...] [--out DIR]`: how much faster is B than A, cell by cell?
 
-Each argument is a results file, a folder (its newest file) or a machine name found in
-results/ (its newest file); append `@cpu` or `@cuda` to compare one device of a run with
-another device of another run (laptop@cpu gpubox@cuda). Cells are matched by cell_key, so
-runs of different presets compare on their intersection. Speedup = median_A / median_B
-(> 1: B is faster), with a percentile bootstrap confidence interval over the raw rounds
-(samples_s) of both sides, so noise is not read as a difference. Runs with different
-torch / captum versions or presets are compared all the same, under a loud warning.
+Each argument is one SIDE: a results file, several files joined by `+` (runs of one
+version in separate processes), a folder (all its results files: a folder of runs), or a
+machine name found in results/ (its newest file); append `@cpu` or `@cuda` to compare one
+device of a side with another device of another side (laptop@cpu gpubox@cuda). Cells are
+matched by cell_key, so runs of different presets compare on their intersection.
+Speedup = A / B (> 1: B is faster); its interval, p-value and verdict come from the one
+timing rule (attrib_core.analysis.timing_rule, shared with `regress`): blocks of rounds
+(one per process, or A/B blocks) are the units, so between-run variation is in the
+interval; Holm over all cells. One file per side is "undetermined": a single run cannot
+show how much the next one would differ. Runs with different torch / captum versions or
+presets are compared all the same, under a loud warning.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -27,14 +30,16 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from attrib_core import formatting
 from attrib_core.analysis.output import staged
 from attrib_core.analysis.plots import legend_right, method_handles, theme
-from attrib_core.analysis.results import ResultsError, load_results
+from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.runs import RESULTS_DIR, file_machine, resolve_run
 from attrib_core.analysis.style import method_style
 from attrib_core.analysis.tables import to_markdown
+from attrib_core.analysis.timing_rule import STATISTICS, RuleSettings, TimingInputError, TimingResult, compare_timing
 
 DEVICES = ("cpu", "cuda")
 ONE_SIDED_SHOWN = 30  # printed; the files list them all
-DEFAULT_THRESHOLD = 1.05  # a change smaller than 5% is not called faster or slower
+DEFAULT_THRESHOLD = RuleSettings().min_effect  # the rule's minimal effect: smaller is not called a change
+VERDICT_WORDS = {"slower": "slower", "faster": "faster", "same": "same within noise", "undetermined": "undetermined"}
 SOFTWARE = (("torch_version", "torch"), ("captum_version", "captum"), ("cuda_version", "CUDA (torch build)"))
 
 
@@ -48,22 +53,27 @@ COMMON_COLUMNS = [
     "median_B_ms",
     "rounds_A",
     "rounds_B",
+    "units_A",
+    "units_B",
     "speedup",
     "ci_low",
     "ci_high",
+    "p_holm",
     "verdict",
+    "note",
 ]
 
 
 @dataclass
 class Run:
-    """One side of a comparison: what the user typed, the file it resolved to, its cells."""
+    """One side of a comparison: what the user typed, the files it resolved to, their cells."""
 
     arg: str
-    path: Path
+    path: Path  # the first file; `paths` has them all
     device: str | None
     cells: pd.DataFrame
     label: str = ""
+    paths: list[Path] = field(default_factory=list)
 
 
 def split_device(arg: str) -> tuple[str, str | None]:
@@ -73,16 +83,31 @@ def split_device(arg: str) -> tuple[str, str | None]:
     return arg, None
 
 
+def side_paths(name: str, folder: Path) -> list[Path]:
+    """`a.json+b.json` -> both; a folder -> all its results files; else a file or a machine name."""
+    if "+" in name:
+        return [p for part in name.split("+") for p in side_paths(part, folder)]
+    path = Path(name)
+    if path.is_dir():
+        files = results_files(path)
+        if not files:
+            raise ResultsError(f"{path}: no results files (*.json) in this folder; run `nox -s bench` first")
+        return files
+    return [resolve_run(name, folder)]
+
+
 def load_run(arg: str, folder: Path) -> Run:
     name, device = split_device(arg)
-    path = resolve_run(name, folder)
-    everything = load_results([path])
+    paths = side_paths(name, folder)
+    everything = load_results(paths)
+    shown = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
     if everything.empty:
-        raise ResultsError(f"{path}: no benchmark records to compare")
+        raise ResultsError(f"{shown}: no benchmark records to compare")
     cells = everything if device is None else everything[everything["device"] == device]
     if cells.empty:
-        raise ResultsError(f"{path}: no cells on device {device!r}; it has: {', '.join(everything['device'].unique())}")
-    return Run(arg, path, device, cells.assign(match_key=cells["cell_key"]))
+        devices = ", ".join(everything["device"].unique())
+        raise ResultsError(f"{shown}: no cells on device {device!r}; it has: {devices}")
+    return Run(arg, paths[0], device, cells.assign(match_key=cells["cell_key"]), paths=paths)
 
 
 def match_across_devices(runs: list[Run]) -> None:
@@ -111,84 +136,60 @@ def label_runs(runs: list[Run]) -> None:
     machines = [file_machine(r.path) for r in runs]
     for letter, run, machine in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", runs, machines, strict=False):
         name = machine if machines.count(machine) == 1 else run.path.stem
-        run.label = f"{letter} ({name}{'@' + run.device if run.device else ''})"
-
-
-def bootstrap_ratio(
-    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of median(a) / median(b), resampling each side's rounds."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    medians_a = np.median(a[rng.integers(0, len(a), size=(resamples, len(a)))], axis=1)
-    medians_b = np.median(b[rng.integers(0, len(b), size=(resamples, len(b)))], axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(medians_a / medians_b, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def verdict(speedup: float, low: float, high: float, threshold: float = 1.0) -> str:
-    """faster / slower only when the interval excludes 1 and the ratio is past the threshold
-    factor (as asv does), so small but "significant" wobbles are not called changes."""
-    if low > 1 and speedup >= threshold:
-        return "faster"
-    if high < 1 and speedup <= 1 / threshold:
-        return "slower"
-    return "same within noise"
-
-
-def _samples(value: object) -> np.ndarray | None:
-    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > 0:
-        samples = np.asarray(value, dtype=float)
-        return samples if np.all(np.isfinite(samples)) else None
-    return None
+        runs_note = f", {len(run.paths)} runs" if len(run.paths) > 1 else ""
+        run.label = f"{letter} ({name}{runs_note}{'@' + run.device if run.device else ''})"
 
 
 def compare_pair(
-    base: Run,
-    other: Run,
-    *,
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(common cells with speedup and CI, cells found on one side only)."""
-    a = base.cells.set_index("match_key")
-    b = other.cells.set_index("match_key")
+    base: Run, other: Run, settings: RuleSettings | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, TimingResult | None]:
+    """(common cells with speedup, interval and verdict from the timing rule, cells found on
+    one side only, the rule's result). TimingInputError when the sides share no cell or a
+    timed cell has no raw rounds."""
+    a, b = base.cells, other.cells
+    timing = compare_timing(a, b, settings, key_column="match_key")
+    first_a = a[~a["match_key"].duplicated()].set_index("match_key")
+    first_b = b[~b["match_key"].duplicated()].set_index("match_key")
+    rounds_a, rounds_b = a.groupby("match_key")["rounds"].sum(), b.groupby("match_key")["rounds"].sum()
     rows = []
-    a = a[~a.index.duplicated()]
-    b = b[~b.index.duplicated()]
-    for key in [k for k in a.index if k in b.index]:
-        ra, rb = a.loc[key], b.loc[key]
+    for key in [k for k in first_a.index if k in first_b.index]:
+        ra = first_a.loc[key]
         row = {
             "cell": key,
             "workload": ra["workload"],
             "method": ra["method"],
             "baseline": base.label,
             "other": other.label,
-            "median_A_ms": ra["median_s"] * 1e3,
-            "median_B_ms": rb["median_s"] * 1e3,
-            "rounds_A": ra["rounds"],
-            "rounds_B": rb["rounds"],
+            "rounds_A": rounds_a.get(key),
+            "rounds_B": rounds_b.get(key),
         }
-        samples_a, samples_b = _samples(ra["samples_s"]), _samples(rb["samples_s"])
-        failed = [side for side, r in (("A", ra), ("B", rb)) if r["status"] != "ok"]
-        if failed or samples_a is None or samples_b is None:
-            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan)
-            row["verdict"] = f"failed on {' and '.join(failed)}" if failed else "no raw rounds"
+        failed = [side for side, df in (("A", a), ("B", b)) if (df.loc[df["match_key"] == key, "status"] != "ok").any()]
+        cell = timing.cells.get(key)
+        if failed or cell is None:
+            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, median_A_ms=np.nan, median_B_ms=np.nan)
+            row["verdict"] = f"failed on {' and '.join(failed)}" if failed else "not timed"
         else:
-            rng = np.random.default_rng([seed, zlib.crc32(str(key).encode())])  # per cell: order-independent
-            low, high = bootstrap_ratio(samples_a, samples_b, rng, resamples, confidence)
-            speedup = ra["median_s"] / rb["median_s"]
-            row.update(speedup=speedup, ci_low=low, ci_high=high, verdict=verdict(speedup, low, high, threshold))
+            row.update(
+                median_A_ms=cell.base_s * 1e3,
+                median_B_ms=cell.new_s * 1e3,
+                units_A=cell.units_base,
+                units_B=cell.units_new,
+                # the rule's ratio is B / A (> 1: B slower); undetermined: the medians' ratio, shown only
+                speedup=1 / cell.ratio if cell.verdict != "undetermined" else cell.base_s / cell.new_s,
+                ci_low=1 / cell.high,
+                ci_high=1 / cell.low,
+                p_holm=cell.p_adjusted,
+                verdict=VERDICT_WORDS[cell.verdict],
+                note=cell.note,
+            )
         rows.append(row)
     common = pd.DataFrame(rows, columns=COMMON_COLUMNS)
     one_sided = pd.DataFrame(
-        [{"cell": k, "only in": base.label} for k in a.index if k not in b.index]
-        + [{"cell": k, "only in": other.label} for k in b.index if k not in a.index],
+        [{"cell": k, "only in": base.label} for k in first_a.index if k not in first_b.index]
+        + [{"cell": k, "only in": other.label} for k in first_b.index if k not in first_a.index],
         columns=["cell", "only in"],
     )
-    return common, one_sided
+    return common, one_sided, timing
 
 
 def differences(runs: list[Run]) -> list[str]:
@@ -212,16 +213,23 @@ def differences(runs: list[Run]) -> list[str]:
     return notes
 
 
-def summary_line(common: pd.DataFrame, base: str, other: str) -> str:
-    ok = common.dropna(subset=["speedup"])
-    if ok.empty:
+def summary_line(common: pd.DataFrame, base: str, other: str, timing: TimingResult | None = None) -> str:
+    timed = common[common["verdict"].isin(VERDICT_WORDS.values())]
+    if timed.empty:
         return f"{other} vs {base}: no common cell with timings on both sides"
-    geomean = float(np.exp(np.log(ok["speedup"]).mean()))
-    counts = ok["verdict"].value_counts()
+    counts = timed["verdict"].value_counts()
+    line = (
+        f"{other} vs {base}: {len(timed)} common cells ({counts.get('faster', 0)} faster, "
+        f"{counts.get('slower', 0)} slower, {counts.get('same within noise', 0)} same within noise, "
+        f"{counts.get('undetermined', 0)} undetermined)"
+    )
+    level = timing.run_level if timing is not None else None
+    if level is None or level.verdict == "undetermined":
+        note = level.note if level is not None else ""
+        return line + f"; all cells together: undetermined ({note})"
     return (
-        f"{other} vs {base}: geometric-mean speedup {geomean:.3f}x over {len(ok)} common cells "
-        f"({counts.get('faster', 0)} faster, {counts.get('slower', 0)} slower, "
-        f"{counts.get('same within noise', 0)} same within noise)"
+        line + f"; all cells together (geometric mean): speedup {1 / level.ratio:.3f}x "
+        f"[{1 / level.high:.3f}, {1 / level.low:.3f}], {VERDICT_WORDS[level.verdict]}"
     )
 
 
@@ -250,6 +258,8 @@ def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
     ok = common.dropna(subset=["speedup"]).sort_values(["workload", "method", "cell"])
     if ok.empty:
         return None
+    # undetermined cells (one run per side) have no interval: a bar of zero length
+    ok = ok.assign(ci_low=ok["ci_low"].fillna(ok["speedup"]), ci_high=ok["ci_high"].fillna(ok["speedup"]))
     style = method_style(ok["method"])
     cells = list(dict.fromkeys(ok["cell"]))
     pairs = list(dict.fromkeys(ok["other"]))
@@ -289,7 +299,7 @@ def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
         ax.set_title(f"{other} vs {part['baseline'].iloc[0]}", fontweight="bold")
         ax.set_xlabel(
             f"speedup = median A / median {other.split()[0]} (log)\n"
-            f"> 1: {other.split()[0]} faster; bars: {confidence:.0%} bootstrap CI"
+            f"> 1: {other.split()[0]} faster; bars: {confidence:.0%} interval over blocks"
         )
     axes[0, 0].set_yticks(range(len(cells)), cells, fontsize=7)
     axes[0, 0].set_ylim(len(cells) - 0.5, -0.5)
@@ -303,24 +313,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="results file, folder or machine name [@cpu|@cuda]")
     parser.add_argument("--out", type=Path, help="output folder (default: results/report/compare_<A>_vs_<B>/)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where machine names are looked up")
-    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument(
+        "--alpha",
+        type=float,
+        default=RuleSettings().alpha,
+        help=f"family-wise error rate over all cells (Holm); intervals at 1 - alpha (default {RuleSettings().alpha})",
+    )
+    parser.add_argument(
+        "--min-effect",
         "--threshold",
+        dest="min_effect",
         type=float,
         default=DEFAULT_THRESHOLD,
-        help=f"smallest factor called faster/slower, besides a CI that excludes 1 (default {DEFAULT_THRESHOLD})",
+        help=f"smallest factor called faster/slower, besides Holm's test (default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--statistic",
+        choices=tuple(STATISTICS),
+        default=RuleSettings().statistic,
+        help=f"each block's time over its rounds (default {RuleSettings().statistic})",
     )
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error(f"need at least two runs to compare, got {len(args.runs)}: {' '.join(args.runs)}")
-    if not 0 < args.confidence < 1:
-        parser.error(f"--confidence {args.confidence} is not valid; expected 0 < c < 1")
-    if args.threshold < 1:
-        parser.error(f"--threshold {args.threshold} is not valid; expected a factor >= 1")
-    if args.resamples < 100:
-        parser.error(f"--resamples {args.resamples} is not valid; expected >= 100")
+    try:
+        args.settings = RuleSettings(alpha=args.alpha, min_effect=args.min_effect, statistic=args.statistic)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
@@ -331,9 +350,12 @@ def compact(common: pd.DataFrame, several: bool) -> pd.DataFrame:
     for _, row in common.iterrows():
         prefix = f"{row['workload']}-{row['method']}-"
         settings = row["cell"].removeprefix(prefix)
-        speedup = (
-            "-" if pd.isna(row["speedup"]) else f"{row['speedup']:.2f}x [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-        )
+        if pd.isna(row["speedup"]):
+            speedup = "-"
+        elif pd.isna(row["ci_low"]):
+            speedup = f"{row['speedup']:.2f}x [?]"
+        else:
+            speedup = f"{row['speedup']:.2f}x [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
         rows.append(
             {
                 "workload · method": f"{row['workload']} · {row['method']}",
@@ -374,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     label_runs(runs)
     for run in runs:
-        print(f"compare: {run.label} = {run.path} ({len(run.cells)} cells)")
+        files = f"{run.path}" if len(run.paths) < 2 else f"{len(run.paths)} files: {', '.join(map(str, run.paths))}"
+        print(f"compare: {run.label} = {files} ({run.cells['match_key'].nunique()} cells)")
     notes = differences(runs)
     if notes:
         bar = "!" * 100
@@ -382,20 +405,20 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(f"!!!   {note}")
         print(f"{bar}\n")
-    results = [
-        compare_pair(
-            runs[0],
-            other,
-            resamples=args.resamples,
-            confidence=args.confidence,
-            seed=args.seed,
-            threshold=args.threshold,
-        )
-        for other in runs[1:]
+    try:
+        results = [compare_pair(runs[0], other, args.settings) for other in runs[1:]]
+    except TimingInputError as exc:
+        print(f"compare: error: {exc}", file=sys.stderr)
+        return 2
+    common = pd.concat([c for c, _, _ in results], ignore_index=True)
+    one_sided = pd.concat([o for _, o, _ in results], ignore_index=True).drop_duplicates()
+    lines = [
+        summary_line(c, runs[0].label, other.label, timing)
+        for (c, _, timing), other in zip(results, runs[1:], strict=True)
     ]
-    common = pd.concat([c for c, _ in results], ignore_index=True)
-    one_sided = pd.concat([o for _, o in results], ignore_index=True).drop_duplicates()
-    lines = [summary_line(c, runs[0].label, other.label) for (c, _), other in zip(results, runs[1:], strict=True)]
+    for (_, _, timing), other in zip(results, runs[1:], strict=True):
+        for warning in timing.warnings:
+            print(f"compare: {other.label} vs {runs[0].label}: {warning}")
     print(printable(common, several=len(runs) > 2))
     if len(one_sided):
         print(f"\n{len(one_sided)} cell(s) on one side only (not compared):")
@@ -411,19 +434,22 @@ def main(argv: list[str] | None = None) -> int:
         common.to_csv(scratch / "compare.csv", index=False)
         one_sided.to_csv(scratch / "one_sided.csv", index=False)
         parts = ["# attrib-bench comparison", ""]
-        parts += [f"- {run.label}: `{run.path.name}`" for run in runs]
+        parts += [f"- {run.label}: " + ", ".join(f"`{p.name}`" for p in run.paths) for run in runs]
         parts += ["", *[f"**WARNING: {n}**" for n in notes], "", *lines, ""]
         parts += [
-            f"Speedup = median A / median other; {args.confidence:.0%} bootstrap CI over the raw rounds, "
-            f"{args.resamples} resamples; faster/slower needs a CI that excludes 1 and a factor of at least "
-            f"{args.threshold:g}. The CI covers noise within each run, not drift between runs.",
+            f"Speedup = A / other, from the {args.statistic} round of each block of rounds (one block per "
+            "process, or A/B blocks): paired by A/B "
+            f"group within one A/B session, Welch on processes otherwise; {1 - args.alpha:.0%} interval over "
+            f"blocks, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < {args.alpha:g} "
+            f"over all cells and a factor of at least {args.min_effect:g} (attrib_core/analysis/timing_rule.py). "
+            "One run per side is undetermined: the speedup shown then is the ratio of medians, with no interval.",
             "",
         ]
         parts += [to_markdown(compact(common, several=len(runs) > 2)), ""]
         if len(one_sided):
             parts += ["## Cells on one side only", "", to_markdown(one_sided)]
         (scratch / "compare.md").write_text("\n".join(parts))
-        figure = speedup_figure(common, args.confidence)
+        figure = speedup_figure(common, 1 - args.alpha)
         if figure is not None:
             figure.savefig(scratch / "speedup.png", dpi=110, bbox_inches="tight")
             plt.close(figure)

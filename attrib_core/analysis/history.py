@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis.regression import MIN_CELLS_FOR_RUN_MEDIAN
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.steps import (
     MIN_SEGMENT,
@@ -25,6 +24,8 @@ from attrib_core.analysis.steps import (
     rerun_noise,
     steps_table,
 )
+
+MIN_CELLS_FOR_RUN_MEDIAN = 3  # a median of fewer ratios is not robust to one changed cell
 
 SERIES_KEY = ("machine", "preset", "cell_key")
 
@@ -99,8 +100,9 @@ def load_history(inputs: Iterable[str | Path]) -> pd.DataFrame:
 def run_factors(df: pd.DataFrame, column: str = "min_s") -> pd.Series:
     """Per row, its run's factor: the median over the run's cells of time / the cell's history median.
 
-    As the regression check's run-median normalisation, it holds while fewer than half the
-    cells of a run change; a run with fewer than MIN_CELLS_FOR_RUN_MEDIAN timed cells gets NaN.
+    A run-median normalisation (history plots only; the regression check no longer normalises):
+    it holds while fewer than half the cells of a run change; a run with fewer than
+    MIN_CELLS_FOR_RUN_MEDIAN timed cells gets NaN.
     """
     groups = [df[k] for k in SERIES_KEY]
     ratio = df[column] / df.groupby(groups, dropna=False)[column].transform("median")
