@@ -102,7 +102,7 @@ def search_best(
     for batch in sorted(set(batch_sizes)):
         slowest = 0.0
         for kind in kinds:
-            calls, last_s = _warm_up(time_call, kind, batch, rule)
+            calls, last_s = warm_up(time_call, kind, batch, rule)
             warmup_calls += calls
             slowest = max(slowest, last_s)
         sizes.append(batch)
@@ -127,7 +127,7 @@ def search_best(
     return _summary(samples, kinds, sizes, warmup_calls, capped_at, stable)
 
 
-def _warm_up(time_call: Callable[[str, int], float], kind: str, batch: int, rule: SearchRule) -> tuple[int, float]:
+def warm_up(time_call: Callable[[str, int], float], kind: str, batch: int, rule: SearchRule) -> tuple[int, float]:
     """Call until two consecutive calls agree within `warmup_tolerance` (at least `min_warmup`)."""
     times: list[float] = []
     while len(times) < rule.max_warmup:
@@ -270,52 +270,88 @@ def rows_per_call(model: nn.Module) -> Iterator[list[int]]:
         handle.remove()
 
 
-def calibrate_limit(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor | int | None,
-    device: str | torch.device,
-    kinds: Sequence[str],
-    max_rows: int,
-    layer: nn.Module | None = None,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    rule: SearchRule = SearchRule(),
-) -> dict[str, Any]:
-    """The model's best per-sample time of each kind over batch sizes up to `max_rows`.
+class PassTimer:
+    """Times one pass of a kind at a batch size: `timer(kind, batch) -> seconds`.
 
     `inputs` and `target` are the cell's own batch; larger batches cycle through its rows,
     in the same memory format. `model` is what the method calls (the autocast wrapper under
-    bf16), so precision matches.
+    bf16), so precision matches. Each (kind, batch)'s inputs are built once and kept.
     """
-    dev = check_device(device)
-    x = inputs.detach().to(dev)
-    if isinstance(target, torch.Tensor):
-        target = target.to(dev)
-    calls: dict[tuple[str, int], Callable[[], Any]] = {}
 
-    def call(kind: str, batch: int) -> Callable[[], Any]:
-        if (kind, batch) not in calls:
-            batch_x = rows(x, batch)
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        target: torch.Tensor | int | None,
+        device: str | torch.device,
+        layer: nn.Module | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.device = check_device(device)
+        self.model, self.layer, self.memory_format = model, layer, memory_format
+        self.inputs = inputs.detach().to(self.device)
+        self.target = target.to(self.device) if isinstance(target, torch.Tensor) else target
+        self._calls: dict[tuple[str, int], Callable[[], Any]] = {}
+
+    def call(self, kind: str, batch: int) -> Callable[[], Any]:
+        if (kind, batch) not in self._calls:
+            batch_x = rows(self.inputs, batch)
             if batch_x.dim() == 4:
-                batch_x = batch_x.contiguous(memory_format=memory_format)
+                batch_x = batch_x.contiguous(memory_format=self.memory_format)
+            target = self.target
             batch_target = rows(target, batch) if isinstance(target, torch.Tensor) and target.dim() else target
-            calls[(kind, batch)] = synchronized(pass_call(kind, model, batch_x, batch_target, layer), dev)
-        return calls[(kind, batch)]
+            fn = pass_call(kind, self.model, batch_x, batch_target, self.layer)
+            self._calls[(kind, batch)] = synchronized(fn, self.device)
+        return self._calls[(kind, batch)]
 
-    def time_call(kind: str, batch: int) -> float:
-        fn = call(kind, batch)
+    def __call__(self, kind: str, batch: int) -> float:
+        fn = self.call(kind, batch)
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
 
+
+def calibrate_limit(
+    timer: PassTimer, kinds: Sequence[str], max_rows: int, rule: SearchRule = SearchRule()
+) -> dict[str, Any]:
+    """The model's best per-sample time of each kind over batch sizes up to `max_rows`."""
     gc.collect()  # garbage of the cell before (gigabytes, sometimes) is freed now, not mid-round
     started = time.perf_counter()
-    result = search_best(time_call, kinds, candidate_batches(max_rows, x.shape[0]), rule)
+    result = search_best(timer, kinds, candidate_batches(max_rows, timer.inputs.shape[0]), rule)
     return {
         **result,
         "rows_per_call": max_rows,
-        "backward_to": "inputs" if x.is_floating_point() else "parameters (integer inputs)",
-        "batch_size": x.shape[0],
-        "device": str(dev),
+        "backward_to": "inputs" if timer.inputs.is_floating_point() else "parameters (integer inputs)",
+        "batch_size": timer.inputs.shape[0],
+        "device": str(timer.device),
         "calibration_s": time.perf_counter() - started,
+    }
+
+
+def paired_rounds(
+    time_cell: Callable[[], float],
+    time_pass: Callable[[str, int], float],
+    best_batch: dict[str, int],
+    rounds: int,
+) -> dict[str, Any]:
+    """The cell's call and the limit's passes (each kind at its best batch), timed in
+    alternation (cell first in even rounds, last in odd ones), so load that comes and goes on
+    a shared machine hits both alike. The limit found by the search minutes earlier can be
+    off by the load of that moment; these are medians from the same window as the cell's."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"paired_rounds: rounds={rounds!r} is not valid; needs an integer >= 1")
+    cell_s: list[float] = []
+    passes_s: dict[str, list[float]] = {kind: [] for kind in best_batch}
+    for index in range(rounds):
+        if index % 2 == 0:
+            cell_s.append(time_cell())
+        for kind, batch in best_batch.items():
+            passes_s[kind].append(time_pass(kind, batch))
+        if index % 2 == 1:
+            cell_s.append(time_cell())
+    return {
+        "rounds": rounds,
+        "cell_median_s": statistics.median(cell_s),
+        **{f"{kind}_s_per_sample": statistics.median(times) / best_batch[kind] for kind, times in passes_s.items()},
+        "best_batch_size": dict(best_batch),
     }

@@ -28,6 +28,8 @@ from bench.faults import faulty, slowed_down
 
 T = TypeVar("T")
 
+PAIRED_BUDGET_S = 2.0  # time for the cell-and-limit rounds of one cell; within PAIRED_ROUNDS
+PAIRED_ROUNDS = (3, 10)
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
 RANDOM_WEIGHTS = "not meaningful: random weights"
 
@@ -114,23 +116,39 @@ class CalibrationCache:
         batches = tuple(limit.candidate_batches(max_rows, c.batch_size))
         key = (c.workload, c.device, c.precision, c.memory_format, kinds, batches)
         if key not in self._cache:
-            target = prepared.kwargs.get("target")
-            if target is None:
-                target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
-            layer_name = prepared.workload.layer_name
-            layer = prepared.workload_model.get_submodule(layer_name) if layer_name else None
-            self._cache[key] = limit.calibrate_limit(
-                prepared.model,
-                prepared.inputs,
-                target,
-                c.device,
-                kinds,
-                max_rows,
-                layer=layer,
-                memory_format=MEMORY_FORMATS[c.memory_format],
-                rule=self.rule,
-            )
+            self._cache[key] = limit.calibrate_limit(pass_timer(prepared), kinds, max_rows, self.rule)
         return self._cache[key]
+
+    def paired(self, prepared: PreparedRun, call: Any, calibration: dict[str, Any], cell_s: float) -> dict[str, Any]:
+        """The cell's call and the limit's passes at their best batch, alternated in this
+        cell's own window (limit.paired_rounds), as many rounds as PAIRED_BUDGET_S allows."""
+        timer = pass_timer(prepared)
+        best = calibration["best_batch_size"]
+        round_s = cell_s
+        for kind, batch in best.items():  # warm the passes' new batches; their time sizes the rounds
+            _, last_s = limit.warm_up(timer, kind, batch, self.rule)
+            round_s += last_s
+        rounds = max(PAIRED_ROUNDS[0], min(PAIRED_ROUNDS[1], math.ceil(PAIRED_BUDGET_S / max(round_s, 1e-9))))
+
+        def time_cell() -> float:
+            start = time.perf_counter()
+            call()
+            return time.perf_counter() - start
+
+        return limit.paired_rounds(time_cell, timer, best, rounds)
+
+
+def pass_timer(prepared: PreparedRun) -> limit.PassTimer:
+    """Times the model's passes as this cell's method calls it (device, precision, memory
+    format, its layer), on batches made from the cell's own inputs."""
+    c = prepared.config
+    target = prepared.kwargs.get("target")
+    if target is None:
+        target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
+    layer_name = prepared.workload.layer_name
+    layer = prepared.workload_model.get_submodule(layer_name) if layer_name else None
+    memory_format = MEMORY_FORMATS[c.memory_format]
+    return limit.PassTimer(prepared.model, prepared.inputs, target, c.device, layer, memory_format)
 
 
 def pass_kinds(prepared: PreparedRun) -> tuple[str, ...]:
@@ -203,6 +221,9 @@ def measure_cell(
             rounds = rounds_for(phases.seconds["first_call"], preset)
             info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds}
             benchmark.pedantic(call, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
+        with phases("limit"):  # a copy: the cached calibration is shared by cells
+            paired = calibrations.paired(prepared, call, info["calibration"], benchmark.stats.stats.median)
+            info["calibration"] = {**info["calibration"], "paired": paired}
         with phases("memory"):
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)

@@ -131,6 +131,28 @@ def test_search_rule_rejects_bad_settings(field, bad):
         SearchRule(**{field: bad})
 
 
+def test_paired_rounds_alternate_the_cell_and_the_limit_and_take_medians():
+    log = []
+    cell_times = iter([10.0, 12.0, 11.0, 30.0])  # one slow round (load): the median shrugs it off
+
+    def time_cell():
+        log.append("cell")
+        return next(cell_times)
+
+    def time_pass(kind, batch):
+        log.append((kind, batch))
+        return {FORWARD: 2.0, TO_LAYER: 4.0}[kind] * batch
+
+    out = limit.paired_rounds(time_cell, time_pass, {FORWARD: 4, TO_LAYER: 2}, rounds=4)
+    one = [(FORWARD, 4), (TO_LAYER, 2)]
+    assert log == ["cell", *one, *one, "cell", "cell", *one, *one, "cell"]  # ABBA: cell first, then last
+    assert out["cell_median_s"] == 11.5 and out["rounds"] == 4
+    assert out["forward_s_per_sample"] == 2.0 and out["forward_backward_to_layer_s_per_sample"] == 4.0
+    assert out["best_batch_size"] == {FORWARD: 4, TO_LAYER: 2}
+    with pytest.raises(ValueError, match="rounds=0"):
+        limit.paired_rounds(time_cell, time_pass, {FORWARD: 1}, rounds=0)
+
+
 # --- the passes -----------------------------------------------------------------------------
 
 
@@ -202,16 +224,8 @@ def test_rows_per_call_reads_how_a_method_groups_its_rows(method, knobs, expecte
 
 def test_calibrate_limit_measures_each_kind_at_its_best_batch(gradcam):
     rule = SearchRule(min_repeats=2, max_repeats=3, min_warmup=1, max_warmup=2)
-    out = limit.calibrate_limit(
-        gradcam.model,
-        gradcam.inputs,
-        gradcam.kwargs["target"],
-        "cpu",
-        [FORWARD, TO_LAYER],
-        max_rows=8,
-        layer=_layer(gradcam),
-        rule=rule,
-    )
+    timer = limit.PassTimer(gradcam.model, gradcam.inputs, gradcam.kwargs["target"], "cpu", _layer(gradcam))
+    out = limit.calibrate_limit(timer, [FORWARD, TO_LAYER], max_rows=8, rule=rule)
     assert out["batch_sizes"] == [1, 2, 4, 8] and out["rows_per_call"] == 8 and out["batch_size"] == 4
     for kind in (FORWARD, TO_LAYER):
         per_batch = out["per_batch_s_per_sample"][kind]

@@ -102,6 +102,17 @@ def test_a_method_without_forward_only_rows_needs_no_forward_calibration(tmp_pat
     assert df.loc["Saliency", "efficiency"] == pytest.approx(1.0)
 
 
+def test_paired_rounds_give_the_limit_and_the_measured_time(tmp_path):
+    # the search said 4 ms a row; in the cell's own window (load) the passes took 6 ms a row
+    # and the cell 30 ms a call, where the benchmark's median says 20 ms: 24 / 30 = 0.8
+    paired = {"cell_median_s": 0.030, "forward_backward_s_per_sample": 6e-3, "best_batch_size": {"forward_backward": 4}}
+    calibration = {**NEW, "forward_backward_s_per_sample": 4e-3, "paired": paired}
+    df = _table(tmp_path, [_record("Saliency", 4, 0.020, {"forward": 4, "backward": 4}, calibration)])
+    assert df.loc["Saliency", "limit_s"] == pytest.approx(0.024)
+    assert df.loc["Saliency", "efficiency"] == pytest.approx(0.8)
+    assert df.loc["Saliency", "efficiency_basis"] == "best batch, paired with the cell"
+
+
 def test_old_files_are_read_as_before_and_marked_own_batch():
     df = load_results([FIXTURES / "smoke_a.json"])
     ok = df[df["status"] == "ok"]

@@ -115,17 +115,28 @@ def limit_columns(calibration: dict[str, Any], passes: dict[str, Any]) -> dict[s
     batch and timed every backward row as a full one: their basis says so, and their numbers
     are used as they are.
     """
-    backward_kind = passes.get("backward_kind", "forward_backward")
+    backward_kind = passes.get("backward_kind", "forward_backward") if passes.get("backward") else None
     new = "basis" in calibration
-    best = calibration.get("best_batch_size") or {}
+    paired = calibration.get("paired") or {}
+    times = {**calibration, **paired}  # the paired rounds ran in the cell's own window: they win
+    best = times.get("best_batch_size") or {}
     return {
-        "calib_forward_s_per_sample": calibration.get("forward_s_per_sample"),
-        "calib_forward_backward_s_per_sample": calibration.get("forward_backward_s_per_sample"),
+        "calib_forward_s_per_sample": times.get("forward_s_per_sample"),
+        "calib_forward_backward_s_per_sample": times.get("forward_backward_s_per_sample"),
         "calib_backward_kind": backward_kind,
-        "calib_backward_s_per_sample": calibration.get(f"{backward_kind}_s_per_sample"),
+        "calib_backward_s_per_sample": times.get(f"{backward_kind}_s_per_sample") if backward_kind else None,
         "calib_best_batch_size": best.get(backward_kind, best.get("forward")) if new else calibration.get("batch_size"),
-        "efficiency_basis": (calibration["basis"] if new else OLD_BASIS) if calibration else None,
+        "calib_paired_median_s": paired.get("cell_median_s"),
+        "efficiency_basis": _basis(calibration, paired),
     }
+
+
+def _basis(calibration: dict[str, Any], paired: dict[str, Any]) -> str | None:
+    if not calibration:
+        return None
+    if "basis" not in calibration:
+        return OLD_BASIS
+    return calibration["basis"] + (", paired with the cell" if paired else "")
 
 
 def limit_s(df: pd.DataFrame) -> pd.Series:
@@ -142,11 +153,14 @@ def limit_s(df: pd.DataFrame) -> pd.Series:
 
 def efficiency(df: pd.DataFrame) -> pd.Series:
     """Limit time over measured median: how close a cell runs to the best the hardware does
-    with this model. About 1 = as fast as the model's own passes at their best batch size;
-    below 1 = overhead (Python, small calls, extra work). Above SUSPECT_ABOVE the limit was
+    with this model. Where the run timed the cell's call and the limit's passes in alternation
+    (`calibration.paired`), both come from those rounds, so load that came and went hit both.
+    About 1 = as fast as the model's own passes at their best batch size; below 1 =
+    overhead (Python, small calls, extra work). Above SUSPECT_ABOVE the limit was
     measured wrong (noise, a cold calibration): see `efficiency_suspect`, never read it as fast.
     """
-    return limit_s(df) / df["median_s"]
+    measured = df["calib_paired_median_s"].fillna(df["median_s"]) if "calib_paired_median_s" in df else df["median_s"]
+    return limit_s(df) / measured
 
 
 def efficiency_warnings(
@@ -181,7 +195,8 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     if df.empty:
         return df
     scalar_times = [c for c in df.columns if c.endswith("_s") and c != "samples_s"]
-    numeric = [*scalar_times, "peak_bytes", "passes_forward", "passes_backward", "calib_best_batch_size"]
+    per_sample = [c for c in df.columns if c.startswith("calib_") and c.endswith("_s_per_sample")]
+    numeric = [*scalar_times, *per_sample, "peak_bytes", "passes_forward", "passes_backward", "calib_best_batch_size"]
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
     df["limit_s"] = limit_s(df)
     df["efficiency"] = efficiency(df)
