@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 SINGLE_PASS = ("Saliency", "InputXGradient", "GuidedBackprop", "LayerGradCam", "LayerGradientXActivation")
 SINGLE_PASS += ("LayerActivation", "NeuronGradient")
 SELECTION = "cpu and (" + " or ".join(SINGLE_PASS) + ") and not NoiseTunnel"
-COLUMNS = ["cell_key", "median_s", "limit_s", "efficiency", "calib_backward_kind", "calib_best_batch_size"]
+COLUMNS = ["cell_key", "median_s", "calib_paired_median_s", "limit_s", "efficiency", "calib_backward_kind"]
+COLUMNS += ["calib_best_batch_size"]
 
 
 def run_cells(preset: str, folder: Path) -> Path:
