@@ -4,8 +4,9 @@ A spec says which Captum class to build, what kind of attribution it is, which k
 takes (defaults and valid values) and how many forward / backward passes one call makes.
 Passes are counted in samples (rows through the model), so they compare across batch
 sizes and batching knobs: `internal_batch_size` changes how rows are grouped, not how many.
-Backward passes of layer and neuron methods run only from the output (or neuron) down to
-the layer; the cost model counts them as passes all the same.
+Backward passes of layer methods run only from the output down to the layer, and those of
+neuron methods from the layer down to the inputs; the cost model counts them as rows all
+the same, and `backward_reach` says which partial pass each row is timed as.
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ class MethodSpec:
     needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
     backward_rules: Literal["deeplift", "guided_relu"] | None = None  # modules whose backward it overrides
     interpolates_inputs: bool = False  # scales the inputs themselves (LayerConductance), so needs float inputs
+    # How far its backward rows go, so the limit times the right pass (attrib_core.limit):
+    # "inputs" (the whole model), "to_layer" (output down to the layer's output: layer methods'
+    # gradients w.r.t. the layer), "from_layer" (a neuron of the layer down to the inputs).
+    backward_reach: Literal["inputs", "to_layer", "from_layer"] = "inputs"
     check: Callable[[str, Mapping[str, Any]], None] | None = None
     description: str = ""
     defaults_note: str = field(default="")
@@ -590,6 +595,7 @@ for spec in (
         runner_knobs=frozenset({"interpolate"}),
         postprocess=upsample_to_input,
         needs_spatial_layer=True,
+        backward_reach="to_layer",
     ),
     MethodSpec(
         "LayerIntegratedGradients",
@@ -603,6 +609,7 @@ for spec in (
         has_completeness=True,
         check=_check_integration,
         reference="path",
+        backward_reach="to_layer",
     ),
     MethodSpec(
         "LayerConductance",
@@ -617,11 +624,27 @@ for spec in (
         interpolates_inputs=True,
         check=_check_integration,
         reference="path",
+        backward_reach="to_layer",
     ),
-    MethodSpec("LayerGradientXActivation", ca.LayerGradientXActivation, "layer", "gradient", one_pass),
+    MethodSpec(
+        "LayerGradientXActivation",
+        ca.LayerGradientXActivation,
+        "layer",
+        "gradient",
+        one_pass,
+        backward_reach="to_layer",
+    ),
     MethodSpec("LayerActivation", ca.LayerActivation, "layer", "gradient", forward_only, takes_target=False),
     # neuron
-    MethodSpec("NeuronGradient", ca.NeuronGradient, "neuron", "gradient", one_pass, takes_target=False),
+    MethodSpec(
+        "NeuronGradient",
+        ca.NeuronGradient,
+        "neuron",
+        "gradient",
+        one_pass,
+        takes_target=False,
+        backward_reach="from_layer",
+    ),
     MethodSpec(
         "NeuronIntegratedGradients",
         ca.NeuronIntegratedGradients,
@@ -633,6 +656,7 @@ for spec in (
         takes_target=False,
         check=_check_integration,
         reference="path",
+        backward_reach="from_layer",
     ),
     MethodSpec(
         "NeuronConductance",

@@ -18,16 +18,18 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from attrib_core import fidelity, measure, schema
+from attrib_core import fidelity, limit, measure, schema
 from attrib_core.analysis.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
 from attrib_core.fidelity_metrics import broadcast_to_inputs
-from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
+from attrib_core.run import MEMORY_FORMATS, NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
 from attrib_core.workloads import load_workload
 from bench.faults import faulty, slowed_down
 
 T = TypeVar("T")
 
+PAIRED_BUDGET_S = 2.0  # time for the cell-and-limit rounds of one cell; within PAIRED_ROUNDS
+PAIRED_ROUNDS = (3, 10)
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
 RANDOM_WEIGHTS = "not meaningful: random weights"
 
@@ -100,20 +102,62 @@ def ground_truth_arrays(workloads: set[str]) -> dict[str, np.ndarray]:
 
 
 class CalibrationCache:
-    """One calibration per (workload, device, batch, precision, memory format) and run."""
+    """The limit each cell is held against (attrib_core.limit), measured once per run for each
+    (workload, device, precision, memory format, kinds of pass, batch sizes searched)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rule: limit.SearchRule | None = None) -> None:
         self._cache: dict[tuple, dict[str, Any]] = {}
+        self.rule = rule or limit.SearchRule()
 
-    def get(self, prepared: PreparedRun) -> dict[str, Any]:
+    def get(self, prepared: PreparedRun, max_rows: int) -> dict[str, Any]:
+        """`max_rows`: the most rows the cell's method pushed through the model in one call."""
         c = prepared.config
-        key = (c.workload, c.device, c.batch_size, c.precision, c.memory_format)
+        kinds = pass_kinds(prepared)
+        batches = tuple(limit.candidate_batches(max_rows, c.batch_size))
+        key = (c.workload, c.device, c.precision, c.memory_format, kinds, batches)
         if key not in self._cache:
-            target = prepared.kwargs.get("target")
-            if target is None:
-                target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
-            self._cache[key] = measure.calibrate(prepared.model, prepared.inputs, target, c.device)
+            self._cache[key] = limit.calibrate_limit(pass_timer(prepared), kinds, max_rows, self.rule)
         return self._cache[key]
+
+    def paired(self, prepared: PreparedRun, call: Any, calibration: dict[str, Any], cell_s: float) -> dict[str, Any]:
+        """The cell's call and the limit's passes at their best batch, alternated in this
+        cell's own window (limit.paired_rounds), as many rounds as PAIRED_BUDGET_S allows."""
+        timer = pass_timer(prepared)
+        best = calibration["best_batch_size"]
+        round_s = cell_s
+        for kind, batch in best.items():  # warm the passes' new batches; their time sizes the rounds
+            _, last_s = limit.warm_up(timer, kind, batch, self.rule)
+            round_s += last_s
+        rounds = max(PAIRED_ROUNDS[0], min(PAIRED_ROUNDS[1], math.ceil(PAIRED_BUDGET_S / max(round_s, 1e-9))))
+
+        def time_cell() -> float:
+            start = time.perf_counter()
+            call()
+            return time.perf_counter() - start
+
+        return limit.paired_rounds(time_cell, timer, best, rounds)
+
+
+def pass_timer(prepared: PreparedRun) -> limit.PassTimer:
+    """Times the model's passes as this cell's method calls it (device, precision, memory
+    format, its layer), on batches made from the cell's own inputs."""
+    c = prepared.config
+    target = prepared.kwargs.get("target")
+    if target is None:
+        target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
+    layer_name = prepared.workload.layer_name
+    layer = prepared.workload_model.get_submodule(layer_name) if layer_name else None
+    memory_format = MEMORY_FORMATS[c.memory_format]
+    return limit.PassTimer(prepared.model, prepared.inputs, target, c.device, layer, memory_format)
+
+
+def pass_kinds(prepared: PreparedRun) -> tuple[str, ...]:
+    """The kinds of pass the cell's cost model counts: the forward (always: its forward-only
+    rows, and regression's calibration normalisation reads it), and its backward rows timed as
+    the pass its method's backward really makes (registry: backward_reach)."""
+    if prepared.passes.backward == 0:
+        return (limit.FORWARD,)
+    return (limit.FORWARD, limit.KIND_OF_REACH[prepared.spec.backward_reach])
 
 
 def rounds_for(first_call_s: float, preset: Preset) -> int:
@@ -154,7 +198,10 @@ def measure_cell(
                 resolved_knobs=_jsonable(prepared.knobs),
                 knob_labels={name: prepared.spec.knob_labels[name] for name in prepared.knobs},
                 weights=prepared.workload.weights,
-                passes=asdict(prepared.passes),
+                passes={
+                    **asdict(prepared.passes),
+                    "backward_kind": limit.KIND_OF_REACH[prepared.spec.backward_reach],
+                },
                 threads=torch.get_num_threads(),
             )
             if "example_tokens" in prepared.workload.info:  # the words under the gallery's per-token map
@@ -164,16 +211,19 @@ def measure_cell(
                 call = slowed_down(call, slowdown)
             if fault is not None:
                 call = faulty(call, fault)
-        with phases("first_call"):
+        with phases("first_call"), limit.rows_per_call(prepared.workload_model) as call_rows:
             result = call()
             if not torch.isfinite(result.attributions).all():
                 raise NonFiniteAttributions(f"{key}: attributions contain NaN or Inf")
         with phases("calibration"):
-            info["calibration"] = calibrations.get(prepared)
+            info["calibration"] = calibrations.get(prepared, max(call_rows, default=config.batch_size))
         with phases("timing"):
             rounds = rounds_for(phases.seconds["first_call"], preset)
             info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds}
             benchmark.pedantic(call, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
+        with phases("limit"):  # a copy: the cached calibration is shared by cells
+            paired = calibrations.paired(prepared, call, info["calibration"], benchmark.stats.stats.median)
+            info["calibration"] = {**info["calibration"], "paired": paired}
         with phases("memory"):
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)

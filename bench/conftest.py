@@ -15,6 +15,7 @@ import pytest_benchmark
 import torch
 
 from attrib_core import journal, measure, noise, schema
+from attrib_core.analysis import results
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
@@ -425,6 +426,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run.results_path = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED) or None
 
 
+def check_efficiency(tr, path: Path) -> None:
+    """The limit's sanity check: single-pass cells should read about 1 (else the calibration
+    or the cost model is off for them); names the cells outside the range."""
+    df = results.load_results([path])
+    lines = results.efficiency_warnings(df)
+    for line in lines:
+        tr.write_line(f"warning: {line}", yellow=True)
+    low, high = results.SINGLE_PASS_RANGE
+    single = int(((df["status"] == "ok") & (df["passes_forward"] == df["batch_size"])).sum()) if not df.empty else 0
+    if single:
+        tr.write_line(f"efficiency check: {single - len(lines)} of {single} single-pass cells within [{low}, {high}]")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run: BenchRun = config.attrib_bench
     if not run.outcomes or run.child_journal is not None:
@@ -441,6 +455,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {not_applicable} not applicable, {elapsed:.0f} s")
     if run.results_path is not None and run.results_path.exists():
         tr.write_line(f"results: {run.results_path}")
+        check_efficiency(tr, run.results_path)
     if run.journal is not None and run.journal.path.exists():
         tr.write_line(f"not finished: continue with --resume {run.journal.path}")
     for warning in run.noise_warnings:

@@ -18,6 +18,9 @@ from attrib_core import schema
 from attrib_core.schema import ResultsError
 
 TIME_STATS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3")
+OLD_BASIS = "own batch (old file)"
+SUSPECT_ABOVE = 1.05  # efficiency above this is a measurement problem, not a fast method
+SINGLE_PASS_RANGE = (0.8, 1.05)  # where a single-pass method's efficiency should lie
 IDENTITY = ("workload", "method", "device", "batch_size", "precision", "memory_format", "seed")
 
 
@@ -99,9 +102,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     passes = extra.get("passes") or {}
     row["passes_forward"] = passes.get("forward")
     row["passes_backward"] = passes.get("backward")
-    calibration = extra.get("calibration") or {}
-    row["calib_forward_s_per_sample"] = calibration.get("forward_s_per_sample")
-    row["calib_forward_backward_s_per_sample"] = calibration.get("forward_backward_s_per_sample")
+    row.update(limit_columns(extra.get("calibration") or {}, passes))
     memory = extra.get("memory") or {}
     row["peak_bytes"] = memory.get("peak_bytes")
     row["memory_method"] = memory.get("method")
@@ -129,20 +130,80 @@ def timing_blocks(extra: dict[str, Any], stats: dict[str, Any], path: Path) -> l
     return [(None, None, path.name, np.asarray(data, dtype=float))] if data else []
 
 
-def efficiency(df: pd.DataFrame) -> pd.Series:
-    """Cost-model bound over measured median: how close a cell runs to the model's own speed.
+def limit_columns(calibration: dict[str, Any], passes: dict[str, Any]) -> dict[str, Any]:
+    """The calibration a cell is held against, as columns (see attrib_core.limit).
 
-    bound = backward rows x per-sample forward+backward time + the remaining forward rows x
-    per-sample forward time (no_grad), both calibrated on the same device and batch size in
-    the same run. Above 1 means the method pushes more rows per model call than the
-    calibration batch did (IG's steps, for instance), so batching beat the model's own speed.
+    Files from before the limit was searched over batch sizes calibrated at the cell's own
+    batch and timed every backward row as a full one: their basis says so, and their numbers
+    are used as they are.
     """
+    backward_kind = passes.get("backward_kind", "forward_backward") if passes.get("backward") else None
+    new = "basis" in calibration
+    paired = calibration.get("paired") or {}
+    times = {**calibration, **paired}  # the paired rounds ran in the cell's own window: they win
+    best = times.get("best_batch_size") or {}
+    return {
+        "calib_forward_s_per_sample": times.get("forward_s_per_sample"),
+        "calib_forward_backward_s_per_sample": times.get("forward_backward_s_per_sample"),
+        "calib_backward_kind": backward_kind,
+        "calib_backward_s_per_sample": times.get(f"{backward_kind}_s_per_sample") if backward_kind else None,
+        "calib_best_batch_size": best.get(backward_kind, best.get("forward")) if new else calibration.get("batch_size"),
+        "calib_paired_median_s": paired.get("cell_median_s"),
+        "efficiency_basis": _basis(calibration, paired),
+    }
+
+
+def _basis(calibration: dict[str, Any], paired: dict[str, Any]) -> str | None:
+    if not calibration:
+        return None
+    if "basis" not in calibration:
+        return OLD_BASIS
+    return calibration["basis"] + (", paired with the cell" if paired else "")
+
+
+def limit_s(df: pd.DataFrame) -> pd.Series:
+    """The model's own time for the rows one call of the cell makes, at its best batch size:
+    backward rows x the per-sample time of the pass its backward makes (full, to a layer or
+    from a layer) + the remaining forward-only rows x the per-sample forward time."""
     only_forward = df["passes_forward"] - df["passes_backward"]
-    bound = (
-        df["passes_backward"] * df["calib_forward_backward_s_per_sample"]
-        + only_forward * df["calib_forward_s_per_sample"]
-    )
-    return bound / df["median_s"]
+    backward_part = df["passes_backward"] * df["calib_backward_s_per_sample"]
+    forward_part = (only_forward * df["calib_forward_s_per_sample"]).where(only_forward != 0, 0.0)
+    backward_part = backward_part.where(df["passes_backward"] != 0, 0.0)
+    total = backward_part + forward_part
+    return total.where(df["passes_forward"].notna() & (total > 0))
+
+
+def efficiency(df: pd.DataFrame) -> pd.Series:
+    """Limit time over measured median: how close a cell runs to the best the hardware does
+    with this model. Where the run timed the cell's call and the limit's passes in alternation
+    (`calibration.paired`), both come from those rounds, so load that came and went hit both.
+    About 1 = as fast as the model's own passes at their best batch size; below 1 =
+    overhead (Python, small calls, extra work). Above SUSPECT_ABOVE the limit was
+    measured wrong (noise, a cold calibration): see `efficiency_suspect`, never read it as fast.
+    """
+    measured = df["calib_paired_median_s"].fillna(df["median_s"]) if "calib_paired_median_s" in df else df["median_s"]
+    return limit_s(df) / measured
+
+
+def efficiency_warnings(
+    df: pd.DataFrame, low: float = SINGLE_PASS_RANGE[0], high: float = SINGLE_PASS_RANGE[1]
+) -> list[str]:
+    """The sanity check of the limit: a single-pass method (one row through the model per
+    example: Saliency, InputXGradient, LayerGradCam...) should read about 1. One line per ok
+    cell outside [low, high], naming it."""
+    if df.empty or "efficiency" not in df:
+        return []
+    single = df[(df["status"] == "ok") & (df["passes_forward"] == df["batch_size"])]
+    lines = []
+    for _, row in single.iterrows():
+        value = row["efficiency"]
+        if pd.isna(value) or low <= value <= high:
+            continue
+        lines.append(
+            f"efficiency {value:.2f} outside [{low}, {high}] for single-pass cell {row['cell_key']} "
+            f"(basis: {row['efficiency_basis']})"
+        )
+    return lines
 
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -156,8 +217,11 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     if df.empty:
         return df
     scalar_times = [c for c in df.columns if c.endswith("_s") and c != "samples_s"]
-    numeric = [*scalar_times, "peak_bytes", "passes_forward", "passes_backward"]
+    per_sample = [c for c in df.columns if c.startswith("calib_") and c.endswith("_s_per_sample")]
+    numeric = [*scalar_times, *per_sample, "peak_bytes", "passes_forward", "passes_backward", "calib_best_batch_size"]
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
+    df["limit_s"] = limit_s(df)
     df["efficiency"] = efficiency(df)
+    df["efficiency_suspect"] = df["efficiency"] > SUSPECT_ABOVE
     df["per_sample_median_s"] = df["median_s"] / df["batch_size"]
     return df
