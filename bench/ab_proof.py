@@ -37,7 +37,7 @@ RUNS = OUT / "runs"
 FACTORS = ("1.05", "1.1", "1.25", "2")
 REPEATS = 10
 INJECT = "ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN"
-SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--quads", "6", "--no-profile")
+SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--quads", "6", "--block-s", "0.025", "--no-profile")
 
 
 def conditions() -> dict[str, list[str]]:
