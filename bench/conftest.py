@@ -14,7 +14,7 @@ import pytest
 import pytest_benchmark
 import torch
 
-from attrib_core import inject, journal, measure, schema
+from attrib_core import inject, journal, measure, noise, schema
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
@@ -126,6 +126,9 @@ class BenchRun:
         self.ground_truth_saved: set[str] = set()  # workloads whose image and mask the journal holds
         self.results_path: Path | None = None
         self.save = not config.getoption("--no-save")
+        # the machine's noise around the run (machine_info.attrib_bench.noise); a child measures one cell only
+        self.noise_before = noise.context() if self.child_journal is None else None
+        self.noise_warnings: list[str] = []
 
     def _shard(self, config: pytest.Config) -> dict | None:
         """This shard's cells and what the run block records about it (None: no sharding)."""
@@ -228,6 +231,10 @@ class BenchRun:
             return None
         # finished: every cell this invocation selected (after -k) is done, and earlier ones kept
         finished = not interrupted and contents.done_keys() >= self.selected_keys
+        after = noise.context()
+        self.noise_warnings = noise.assess(self.noise_before, after)
+        block = {"before": self.noise_before, "after": after, "warnings": self.noise_warnings}
+        contents.header["machine_info"]["attrib_bench"]["noise"] = block
         path = journal.assemble(contents, finished)
         if finished:
             self.journal.path.unlink(missing_ok=True)
@@ -439,3 +446,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"results: {run.results_path}")
     if run.journal is not None and run.journal.path.exists():
         tr.write_line(f"not finished: continue with --resume {run.journal.path}")
+    for warning in run.noise_warnings:
+        tr.write_line(f"NOISE WARNING: {warning} (timings of this run are less trustworthy)", yellow=True)

@@ -1,4 +1,5 @@
-"""The regression check: its decision rule on synthetic runs (deterministic, seeded samples),
+"""The regression check: its verdicts on synthetic runs of several processes per side
+(deterministic, seeded samples; the timing rule itself is tested in test_timing_rule.py),
 the command line's handling of bad input, and one end-to-end run with an injected slowdown."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from attrib_core.analysis import verdicts as verdict_output
@@ -23,9 +23,9 @@ from attrib_core.analysis.regression import (
     RegressionInputError,
     Thresholds,
     compare,
-    smallest_p_value,
 )
-from attrib_core.analysis.results import load_results
+from attrib_core.analysis.results import load_results, results_files
+from attrib_core.analysis.timing_rule import RUN_LEVEL
 from bench import regress
 
 ROUNDS = 20
@@ -95,20 +95,36 @@ def table(tmp_path: Path, name: str, cells: dict[str, dict], **env):
 
 
 KEYS = [f"digits_cnn-{m}-cpu-b4-fp32-contiguous" for m in ("Saliency", "DeepLift", "IntegratedGradients", "Lime")]
+PROCESSES = 3
 
 
-def runs(tmp_path, now_changes=None, base_seed=0, now_seed=100, **env):
-    """A baseline and a new run of the four KEYS cells; now_changes: key -> cell() overrides."""
-    base = {k: cell(median_s=0.002 * (i + 1), seed=base_seed + i) for i, k in enumerate(KEYS)}
-    now = {k: cell(median_s=0.002 * (i + 1), seed=now_seed + i) for i, k in enumerate(KEYS)}
-    for key, overrides in (now_changes or {}).items():
-        i = KEYS.index(key)
-        now[key] = cell(**{"median_s": 0.002 * (i + 1), "seed": now_seed + i, **overrides})
-    return table(tmp_path, "base", base), table(tmp_path, "now", now, **env)
+def side(tmp_path, name, changes=None, seed=0, processes=PROCESSES, level_spread=0.01, **env):
+    """One side: `processes` files of the four KEYS cells; each process has its own speed level
+    (between-run noise, `level_spread` on the log scale). changes: key -> cell() overrides."""
+    paths = []
+    for p in range(processes):
+        level = float(np.exp(np.random.default_rng([seed, p]).normal(0, level_spread)))
+        cells = {}
+        for i, k in enumerate(KEYS):
+            spec = {"median_s": 0.002 * (i + 1), **(changes or {}).get(k, {})}
+            cells[k] = cell(**{**spec, "median_s": spec["median_s"] * level, "seed": seed + 100 * p + i})
+        paths.append(write_run(tmp_path / f"{name}{p}.json", cells, **env))
+    return load_results(paths)
+
+
+def runs(tmp_path, now_changes=None, base_seed=0, now_seed=1000, level_spread=0.01, **env):
+    """A baseline and a new run, PROCESSES files each; now_changes: key -> cell() overrides."""
+    base = side(tmp_path, "base", seed=base_seed, level_spread=level_spread)
+    now = side(tmp_path, "now", now_changes, seed=now_seed, level_spread=level_spread, **env)
+    return base, now
 
 
 def verdicts(comparison, kind="time"):
-    return {c.cell_key: c.verdict for c in comparison.checks if c.kind == kind}
+    return {c.cell_key: c.verdict for c in comparison.checks if c.kind == kind and c.cell_key != RUN_LEVEL}
+
+
+def run_level(comparison):
+    return next(c for c in comparison.checks if c.cell_key == RUN_LEVEL)
 
 
 # --- the decision rule --------------------------------------------------------------------
@@ -119,7 +135,7 @@ def test_identical_runs_pass(tmp_path):
     result = compare(base, base)
     assert set(verdicts(result).values()) == {OK}
     assert result.failing == [] and result.environment_changes == {}
-    assert result.time_scale == pytest.approx(1.0)
+    assert run_level(result).ratio == pytest.approx(1.0) and run_level(result).verdict == OK
 
 
 def test_three_times_slower_cell_regresses(tmp_path):
@@ -127,41 +143,36 @@ def test_three_times_slower_cell_regresses(tmp_path):
     result = compare(base, now)
     assert verdicts(result) == {KEYS[0]: OK, KEYS[1]: OK, KEYS[2]: REGRESSED, KEYS[3]: OK}
     slowed = next(c for c in result.checks if c.cell_key == KEYS[2] and c.kind == "time")
-    assert slowed.ratio == pytest.approx(3.0, rel=0.05) and slowed.p_value < 1e-6
+    assert slowed.ratio == pytest.approx(3.0, rel=0.05) and slowed.ci_low < 3.0 < slowed.ci_high
+    assert slowed.p_adjusted < 0.05
+    # the geometric mean over the four cells moved too (3 ** (1/4) = 1.32): the run is slower overall
+    assert run_level(result).verdict == REGRESSED
 
 
-def test_noisy_runs_of_the_same_distribution_pass(tmp_path):
+def test_noisy_runs_of_the_same_distribution_rarely_alarm(tmp_path):
+    # ten seeded A/A pairs with noisy processes: family-wise alpha 0.05 allows about half an alarm
+    alarms = 0
     for seed in range(10):
-        base = {k: cell(median_s=0.002 * (i + 1), spread=0.15, seed=seed * 10 + i) for i, k in enumerate(KEYS)}
-        now = {k: cell(median_s=0.002 * (i + 1), spread=0.15, seed=500 + seed * 10 + i) for i, k in enumerate(KEYS)}
-        result = compare(table(tmp_path, "base", base), table(tmp_path, "now", now))
-        assert result.failing == [], seed
+        base, now = runs(tmp_path, base_seed=seed, now_seed=500 + seed, level_spread=0.05)
+        alarms += bool(compare(base, now).failing)
+    assert alarms <= 1
 
 
-def test_a_small_significant_shift_below_the_factor_passes(tmp_path):
-    # 10% slower with tight noise: the test finds it, the effect-size factor (1.3) keeps it green
-    base, now = runs(tmp_path, {KEYS[0]: {"median_s": 0.0022, "spread": 0.005}})
+def test_a_small_significant_shift_below_the_minimal_effect_passes(tmp_path):
+    # 2% slower, no between-process noise: the test finds it, the minimal effect (1.03) keeps it green
+    base = side(tmp_path, "b", {KEYS[0]: {"spread": 0.002}}, level_spread=0.0)
+    now = side(tmp_path, "n", {KEYS[0]: {"median_s": 0.00204, "spread": 0.002}}, seed=1000, level_spread=0.0)
     check = next(c for c in compare(base, now).checks if c.cell_key == KEYS[0] and c.kind == "time")
-    assert check.verdict == OK and check.p_value < 0.01
+    assert check.verdict == OK and check.p_adjusted < 0.05 and "minimal effect" in check.note
 
 
-def test_uniformly_slower_machine_passes_under_every_normalisation_but_none(tmp_path):
-    slower = {k: {"median_s": 0.002 * (i + 1) * 1.7, "calib_s": 0.0017} for i, k in enumerate(KEYS)}
+def test_a_slowdown_shared_by_every_cell_fails(tmp_path):
+    # nothing is normalised away: a forward pass that got 1.7x slower fails every cell and the run
+    slower = {k: {"median_s": 0.002 * (i + 1) * 1.7} for i, k in enumerate(KEYS)}
     base, now = runs(tmp_path, slower)
-    for normalisation in ("run-median", "calibration"):
-        result = compare(base, now, Thresholds(normalisation=normalisation))
-        assert set(verdicts(result).values()) == {OK}, normalisation
-    assert set(verdicts(compare(base, now, Thresholds(normalisation="none"))).values()) == {REGRESSED}
-
-
-def test_one_slower_method_on_a_slower_machine_regresses(tmp_path):
-    slower = {k: {"median_s": 0.002 * (i + 1) * 1.7, "calib_s": 0.0017} for i, k in enumerate(KEYS)}
-    slower[KEYS[1]]["median_s"] *= 2
-    base, now = runs(tmp_path, slower)
-    for normalisation in ("run-median", "calibration"):
-        result = compare(base, now, Thresholds(normalisation=normalisation))
-        assert verdicts(result)[KEYS[1]] == REGRESSED, normalisation
-        assert [c.cell_key for c in result.failing] == [KEYS[1]], normalisation
+    result = compare(base, now)
+    assert set(verdicts(result).values()) == {REGRESSED}
+    assert run_level(result).verdict == REGRESSED and run_level(result).ratio == pytest.approx(1.7, rel=0.03)
 
 
 def test_faster_cell_is_improved_not_failed(tmp_path):
@@ -207,20 +218,49 @@ def test_a_cell_that_fails_now_is_a_regression(tmp_path):
     assert [c.cell_key for c in result.failing] == [KEYS[1]]
 
 
-def test_other_hardware_warns_and_memory_does_not_decide(tmp_path):
-    base, now = runs(tmp_path, {KEYS[0]: {"peak_bytes": 2_000_000}}, cpu_model="Other CPU", torch_version="2.5.0")
+def test_other_hardware_warns_and_neither_memory_nor_time_decides(tmp_path):
+    changes = {KEYS[0]: {"peak_bytes": 2_000_000, "median_s": 0.01}}
+    base, now = runs(tmp_path, changes, cpu_model="Other CPU", torch_version="2.5.0")
     result = compare(base, now)
     assert result.environment_changes == {"cpu_model": ("Test CPU", "Other CPU"), "torch_version": ("2.4.0", "2.5.0")}
-    assert verdicts(result, "memory")[KEYS[0]] == CHANGED and result.failing == []
-    assert any("measured elsewhere" in line for line in verdict_output.format_warnings(result, Thresholds()))
+    assert verdicts(result, "memory")[KEYS[0]] == CHANGED and verdicts(result)[KEYS[0]] == CHANGED
+    assert result.failing == []
+    assert any("differ in their environment" in line for line in verdict_output.format_warnings(result, Thresholds()))
 
 
-def test_too_few_rounds_for_alpha_are_unchecked_not_passed_silently(tmp_path):
-    base = load_results([write_run(tmp_path / "b.json", {KEYS[0]: {**cell(), "samples": [0.01, 0.01, 0.01]}})])
-    now = load_results([write_run(tmp_path / "n.json", {KEYS[0]: {**cell(), "samples": [0.05, 0.05, 0.05]}})])
-    check = next(c for c in compare(base, now).checks if c.kind == "time")
-    assert check.verdict == UNCHECKED and "cannot reach" in check.note
-    assert smallest_p_value(3, 3) == pytest.approx(1 / 20)
+def test_another_torch_on_the_same_hardware_is_decided_by_time(tmp_path):
+    base, now = runs(tmp_path, {KEYS[0]: {"median_s": 0.01}}, torch_version="2.5.0")
+    assert verdicts(compare(base, now))[KEYS[0]] == REGRESSED
+
+
+def test_one_run_per_side_is_unchecked_with_the_reason(tmp_path):
+    base = side(tmp_path, "b", processes=1)
+    now = side(tmp_path, "n", {KEYS[0]: {"median_s": 0.01}}, processes=1)
+    result = compare(base, now)
+    check = next(c for c in result.checks if c.kind == "time" and c.cell_key == KEYS[0])
+    assert check.verdict == UNCHECKED and "1 run per side: between-run variation unknown" in check.note
+    assert any("time undetermined for 4 cells" in line for line in verdict_output.format_warnings(result, Thresholds()))
+
+
+def test_one_disturbed_process_of_three_is_not_a_regression(tmp_path):
+    # one process of the new run had two cells slowed 10x as a whole: the process is one unit of three
+    base = side(tmp_path, "b")
+    disturbed = {k: cell(median_s=0.02, seed=50 + j) for j, k in enumerate(KEYS[:2])}
+    disturbed.update({k: cell(median_s=0.002 * (j + 1), seed=50 + j) for j, k in enumerate(KEYS[2:], 2)})
+    others = [{k: cell(median_s=0.002 * (j + 1), seed=70 + 10 * p + j) for j, k in enumerate(KEYS)} for p in range(2)]
+    paths = [write_run(tmp_path / f"n{p}.json", c) for p, c in enumerate([disturbed, *others])]
+    assert compare(base, load_results(paths)).failing == []
+
+
+def test_a_file_without_raw_rounds_is_named(tmp_path):
+    base = side(tmp_path, "b")
+    bare = write_run(tmp_path / "bare.json", {k: cell() for k in KEYS})
+    data = json.loads(bare.read_text())
+    for record in data["benchmarks"]:
+        del record["stats"]["data"]
+    bare.write_text(json.dumps(data))
+    with pytest.raises(RegressionInputError, match=r"bare\.json has no raw rounds"):
+        compare(base, load_results([bare]))
 
 
 def test_no_cell_in_common_is_an_error(tmp_path):
@@ -233,10 +273,9 @@ def test_no_cell_in_common_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("time_factor", 0.9, "time_factor=0.9 is not valid; needs a number > 1"),
+        ("min_effect", 0.9, "min_effect=0.9 is not valid; needs a factor >= 1"),
         ("alpha", 1.5, "alpha=1.5 is not valid"),
         ("memory_factor", float("nan"), "memory_factor=nan is not valid"),
-        ("normalisation", "mean", "unknown normalisation 'mean'; valid: run-median, calibration, none"),
     ],
 )
 def test_bad_thresholds_name_the_value_and_the_valid_choices(field, value, message):
@@ -247,29 +286,41 @@ def test_bad_thresholds_name_the_value_and_the_valid_choices(field, value, messa
 # --- the command line ----------------------------------------------------------------------
 
 
-def test_compare_two_files_exit_status(tmp_path, capsys):
-    base_file = write_run(
-        tmp_path / "base.json", {k: cell(median_s=0.002 * (i + 1), seed=i) for i, k in enumerate(KEYS)}
-    )
-    same = tmp_path / "same.json"
-    slow = {k: cell(median_s=0.002 * (i + 1), seed=100 + i) for i, k in enumerate(KEYS)}
-    slow[KEYS[2]] = cell(median_s=0.018, seed=7)
-    write_run(same, {k: cell(median_s=0.002 * (i + 1), seed=100 + i) for i, k in enumerate(KEYS)})
-    slow_file = write_run(tmp_path / "slow.json", slow)
-    assert regress.main(["--compare", str(base_file), str(same)]) == verdict_output.EXIT_OK
+def folder(tmp_path: Path, name: str, changes=None, seed: int = 0) -> Path:
+    """A side's PROCESSES files in a folder of their own, as a baseline folder holds them."""
+    (tmp_path / name).mkdir()
+    side(tmp_path / name, "run", changes, seed=seed)
+    return tmp_path / name
+
+
+def test_compare_two_folders_exit_status(tmp_path, capsys):
+    base, same = folder(tmp_path, "base"), folder(tmp_path, "same", seed=100)
+    slow = folder(tmp_path, "slow", {KEYS[2]: {"median_s": 0.018}}, seed=200)
+    assert regress.main(["--compare", str(base), str(same)]) == verdict_output.EXIT_OK
     assert "no regression" in capsys.readouterr().out
-    assert regress.main(["--compare", str(base_file), str(slow_file)]) == verdict_output.EXIT_REGRESSED
+    assert regress.main(["--compare", str(base), str(slow)]) == verdict_output.EXIT_REGRESSED
     out = capsys.readouterr().out
-    assert "REGRESSED" in out and f"REGRESSION in 1 cells: {KEYS[2]}" in out
+    assert "REGRESSED" in out and f"REGRESSION in 2 cells: {RUN_LEVEL}, {KEYS[2]}" in out
+
+
+def test_compare_a_file_without_raw_rounds_exits_2_naming_it(tmp_path, capsys):
+    base = folder(tmp_path, "base")
+    bare = write_run(tmp_path / "bare.json", {k: cell() for k in KEYS})
+    data = json.loads(bare.read_text())
+    for record in data["benchmarks"]:
+        del record["stats"]["data"]
+    bare.write_text(json.dumps(data))
+    assert regress.main(["--compare", str(base), str(bare)]) == verdict_output.EXIT_BAD_INPUT
+    assert "bare.json has no raw rounds" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--time-factor", "abc"], "argument --time-factor: 'abc' is not a number"),
-        (["--alpha", "0"], "alpha=0.0 is not valid; needs a number between 0 and 1, e.g. 0.01 (--alpha)"),
-        (["--time-factor", "0.8"], "time_factor=0.8 is not valid; needs a number > 1, e.g. 1.3 (--time-factor)"),
-        (["--normalisation", "mean"], "invalid choice: 'mean'"),
+        (["--min-effect", "abc"], "argument --min-effect: 'abc' is not a number"),
+        (["--alpha", "0"], "alpha=0.0 is not valid; needs a number between 0 and 1, e.g. 0.05 (--alpha)"),
+        (["--min-effect", "0.8"], "min_effect=0.8 is not valid; needs a factor >= 1, e.g. 1.03 (--min-effect)"),
+        (["--normalisation", "none"], "unrecognized arguments: --normalisation"),
     ],
 )
 def test_bad_threshold_strings_exit_2_naming_the_value(tmp_path, capsys, args, message):
@@ -325,18 +376,6 @@ def test_a_new_baseline_replaces_the_old_folder_as_a_whole(tmp_path):
         regress.record_baseline(runs, tmp_path / "one.json")
 
 
-def test_runs_of_several_processes_are_pooled_per_cell(tmp_path):
-    # one process of the new run had every cell slowed as a whole: the other keeps the minimum honest
-    base = [table(tmp_path, f"b{i}", {k: cell(seed=10 * i + j) for j, k in enumerate(KEYS)}) for i in range(2)]
-    disturbed = {k: cell(median_s=0.02, seed=50 + j) for j, k in enumerate(KEYS[:2])}
-    disturbed.update({k: cell(seed=50 + j) for j, k in enumerate(KEYS[2:], 2)})
-    now = [table(tmp_path, "n0", disturbed), table(tmp_path, "n1", {k: cell(seed=70 + j) for j, k in enumerate(KEYS)})]
-    pooled = compare(pd.concat(base), pd.concat(now))
-    assert pooled.failing == []
-    assert verdicts(compare(base[0], now[0]))[KEYS[0]] == REGRESSED  # one process alone: a false alarm
-    assert verdicts(compare(base[0], now[0], Thresholds(statistic="median")))[KEYS[0]] == REGRESSED
-
-
 def test_an_empty_baseline_folder_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     now = write_run(tmp_path / "now.json", {KEYS[0]: cell()})
@@ -370,27 +409,28 @@ n_steps = [8]
 """
 
 
-def test_end_to_end_injected_slowdown_fails_and_a_run_against_itself_passes(tmp_path, capsys):
+def test_end_to_end_injected_slowdown_is_measured_and_a_run_against_itself_passes(tmp_path, capsys):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
     baseline = tmp_path / "baselines" / "tiny"
-    # one process and a wide factor: this checks the plumbing; bench/regress_proof.py measures the rates
+    # Two processes a side, the fewest the rule decides with: this checks the plumbing. Whether
+    # 2 against 2 processes reach significance depends on this machine's load (the A/B proof
+    # measures the rates), so the verdict is checked for consistency, the ratio for its size.
     common = ["--preset", str(preset), "--baseline", str(baseline), "--results-dir", str(tmp_path / "runs")]
-    common += ["--time-factor", "1.6", "--processes", "1"]
+    common += ["--processes", "2"]
     assert regress.main([*common, "--update-baseline"]) == verdict_output.EXIT_OK
-    (recorded_file,) = baseline.glob("*.json")
-    recorded = recorded_file.read_bytes()
+    recorded = sorted(p.read_bytes() for p in baseline.glob("*.json"))
 
-    slowed = regress.main([*common, "--", "-q", "--inject-slowdown", "IntegratedGradients=3"])
+    slowed = regress.main([*common, "--", "-q", "--inject-slowdown", "IntegratedGradients=10"])
     out = capsys.readouterr().out
-    assert slowed == verdict_output.EXIT_REGRESSED, out
-    assert "REGRESSION in 1 cells: digits_cnn-IntegratedGradients-cpu-b4" in out
+    new_folder = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())[-1]  # named by start time
+    comparison = compare(load_results(results_files(baseline)), load_results(results_files(new_folder)))
+    ig = next(c for c in comparison.checks if c.kind == "time" and "IntegratedGradients" in c.cell_key)
+    assert ig.ratio > 3, out  # 10x injected: no load on this machine hides that much
+    assert ig.verdict == REGRESSED or (ig.verdict == OK and ig.p_adjusted >= 0.05), out
+    assert slowed == (verdict_output.EXIT_REGRESSED if comparison.failing else verdict_output.EXIT_OK), out
 
     # The same rounds on both sides: no regression, whatever the machine's load (deterministic).
-    itself = regress.main(["--compare", str(baseline), str(baseline), "--time-factor", "1.6"])
+    itself = regress.main(["--compare", str(baseline), str(baseline)])
     assert itself == verdict_output.EXIT_OK, capsys.readouterr().out
-    # An identical rerun's verdict depends on this machine's noise (bench/regress_proof.py measures
-    # the false-alarm rate); here only that it runs, gives a verdict and leaves the baseline alone.
-    rerun = regress.main([*common, "--", "-q"])
-    assert rerun in (verdict_output.EXIT_OK, verdict_output.EXIT_REGRESSED), capsys.readouterr().out
-    assert [p.read_bytes() for p in baseline.glob("*.json")] == [recorded]  # never replaced unless asked
+    assert sorted(p.read_bytes() for p in baseline.glob("*.json")) == recorded  # never replaced unless asked

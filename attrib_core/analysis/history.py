@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis.regression import MIN_CELLS_FOR_RUN_MEDIAN
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.steps import (
     MIN_SEGMENT,
@@ -25,6 +24,8 @@ from attrib_core.analysis.steps import (
     rerun_noise,
     steps_table,
 )
+
+MIN_CELLS_FOR_RUN_MEDIAN = 3  # a median of fewer ratios is not robust to one changed cell
 
 SERIES_KEY = ("machine", "preset", "cell_key")
 

@@ -6,21 +6,13 @@ hold several runs (processes) of the same cells: a cell's rounds are pooled acro
 
 Per cell that is "ok" on both sides:
 
-- **time**: the samples are first normalised so that a uniformly faster or slower machine
-  cancels out (`NORMALISATIONS`; default "run-median": the new samples are divided by the
-  median over cells of stat(now) / stat(baseline), which holds while fewer than half the
-  cells slow down). The cell has regressed when BOTH a one-sided Mann-Whitney U test on the
-  normalised samples finds the new ones larger (p < alpha, default 0.01) AND the normalised
-  ratio of a location statistic exceeds `time_factor` (default 1.3). As in asv: the test
-  keeps a ratio that a few odd rounds produced from deciding alone, the factor keeps real but
-  small shifts (which a test on many rounds always finds) from failing a build. The
-  statistic is the minimum over the pooled rounds ("median" is the alternative): on a
-  shared machine interference only adds time, so the fastest round is the steadiest.
-  Measured with bench/regress_proof.py (README): on a shared 2-core machine the normalised
-  ratio of identical reruns reached 1.27 at the 95th percentile, so 1.3 sits above the
-  noise. The minimum beat the median (fewer false alarms, more detections), run-median beat
-  no normalisation; "calibration" (each cell over its workload's own forward+backward time
-  in the same run) raised fewer false alarms but missed more slowdowns.
+- **time**: decided by the one timing rule (`attrib_core.analysis.timing_rule`, shared with
+  `attrib-bench compare`): blocks (A/B blocks, or one block per file = process) are the
+  units, so between-run variation is in every interval; paired by ABBA group within an A/B
+  session, Welch on processes otherwise; Holm over every cell plus a run-level "all cells"
+  member at family-wise `alpha` (0.05), and a minimal effect `min_effect` (1.03). Nothing
+  is normalised away: a slowdown shared by every cell fails the run-level member. Too few
+  blocks (one file per side) is "unchecked" with the reason, never a pass in disguise.
 - **memory**: CPU peak bytes are deterministic for a given torch, so the bound is tight:
   regressed when now > baseline x `memory_factor` + `memory_slack_bytes` (1.01, 4 KiB).
 - **fidelity**: a `fid_<metric>` value that got worse (higher for error metrics, lower for
@@ -29,9 +21,10 @@ Per cell that is "ok" on both sides:
 - A cell that failed now is a regression; a cell on one side only is reported, not failed.
 
 When the CPU / GPU model, the torch / captum version or the thread count differ between
-the sides, raw figures are not comparable: `Comparison.environment_changes` says so
-(callers warn loudly), memory and fidelity changes are reported as "changed" without
-failing, and only the normalised time decides.
+the sides, `Comparison.environment_changes` says so (callers warn loudly) and memory and
+fidelity changes are reported as "changed" without failing. Time still decides when only
+software differs (that is what an A/B of two environments asks); when the hardware or the
+thread count differs, a slower time is "changed" too: another machine is not a regression.
 """
 
 from __future__ import annotations
@@ -43,13 +36,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
-NORMALISATIONS = ("run-median", "calibration", "none")
-STATISTICS = ("min", "median")
+from attrib_core.analysis import timing_rule
+from attrib_core.analysis.timing_rule import RUN_LEVEL, CellTiming, RuleSettings, TimingInputError, TimingResult
+
 ENVIRONMENT_COLUMNS = ("cpu_model", "gpu_name", "torch_version", "captum_version", "cuda_version")
-STATISTIC_FUNCTIONS = {"min": np.min, "median": np.median}
-MIN_CELLS_FOR_RUN_MEDIAN = 3  # a median of fewer ratios is not robust to one slowed cell
+HARDWARE_COLUMNS = ("cpu_model", "gpu_name", "threads")  # a change here makes times incomparable
 
 OK, REGRESSED, IMPROVED, FAILED = "ok", "regressed", "improved", "failed"
 CHANGED = "changed"  # would have regressed, but the environment differs, so it does not decide
@@ -66,19 +58,17 @@ class RegressionInputError(ValueError):
 class Thresholds:
     """What counts as a regression; defaults chosen from measured noise (see the README)."""
 
-    time_factor: float = 1.3
-    alpha: float = 0.01
+    alpha: float = 0.05  # family-wise, over every cell's time plus the run-level member
+    min_effect: float = 1.03  # the smallest time ratio called slower / faster
     memory_factor: float = 1.01
     memory_slack_bytes: int = 4096
     fidelity_tolerance: float = 0.05
     fidelity_slack: float = 1e-3
-    normalisation: str = "run-median"
-    statistic: str = "min"
 
     def __post_init__(self) -> None:
         checks = (
-            ("time_factor", self.time_factor, self.time_factor > 1, "a number > 1, e.g. 1.3"),
-            ("alpha", self.alpha, 0 < self.alpha < 1, "a number between 0 and 1, e.g. 0.01"),
+            ("min_effect", self.min_effect, self.min_effect >= 1, "a factor >= 1, e.g. 1.03"),
+            ("alpha", self.alpha, 0 < self.alpha < 1, "a number between 0 and 1, e.g. 0.05"),
             ("memory_factor", self.memory_factor, self.memory_factor >= 1, "a number >= 1, e.g. 1.01"),
             ("memory_slack_bytes", self.memory_slack_bytes, self.memory_slack_bytes >= 0, "a number >= 0"),
             ("fidelity_tolerance", self.fidelity_tolerance, self.fidelity_tolerance >= 0, "a number >= 0"),
@@ -87,16 +77,16 @@ class Thresholds:
         for name, value, valid, needs in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not valid:
                 raise ValueError(f"{name}={value!r} is not valid; needs {needs}")
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {self.normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
-        if self.statistic not in STATISTICS:
-            raise ValueError(f"unknown statistic {self.statistic!r}; valid: {', '.join(STATISTICS)}")
+
+    def timing(self) -> RuleSettings:
+        return RuleSettings(alpha=self.alpha, min_effect=self.min_effect)
 
 
 @dataclass(frozen=True)
 class Check:
-    """One figure of one cell, compared. For time, baseline and now are the statistic over the
-    pooled rounds (seconds) and `ratio` is normalised: it decides."""
+    """One figure of one cell, compared. For time, baseline and now are the median block
+    statistic of each side (seconds), `ratio` now / baseline with its interval [ci_low, ci_high],
+    `p_value` the test's and `p_adjusted` Holm's (see timing_rule)."""
 
     cell_key: str
     kind: str  # "status", "time", "memory" or "fidelity:<metric>"
@@ -104,16 +94,17 @@ class Check:
     baseline: float | None = None
     now: float | None = None
     ratio: float | None = None
-    raw_ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
     p_value: float | None = None
+    p_adjusted: float | None = None
     note: str = ""
 
 
 @dataclass
 class Comparison:
-    checks: list[Check]
-    normalisation: str  # the one actually used (a fallback can differ from the one asked for)
-    time_scale: float | None  # run-median only: new times were divided by this
+    checks: list[Check]  # time checks include the run-level member (cell_key RUN_LEVEL)
+    timing: TimingResult | None  # None when no cell was timed on both sides
     environment_changes: dict[str, tuple[Any, Any]]  # column -> (baseline, now)
     warnings: list[str] = field(default_factory=list)
 
@@ -122,9 +113,11 @@ class Comparison:
         return [c for c in self.checks if c.verdict in FAILING]
 
     def cell_verdicts(self) -> dict[str, str]:
-        """Each cell's worst verdict over its checks."""
+        """Each cell's worst verdict over its checks (the run-level member is not a cell)."""
         verdicts: dict[str, str] = {}
         for c in self.checks:
+            if c.cell_key == RUN_LEVEL:
+                continue
             old = verdicts.get(c.cell_key)
             if old is None or VERDICT_ORDER.index(c.verdict) < VERDICT_ORDER.index(old):
                 verdicts[c.cell_key] = c.verdict
@@ -147,10 +140,15 @@ def compare(baseline: pd.DataFrame, now: pd.DataFrame, thresholds: Thresholds | 
         )
     env = environment_changes(baseline, now)
     decisive = not env
+    time_decisive = not any(column in env for column in HARDWARE_COLUMNS)
     both_ok = [k for k in common if base_rows[k]["status"] == "ok" and now_rows[k]["status"] == "ok"]
-    scales, used, time_scale, warnings = time_scales(
-        {k: base_rows[k] for k in both_ok}, {k: now_rows[k] for k in both_ok}, th.normalisation, th.statistic
-    )
+    timing = None
+    if both_ok:
+        try:
+            timing = timing_rule.compare_timing(baseline, now, th.timing(), keys=both_ok)
+        except TimingInputError as exc:
+            raise RegressionInputError(str(exc)) from None
+    warnings = list(timing.warnings) if timing else []
     if _values(baseline, "preset_sha256") != _values(now, "preset_sha256"):
         warnings.append("the preset file changed since the baseline: cells are matched by key; re-record the baseline")
     checks: list[Check] = []
@@ -166,10 +164,12 @@ def compare(baseline: pd.DataFrame, now: pd.DataFrame, thresholds: Thresholds | 
             checks.append(Check(key, "status", UNCHECKED, note="failed in the baseline: nothing to compare with"))
         else:
             base = base_rows[key]
-            checks.append(time_check(key, base, row, *scales[key], th))
+            checks.append(time_check(timing.cells[key], time_decisive))
             checks.append(memory_check(key, base.get("peak_bytes"), row.get("peak_bytes"), th, decisive))
             checks.extend(fidelity_checks(key, base, row, th, decisive))
-    return Comparison(checks, used, time_scale, env, warnings)
+    if timing is not None:
+        checks.append(time_check(timing.run_level, time_decisive))
+    return Comparison(checks, timing, env, warnings)
 
 
 def environment_changes(baseline: pd.DataFrame, now: pd.DataFrame) -> dict[str, tuple[Any, Any]]:
@@ -182,79 +182,36 @@ def environment_changes(baseline: pd.DataFrame, now: pd.DataFrame) -> dict[str, 
     return changes
 
 
-def time_scales(
-    base_rows: dict[str, dict[str, Any]],
-    now_rows: dict[str, dict[str, Any]],
-    normalisation: str,
-    statistic: str = "min",
-) -> tuple[dict[str, tuple[float, float]], str, float | None, list[str]]:
-    """Per cell (baseline divisor, new-run divisor) for the samples, the normalisation used,
-    the run-median factor (or None) and warnings about fallbacks."""
-    warnings: list[str] = []
-    if normalisation == "run-median":
-        pairs = [(_statistic(base_rows[k], statistic), _statistic(now_rows[k], statistic)) for k in base_rows]
-        ratios = [now / base for base, now in pairs if base > 0 and now > 0]
-        if len(ratios) >= MIN_CELLS_FOR_RUN_MEDIAN:
-            factor = float(np.median(ratios))
-            return {k: (1.0, factor) for k in base_rows}, normalisation, factor, warnings
-        warnings.append(
-            f"only {len(ratios)} cells timed in both runs (run-median needs {MIN_CELLS_FOR_RUN_MEDIAN}): "
-            "normalising by calibration instead"
-        )
-        normalisation = "calibration"
-    if normalisation == "calibration":
-        scales = {k: (cost_bound(base_rows[k]), cost_bound(now_rows[k])) for k in base_rows}
-        uncalibrated = sorted(k for k, (b, n) in scales.items() if not (b > 0 and n > 0))
-        if uncalibrated:
-            warnings.append(f"no calibration for {len(uncalibrated)} cells (e.g. {uncalibrated[0]}): raw times there")
-        return (
-            {k: (b, n) if b > 0 and n > 0 else (1.0, 1.0) for k, (b, n) in scales.items()},
-            normalisation,
-            None,
-            warnings,
-        )
-    return {k: (1.0, 1.0) for k in base_rows}, "none", None, warnings
+TIME_VERDICTS = {
+    timing_rule.SLOWER: REGRESSED,
+    timing_rule.FASTER: IMPROVED,
+    timing_rule.SAME: OK,
+    timing_rule.UNDETERMINED: UNCHECKED,
+}
 
 
-def cost_bound(row: dict[str, Any]) -> float:
-    """The model's own time for the passes one call makes (see results.efficiency); NaN if unknown.
-
-    Dividing a cell's time by it removes the machine's speed at running this model, measured
-    in the same run; without a cost model, the per-sample forward+backward time stands in."""
-    fb, fwd = _number(row.get("calib_forward_backward_s_per_sample")), _number(row.get("calib_forward_s_per_sample"))
-    backward, forward = _number(row.get("passes_backward")), _number(row.get("passes_forward"))
-    bound = backward * fb + (forward - backward) * fwd
-    return bound if bound > 0 else fb
-
-
-def time_check(
-    key: str, base: dict[str, Any], now: dict[str, Any], base_scale: float, now_scale: float, th: Thresholds
-) -> Check:
-    """Mann-Whitney U (one-sided) on normalised samples AND a factor on the statistic's ratio."""
-    base_s, now_s = _samples(base), _samples(now)
-    if not len(base_s) or not len(now_s):
-        return Check(key, "time", UNCHECKED, note="no timing samples")
-    location = STATISTIC_FUNCTIONS[th.statistic]
-    base_value, now_value = float(location(base_s)), float(location(now_s))
-    raw_ratio = now_value / base_value if base_value > 0 else math.inf
-    ratio = raw_ratio * base_scale / now_scale
-    common = {"baseline": base_value, "now": now_value, "ratio": ratio, "raw_ratio": raw_ratio}
-    least_p = smallest_p_value(len(base_s), len(now_s))
-    if least_p >= th.alpha:
-        note = f"{len(base_s)} and {len(now_s)} rounds cannot reach p < {th.alpha} (at best {least_p:.3g})"
-        return Check(key, "time", UNCHECKED, note=note, **common)
-    slower = float(mannwhitneyu(now_s / now_scale, base_s / base_scale, alternative="greater").pvalue)
-    faster = float(mannwhitneyu(now_s / now_scale, base_s / base_scale, alternative="less").pvalue)
-    if slower < th.alpha and ratio > th.time_factor:
-        return Check(key, "time", REGRESSED, p_value=slower, **common)
-    if faster < th.alpha and ratio < 1 / th.time_factor:
-        return Check(key, "time", IMPROVED, p_value=faster, **common)
-    return Check(key, "time", OK, p_value=min(slower, faster), **common)
+def time_check(cell: CellTiming, decisive: bool = True) -> Check:
+    """The timing rule's verdict as a check; a slowdown on other hardware is "changed", not failed."""
+    verdict, note = TIME_VERDICTS[cell.verdict], cell.note
+    if verdict == REGRESSED and not decisive:
+        verdict, note = CHANGED, "other hardware or thread count: not decisive"
+    return Check(
+        cell.cell_key,
+        "time",
+        verdict,
+        _or_none(cell.base_s),
+        _or_none(cell.new_s),
+        _or_none(cell.ratio),
+        _or_none(cell.low),
+        _or_none(cell.high),
+        _or_none(cell.p_value),
+        _or_none(cell.p_adjusted),
+        note=note,
+    )
 
 
-def smallest_p_value(n: int, m: int) -> float:
-    """The least one-sided p an exact Mann-Whitney U test can give for sample sizes n and m."""
-    return 1.0 / math.comb(n + m, n)
+def _or_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def memory_check(key: str, base: Any, now: Any, th: Thresholds, decisive: bool = True) -> Check:
@@ -308,7 +265,8 @@ def fidelity_metrics(row: dict[str, Any]) -> list[str]:
 
 
 def _by_cell(df: pd.DataFrame, side: str) -> dict[str, dict[str, Any]]:
-    """One pooled record per cell: rounds concatenated over runs, failed if any run failed."""
+    """One record per cell for status, memory and fidelity (time reads the blocks of every run):
+    failed if any run failed; peak bytes the largest, fidelity and calibration the median."""
     if df is None or df.empty or "cell_key" not in df:
         raise RegressionInputError(f"the {side} has no cells")
     cells: dict[str, dict[str, Any]] = {}
@@ -320,7 +278,6 @@ def _by_cell(df: pd.DataFrame, side: str) -> dict[str, dict[str, Any]]:
             failed = next(r for r in records if r.get("status") != "ok")
             pooled.update(status=failed.get("status") or "failed", error=failed.get("error"))
         pooled["runs"] = len(records)
-        pooled["samples_s"] = np.concatenate([_samples(r) for r in ok]) if ok else np.asarray([], dtype=float)
         for column in rows.columns:
             if column == "peak_bytes" or column.startswith(("fid_", "calib_")):
                 values = [_number(r.get(column)) for r in ok]
@@ -351,16 +308,3 @@ def _number(value: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return number
-
-
-def _samples(row: dict[str, Any]) -> np.ndarray:
-    samples = row.get("samples_s")
-    if isinstance(samples, (list, tuple, np.ndarray)) and len(samples):
-        values = np.asarray(samples, dtype=float)
-        return values[np.isfinite(values)]
-    return np.asarray([], dtype=float)
-
-
-def _statistic(row: dict[str, Any], statistic: str) -> float:
-    samples = _samples(row)
-    return float(STATISTIC_FUNCTIONS[statistic](samples)) if len(samples) else math.nan

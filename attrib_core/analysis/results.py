@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from attrib_core import schema
@@ -36,8 +37,13 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
     env = meta.get("environment", {})
     gpus = env.get("gpus") or []
     commit = data.get("commit_info") or {}
+    ab = meta.get("ab") or {}
     return {
         "file": path.name,
+        "path": str(path),
+        "ab_session": ab.get("session"),  # A/B side files (bench/ab): pairing needs one session
+        "ab_side": ab.get("side"),
+        "ab_label": ab.get("label"),
         "run_datetime": data.get("datetime"),
         "preset": meta.get("preset"),
         "preset_sha256": meta.get("preset_sha256"),
@@ -87,6 +93,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         row[f"{name}_s"] = stats.get(name)
     row["rounds"] = stats.get("rounds")
     row["samples_s"] = stats.get("data")
+    row["blocks"] = timing_blocks(extra, stats, path)
     passes = extra.get("passes") or {}
     row["passes_forward"] = passes.get("forward")
     row["passes_backward"] = passes.get("backward")
@@ -105,6 +112,19 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
             # v1 files recorded the direction only for curves and scores; the rest are errors
             row[f"fid_{metric}_lower_is_better"] = result.get("lower_is_better", True)
     return row
+
+
+def timing_blocks(extra: dict[str, Any], stats: dict[str, Any], path: Path) -> list[tuple]:
+    """(pair, position, process, rounds_s) per block of consecutive rounds (see
+    attrib_core.analysis.timing_rule); a record without `blocks` is one block run by its file."""
+    blocks = extra.get("blocks")
+    if blocks:
+        return [
+            (b.get("pair"), b.get("position"), str(b.get("process")), np.asarray(b.get("samples_s") or [], dtype=float))
+            for b in blocks
+        ]
+    data = stats.get("data")
+    return [(None, None, path.name, np.asarray(data, dtype=float))] if data else []
 
 
 def efficiency(df: pd.DataFrame) -> pd.Series:

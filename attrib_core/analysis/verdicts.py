@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from attrib_core import formatting
-from attrib_core.analysis.regression import FAILING, NORMALISATIONS, OK, STATISTICS, Comparison, Thresholds, compare
+from attrib_core.analysis.regression import FAILING, OK, Comparison, Thresholds, compare
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
@@ -65,10 +65,16 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def _interval(check) -> str:
+    if check.kind != "time" or check.ci_low is None:
+        return "-"
+    return f"[{check.ci_low:.2f}, {check.ci_high:.2f}]"
+
+
 def format_table(comparison: Comparison) -> str:
-    """Time for every cell; memory, fidelity and status rows only where not ok."""
+    """Time for every cell (and the run-level member); memory, fidelity and status rows only where not ok."""
     shown = [c for c in comparison.checks if c.kind == "time" or c.verdict != OK]
-    header = ("cell", "check", "baseline", "now", "ratio", "raw", "p", "verdict")
+    header = ("cell", "check", "baseline", "now", "ratio", "interval", "p (Holm)", "verdict")
     rows = [
         (
             c.cell_key,
@@ -76,8 +82,8 @@ def format_table(comparison: Comparison) -> str:
             _fmt(c.kind, c.baseline),
             _fmt(c.kind, c.now),
             _ratio(c.ratio),
-            _ratio(c.raw_ratio),
-            "-" if c.p_value is None else f"{c.p_value:.2g}",
+            _interval(c),
+            "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}",
             (c.verdict.upper() if c.verdict in FAILING else c.verdict) + (f" ({c.note})" if c.note else ""),
         )
         for c in shown
@@ -95,15 +101,13 @@ def format_summary(comparison: Comparison, th: Thresholds) -> str:
     verdicts = comparison.cell_verdicts()
     counts = pd.Series(list(verdicts.values())).value_counts()
     hidden = [c for c in comparison.checks if c.kind != "time" and c.verdict == OK]
-    scale = ""
-    if comparison.time_scale is not None:
-        scale = f" (new times / {comparison.time_scale:.3f}, the median over cells of now / baseline)"
+    design = comparison.timing.design if comparison.timing is not None else "none timed"
     return "\n".join(
         [
             f"{len(verdicts)} cells: " + ", ".join(f"{n} {v}" for v, n in counts.items()),
-            f"time ({th.statistic} over pooled rounds): regressed when Mann-Whitney U p < {th.alpha} "
-            f"and normalised ratio > {th.time_factor}; "
-            f"normalisation {comparison.normalisation}{scale}",
+            f"time ({design}; blocks of rounds are the units, median round per block): regressed when "
+            f"Holm's adjusted p < {th.alpha} over all cells + the run-level member and ratio >= {th.min_effect}; "
+            "interval: unadjusted, over blocks (between-run variation included)",
             f"memory: regressed above baseline x {th.memory_factor} + {th.memory_slack_bytes:.0f} bytes; "
             f"fidelity: worse by more than {th.fidelity_tolerance:.0%} + {th.fidelity_slack}; "
             f"{len(hidden)} memory/fidelity values within bounds (not listed)",
@@ -117,19 +121,16 @@ def format_warnings(comparison: Comparison, th: Thresholds) -> list[str]:
         changed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _env_items(comparison))
         lines += [
             "!" * 78,
-            f"WARNING: the baseline was measured elsewhere: {changed}.",
-            "Raw times, peak memory and fidelity are not comparable across machines or versions:",
-            "only normalised times decide; memory and fidelity changes are listed as 'changed'.",
-            "Record a baseline on this machine with --update-baseline for a full check.",
+            f"WARNING: the two sides differ in their environment: {changed}.",
+            "Peak memory and fidelity are not comparable across machines or versions: their changes are",
+            "listed as 'changed'. Times decide unless the hardware or the thread count differs.",
             "!" * 78,
         ]
-    scale = comparison.time_scale
-    if scale is not None and not 1 / th.time_factor <= scale <= th.time_factor:
-        lines.append(
-            f"WARNING: this run is {scale:.2f}x the baseline's time overall. A slower (or busier) machine "
-            "explains that; a slowdown shared by most cells would too, and run-median normalisation "
-            "cannot see it: check the raw column."
-        )
+    timing = comparison.timing
+    if timing is not None:
+        undetermined = [c for c in timing.cells.values() if c.verdict == "undetermined"]
+        if undetermined:
+            lines.append(f"WARNING: time undetermined for {len(undetermined)} cells: {undetermined[0].note}")
     lines += [f"note: {w}" for w in comparison.warnings]
     return lines
 
@@ -183,20 +184,22 @@ def build_parser(run_dir: Path = Path("results") / "regress") -> argparse.Argume
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("BASE", "NEW"), help="compare files or folders; run nothing"
     )
-    parser.add_argument("--processes", type=int, default=2, help="pytest processes whose rounds are pooled (default 2)")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="pytest processes per run, one block each (2 per side at least)"
+    )
     parser.add_argument("--results-dir", type=Path, default=run_dir, help="runs go to a new folder in here")
     group = parser.add_argument_group("thresholds (see attrib_core/regression.py)")
     group.add_argument(
-        "--time-factor",
+        "--min-effect",
         type=_number,
-        default=defaults.time_factor,
-        help=f"normalised ratio (of --statistic) a slowdown must exceed (default {defaults.time_factor})",
+        default=defaults.min_effect,
+        help=f"smallest time ratio called a regression or an improvement (default {defaults.min_effect})",
     )
     group.add_argument(
         "--alpha",
         type=_number,
         default=defaults.alpha,
-        help=f"Mann-Whitney U significance level (default {defaults.alpha})",
+        help=f"family-wise error rate over all cells' times + the run-level check, Holm (default {defaults.alpha})",
     )
     group.add_argument(
         "--memory-factor",
@@ -217,18 +220,6 @@ def build_parser(run_dir: Path = Path("results") / "regress") -> argparse.Argume
         help=f"relative worsening of a fidelity metric allowed, plus {defaults.fidelity_slack} "
         f"(default {defaults.fidelity_tolerance})",
     )
-    group.add_argument(
-        "--normalisation",
-        choices=NORMALISATIONS,
-        default=defaults.normalisation,
-        help=f"how a uniformly slower machine is cancelled out (default {defaults.normalisation})",
-    )
-    group.add_argument(
-        "--statistic",
-        choices=STATISTICS,
-        default=defaults.statistic,
-        help=f"each cell's time over its pooled rounds, for the factor (default {defaults.statistic})",
-    )
     return parser
 
 
@@ -243,13 +234,11 @@ def split_pytest_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def thresholds_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Thresholds:
     options = {
-        "time_factor": args.time_factor,
+        "min_effect": args.min_effect,
         "alpha": args.alpha,
         "memory_factor": args.memory_factor,
         "memory_slack_bytes": args.memory_slack_bytes,
         "fidelity_tolerance": args.fidelity_tolerance,
-        "normalisation": args.normalisation,
-        "statistic": args.statistic,
     }
     try:
         return Thresholds(**options)
