@@ -17,7 +17,11 @@ One results file per worker process goes to results/ab/<UTC time>/ in the normal
 with each record's blocks (extra_info.blocks), the session (machine_info.attrib_bench.ab)
 and the noise context; `attrib-bench compare` and `regress --compare` read them.
 
-Exit status: 0 done (no slower cell, when the rule is applied), 1 a cell is slower or failed,
+The verdicts are the one timing rule's (attrib_core.analysis.timing_rule, paired by quad):
+per cell and for the run as a whole (geometric mean over cells), Holm at --alpha, a change
+only past --min-effect. `nox -s regress` is the gate built on this runner (bench/regress.py).
+
+Exit status: 0 the session ran (whatever the verdicts; it is a measurement, not a gate),
 2 bad input (a revision that does not exist, a pip spec pip cannot resolve, sides that share
 no cell, a bad setting), with one line on stderr and nothing overwritten.
 """
@@ -155,6 +159,8 @@ class Options:
     profile: bool = True
     keys: tuple[str, ...] = ()  # -k: substrings; only cells whose key holds one of them
     seed: int = SEED
+    alpha: float = 0.05  # the rule's family-wise alpha and minimal effect (attrib_core.analysis.timing_rule)
+    min_effect: float = 1.03
 
 
 def noise_context() -> dict[str, Any]:
@@ -268,6 +274,8 @@ def run_session(base: SideSpec, candidate: SideSpec, opts: Options, out_dir: Pat
             "timing_s": timing_s,
             "noise": noise,
             "labels": {s: sides[s].label for s in "AB"},
+            "alpha": opts.alpha,
+            "min_effect": opts.min_effect,
         }
         files = []
         for name in workers:
@@ -397,39 +405,52 @@ def _cell_guess(key: str) -> dict[str, str]:
 # --- verdicts ------------------------------------------------------------------------------------
 
 
-def ratio_table(files: Sequence[Path]) -> list[tuple[str, float, float, float]]:
-    """Per cell: A's and B's median over all rounds, and B / A (>1: the candidate is slower)."""
-    pooled: dict[tuple[str, str], list[float]] = defaultdict(list)
+def load_sides(files: Sequence[Path]):
+    """The session's files as two tables (A, B), each row with its `ab_match_key` (the cell key
+    with the fields a side set left out: what pairs the sides' cells)."""
+    from attrib_core.analysis.results import load_results
+
+    df = load_results(files)
+    match = {}
     for path in files:
-        data = schema.read(path)
-        side = data["machine_info"]["attrib_bench"]["ab"]["side"]
-        for record in data["benchmarks"]:
-            pooled[(side, record["extra_info"]["ab_match_key"])] += record["stats"]["data"]
-    rows = []
-    for key in sorted({k for _, k in pooled}):
-        a, b = pooled.get(("A", key)), pooled.get(("B", key))
-        if a and b:
-            ma, mb = _median(a), _median(b)
-            rows.append((key, ma, mb, mb / ma))
-    return rows
+        for record in schema.records(schema.read(path)):
+            extra = record["extra_info"]
+            match[(Path(path).name, extra["cell_key"])] = extra.get("ab_match_key", extra["cell_key"])
+    df["ab_match_key"] = [match.get((f, k), k) for f, k in zip(df["file"], df["cell_key"], strict=True)]
+    return df[df["ab_side"] == "A"].reset_index(drop=True), df[df["ab_side"] == "B"].reset_index(drop=True)
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    n = len(values)
-    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
-
-
-def print_ratios(files: Sequence[Path]) -> None:
+def verdict_lines(files: Sequence[Path], alpha: float = 0.05, min_effect: float = 1.03) -> list[str]:
+    """The one timing rule (attrib_core.analysis.timing_rule) on the session: a line per cell, then the run."""
+    from attrib_core.analysis.timing_rule import RuleSettings, compare_timing
     from attrib_core.formatting import seconds
 
-    rows = ratio_table(files)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'cell':<{width}}  {'A median':>10}  {'B median':>10}  {'B/A':>6}")
-    for key, a, b, ratio in rows:
-        print(f"{key:<{width}}  {seconds(a):>10}  {seconds(b):>10}  {ratio:>6.3f}")
-    geo = math.exp(sum(math.log(r[3]) for r in rows) / len(rows))
-    print(f"geometric mean of B/A over {len(rows)} cells: {geo:.3f} (ratio of medians; the verdicts need the rule)")
+    base, new = load_sides(files)
+    result = compare_timing(base, new, RuleSettings(alpha, min_effect), key_column="ab_match_key")
+    rows = [("cell", "A median", "B median", "B/A", "interval", "p (Holm)", "verdict")]
+    for c in [*result.cells.values(), result.run_level]:
+        rows.append(
+            (
+                c.cell_key,
+                seconds(c.base_s) if not math.isnan(c.base_s) else "-",
+                seconds(c.new_s) if not math.isnan(c.new_s) else "-",
+                f"{c.ratio:.3f}" if not math.isnan(c.ratio) else "-",
+                f"[{c.low:.3f}, {c.high:.3f}]" if not math.isnan(c.low) else "-",
+                f"{c.p_adjusted:.2g}" if not math.isnan(c.p_adjusted) else "-",
+                c.verdict + (f" ({c.note})" if c.note else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join([r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:-1], widths[1:], strict=True)), r[-1]])
+        for r in rows
+    ]
+    flagged = result.flagged
+    lines.append(
+        f"design {result.design}; Holm over {len(result.cells)} cells + the run at alpha {alpha}, "
+        f"min effect {min_effect}: {len(flagged)} flagged" + "".join(f"; note: {w}" for w in result.warnings if w)
+    )
+    return lines
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -460,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", dest="keys", action="append", default=[], help="only cells whose key contains this")
     p.add_argument("--results-dir", type=Path, default=RUN_DIR, help="the session goes to a new folder in here")
     p.add_argument("--seed", type=int, default=SEED, help="seed of the cell order")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise alpha of the verdicts (default 0.05)")
+    p.add_argument("--min-effect", type=float, default=1.03, help="smallest ratio called slower/faster (1.03)")
     return p
 
 
@@ -497,7 +520,23 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             parser.error(f"--{name} {getattr(args, name)} is not valid; needs an integer >= {least}")
     if not args.block_s > 0:
         parser.error(f"--block-s {args.block_s} is not valid; needs a number > 0")
-    return Options(args.preset, args.workers, args.quads, args.block_s, args.profile, tuple(args.keys), args.seed)
+    from attrib_core.analysis.timing_rule import RuleSettings
+
+    try:
+        RuleSettings(args.alpha, args.min_effect)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return Options(
+        args.preset,
+        args.workers,
+        args.quads,
+        args.block_s,
+        args.profile,
+        tuple(args.keys),
+        args.seed,
+        args.alpha,
+        args.min_effect,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -524,7 +563,8 @@ def report_session(session: dict[str, Any]) -> None:
             print(f"FAILED on {s}: {key}: {error}")
     for warning in session["noise"]["warnings"]:
         print(f"WARNING: {warning}")
-    print_ratios(session["files"])
+    for line in verdict_lines(session["files"], session["alpha"], session["min_effect"]):
+        print(line)
     print(
         f"{len(session['cells'])} cells, {session['blocks']} blocks, timing {session['timing_s']:.0f} s, "
         f"session {session['wall_s']:.0f} s; results: {session['out_dir']}"
