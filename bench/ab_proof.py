@@ -16,6 +16,7 @@ Conditions (preset ci, 11 cells, sides the same code unless stated):
   ig-F-NN         the same, IntegratedGradients cells only
   threads-1v2     A threads=1, B threads=2 (a real difference)
   fp32vbf16       A fp32, B bf16 (a real difference)
+  regress-wall    one `python -m bench.regress --base <code>` A/B run (what `nox -s regress` runs), timed
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def planned_sessions() -> list[tuple[str, list[str]]]:
     return sessions
 
 
+REGRESS_WALL = "regress-wall"  # one `python -m bench.regress --base <code>` A/B run, for its wall time
+
+
 def frozen_tree() -> tuple[Path, str]:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
     sha = commit.stdout.strip()
@@ -77,7 +81,8 @@ def frozen_tree() -> tuple[Path, str]:
 def collect(only: Sequence[str] = ()) -> int:
     tree, sha = frozen_tree()
     print(f"code: {sha[:12]} (frozen in {tree})", flush=True)
-    for name, args in planned_sessions():
+    regress = [sys.executable, "-m", "bench.regress", "--base", sha]  # what `nox -s regress` runs on a PR
+    for name, args in [*planned_sessions(), (REGRESS_WALL, None)]:
         if only and not any(name.startswith(o) for o in only):
             continue
         folder = RUNS / name
@@ -85,7 +90,8 @@ def collect(only: Sequence[str] = ()) -> int:
             continue
         shutil.rmtree(folder, ignore_errors=True)  # a session cut short is run again from scratch
         folder.mkdir(parents=True)
-        command = [sys.executable, "-m", "bench.ab", *SESSION_ARGS, *args, "--results-dir", str(folder)]
+        command = [sys.executable, "-m", "bench.ab", *SESSION_ARGS, *args] if args is not None else regress
+        command += ["--results-dir", str(folder)]
         started = time.monotonic()
         load_before = os.getloadavg()
         with open(folder / "output.txt", "w") as log:
