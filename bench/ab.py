@@ -118,11 +118,20 @@ class WorkerProcess:
         )
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        self.send(op, **fields)
+        return self.receive(op)
+
+    def send(self, op: str, **fields: Any) -> None:
         try:
             self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
+            pass  # receive() reports the dead worker with its log
+
+    def receive(self, op: str) -> dict[str, Any]:
+        try:
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError, ValueError):
             line = ""
         if not line:
             raise WorkerError(f"worker {self.name} ({self.side.label}) died during {op!r}: {self._tail()}")
@@ -145,6 +154,14 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def request_all(workers, op: str, fields) -> dict[str, dict[str, Any]]:
+    """The same request to every worker, sent before any answer is read, so they work in parallel."""
+    workers = list(workers)
+    for w in workers:
+        w.send(op, **fields(w))
+    return {w.name: w.receive(op) for w in workers}
 
 
 # --- the session ------------------------------------------------------------------------------
@@ -226,14 +243,12 @@ def run_session(base: SideSpec, candidate: SideSpec, opts: Options, out_dir: Pat
         info: dict[str, dict[str, Any]] = {"A": {}, "B": {}}
         errors: dict[str, dict[str, str]] = {"A": {}, "B": {}}
         call_s: dict[str, float] = {}
-        for w in workers.values():
-            s = w.name[0]
-            for key in common:
-                if key in errors[s]:
-                    continue
-                reply = w.request("estimate", key=own_keys[s][key])
+        for key in common:  # all workers at once: warm-up is not measured, and it is most of the start-up
+            replies = request_all(workers.values(), "estimate", lambda w, key=key: {"key": own_keys[w.name[0]][key]})
+            for name, reply in replies.items():
+                s = name[0]
                 if not reply["ok"]:
-                    errors[s][key] = reply["error"]
+                    errors[s].setdefault(key, reply["error"])
                     continue
                 info[s].setdefault(key, reply["info"])
                 call_s[key] = min(call_s.get(key, math.inf), reply["call_s"])
@@ -326,6 +341,7 @@ def write_process_file(
 
     preset = listed["preset"]
     s = process[0]
+    cells = {c["match_key"]: c["cell"] for c in listed["cells"]}
     records = []
     for match_key in session["cells"]:
         key = own_keys[match_key]
@@ -363,7 +379,7 @@ def write_process_file(
                 {
                     "schema_version": schema.SCHEMA_VERSION,
                     "cell_key": own_keys[match_key],
-                    "cell": {"workload": "?", "method": "?"} | _cell_guess(own_keys[match_key]),
+                    "cell": cells[match_key],
                     "status": "failed",
                     "error": error,
                     "ab_match_key": match_key,
@@ -395,11 +411,6 @@ def write_process_file(
     path = out_dir / f"{process}_{(side.commit or 'nocommit')[:7]}_{preset['name']}.json"
     path.write_text(schema.dumps(document))
     return path
-
-
-def _cell_guess(key: str) -> dict[str, str]:
-    parts = key.split("-")
-    return {"workload": parts[0], "method": parts[1] if len(parts) > 1 else "?"}
 
 
 # --- verdicts ------------------------------------------------------------------------------------

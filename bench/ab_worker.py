@@ -75,6 +75,7 @@ class Worker:
         threads = int(settings.get("threads") or self.preset.timing.threads or env["cpu_physical_cores"] or 1)
         set_threads(threads)
         devices = tuple(available_devices())
+        (cell_record,) = _need("bench.cells", "cell_record")
         cells = []
         for config in self.preset.cells(devices):
             run_settings = {k: v for k, v in settings.items() if k in RUN_FIELDS}
@@ -86,8 +87,7 @@ class Worker:
                 {
                     "key": key,
                     "match_key": cell_key(dataclasses.replace(config, **wildcards)),
-                    "method": config.method,
-                    "workload": config.workload,
+                    "cell": cell_record(config),
                 }
             )
         return {

@@ -30,6 +30,17 @@ batch_size = [2]
 """
 
 
+WITH_TABULAR = (
+    TINY_PRESET.replace('name = "ab_tiny"', 'name = "ab_tiny_tabular"')
+    + """
+[[sweep]]
+workload = "tabular_mlp"
+method = "Saliency"
+batch_size = [2]
+"""
+)
+
+
 @pytest.fixture
 def tiny_preset(tmp_path: Path) -> Path:
     path = tmp_path / "ab_tiny.toml"
@@ -163,11 +174,19 @@ def test_sides_sharing_no_cells_is_exit_2(tiny_preset, tmp_path, capsys):
 # --- a real session -------------------------------------------------------------------------------
 
 
-def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tiny_preset, tmp_path):
-    opts = ab.Options(preset=str(tiny_preset), workers=1, quads=2, block_s=0.002, profile=True)
-    base, candidate = SideSpec("A", "base", settings={"threads": 1}), SideSpec("B", "candidate")
+def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tmp_path):
+    """Side B sets channels_last, which the tabular cell cannot take: that cell fails on B (recorded,
+    not timed on either side) and the two digits cells are timed."""
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(WITH_TABULAR)
+    opts = ab.Options(preset=str(preset), workers=1, quads=2, block_s=0.002, profile=True)
+    base = SideSpec("A", "base", settings={"threads": 1})
+    candidate = SideSpec("B", "candidate", settings={"memory_format": "channels_last"})
     session = ab.run_session(base, candidate, opts, tmp_path / "session")
     files = session["files"]
+    (failed,) = session["failed"]["B"]
+    assert failed.startswith("tabular_mlp-Saliency") and "channels_last" in session["failed"]["B"][failed]
+    assert session["failed"]["A"] == {} and len(session["cells"]) == 2
     assert sorted(p.name[:2] for p in files) == ["A1", "B1"]
     sides = {}
     for path in files:
@@ -202,9 +221,12 @@ def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tiny_preset,
             four = sorted(p for p in a | b if p in a or p in b)[quad * 4 : quad * 4 + 4]
             assert [("A" if p in a else "B") for p in four] == ["A", "B", "B", "A"]
     df = load_results(files)
-    assert len(df) == 4 and (df["status"] == "ok").all()
+    assert len(df) == 5 and (df["status"] == "ok").sum() == 4
+    (bad,) = df.index[df["status"] == "failed"]
+    assert df.loc[bad, "ab_side"] == "B" and df.loc[bad, "workload"] == "tabular_mlp"
     base, new = ab.load_sides(files)
-    assert list(base["ab_match_key"]) == list(new["ab_match_key"]) == session["cells"]
+    timed = new[new["status"] == "ok"]
+    assert list(base["ab_match_key"]) == list(timed["ab_match_key"]) == session["cells"]
     lines = ab.verdict_lines(files)
     assert "design paired" in lines[-1]
     for key in session["cells"]:  # 2 quads are 2 pairs: too few for the rule, and it says so
