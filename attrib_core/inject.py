@@ -27,11 +27,14 @@ WORK_SIDE = 32  # the extra work is a WORK_SIDE x WORK_SIDE matrix product, repe
 
 
 class WorkCounter:
-    """How much extra work was done (tests count work, not wall time): `calls` to busy_work
-    that had time to fill, and the `units` (matrix products) they did."""
+    """How much extra work was done (tests count work, not wall time): the `passes` (forward
+    or backward) that owed extra time, the `calls` to busy_work that paid it, and the `units`
+    (matrix products) done."""
 
+    passes = 0
     calls = 0
     units = 0
+    paid_s = 0.0
 
 
 def parse(text: str | None) -> dict[str, float]:
@@ -66,23 +69,47 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def busy_work(seconds: float, device: torch.device) -> int:
-    """Matrix products on `device` until `seconds` have passed; returns the units done."""
+_WORK: dict[torch.device, torch.Tensor] = {}  # one small matrix per device, made once
+
+
+def busy_work(seconds: float, device: torch.device) -> float:
+    """Matrix products on `device` for about `seconds`; returns the seconds actually spent.
+
+    Stops at the first product that ends past the deadline, so it overshoots by up to one
+    product; `_Debt` carries that overshoot into the next call, so the extra time is right on
+    average even when each call owes only microseconds."""
     if seconds <= 0:
-        return 0
-    deadline = time.perf_counter() + seconds
-    a = torch.full((WORK_SIDE, WORK_SIDE), 1.0 / WORK_SIDE, device=device)
-    b = a.clone()
+        return 0.0
+    if device not in _WORK:
+        _WORK[device] = torch.full((WORK_SIDE, WORK_SIDE), 1.0 / WORK_SIDE, device=device)
+    a = _WORK[device]
+    started = time.perf_counter()
+    deadline = started + seconds
     units = 0
     while True:
-        b = a @ b
+        a @ a
         units += 1
         _sync(device)
-        if time.perf_counter() >= deadline:
+        now = time.perf_counter()
+        if now >= deadline:
             break
     WorkCounter.calls += 1
     WorkCounter.units += units
-    return units
+    WorkCounter.paid_s += now - started
+    return now - started
+
+
+class _Debt:
+    """Extra time owed (seconds): added after each pass, paid with work once it is positive."""
+
+    def __init__(self) -> None:
+        self.owed_s = 0.0
+
+    def add_and_pay(self, seconds: float, device: torch.device) -> None:
+        WorkCounter.passes += 1
+        self.owed_s += seconds
+        if self.owed_s > 0:
+            self.owed_s -= busy_work(self.owed_s, device)
 
 
 class _State:
@@ -90,6 +117,7 @@ class _State:
         self.forward_s = 0.0
         self.backward_started = None  # perf_counter when the backward reached the model's output
         self.input_marked = False
+        self.debt = _Debt()
 
 
 class _OutputMark(torch.autograd.Function):
@@ -108,7 +136,7 @@ class _OutputMark(torch.autograd.Function):
         if ctx.input_marked:  # the input mark times the backward and adds the work
             wrapper.state.backward_started = time.perf_counter()
         else:  # a backward that stops inside the model (a layer): its length is unknown, use the forward's
-            busy_work((wrapper.factor - 1) * ctx.forward_s, grad.device)
+            wrapper.state.debt.add_and_pay((wrapper.factor - 1) * ctx.forward_s, grad.device)
         return grad, None
 
 
@@ -126,7 +154,7 @@ class _InputMark(torch.autograd.Function):
         started = wrapper.state.backward_started
         if started is not None:
             _sync(grad.device)
-            busy_work((wrapper.factor - 1) * (time.perf_counter() - started), grad.device)
+            wrapper.state.debt.add_and_pay((wrapper.factor - 1) * (time.perf_counter() - started), grad.device)
             wrapper.state.backward_started = None
         return grad, None
 
@@ -164,7 +192,7 @@ class SlowedModel(nn.Module):
         _sync(device)
         self.state.forward_s = time.perf_counter() - started
         self.state.input_marked = marked
-        busy_work((self.factor - 1) * self.state.forward_s, device)
+        self.state.debt.add_and_pay((self.factor - 1) * self.state.forward_s, device)
         if isinstance(out, torch.Tensor) and out.requires_grad:
             out = _OutputMark.apply(out, self)
         return out

@@ -78,13 +78,25 @@ def test_extra_work_scales_with_the_factor():
 def test_backward_adds_work():
     model, x = _model(), torch.randn(256, 64)
     wrapped = inject.SlowedModel(model, 2.0)
-    inject.WorkCounter.calls = 0
+    inject.WorkCounter.passes = 0
     with torch.no_grad():
         wrapped(x)
-    assert inject.WorkCounter.calls == 1  # after the forward
-    inject.WorkCounter.calls = 0
+    assert inject.WorkCounter.passes == 1  # the forward owes extra time
+    inject.WorkCounter.passes = inject.WorkCounter.units = 0
     _output_and_grad(wrapped, x)
-    assert inject.WorkCounter.calls == 2  # after the forward, and after the backward
+    assert inject.WorkCounter.passes == 2  # the forward, and the backward
+    assert inject.WorkCounter.units > 0
+
+
+def test_debt_carries_the_overshoot():
+    """Work is paid in whole products; what one pass overpays, the next pass owes less."""
+    debt = inject._Debt()
+    debt.add_and_pay(1e-4, torch.device("cpu"))
+    assert debt.owed_s <= 0  # paid (possibly over)
+    overpaid = -debt.owed_s
+    inject.WorkCounter.calls = 0
+    debt.add_and_pay(overpaid / 2, torch.device("cpu"))
+    assert inject.WorkCounter.calls == 0  # covered by the overpayment: no work
 
 
 def test_prepare_wraps_and_records_only_the_named_method(monkeypatch, digits):
