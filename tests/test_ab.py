@@ -269,3 +269,12 @@ def test_regress_ab_against_head_runs_both_sides_and_decides(tiny_preset, tmp_pa
     assert sorted(p.name[:2] for p in folder.glob("*.json")) == ["A1", "B1"]
     assert "paired by ABBA group" in printed and "ALL CELLS" in printed
     assert not any("attrib-bench-ab-A-" in line for line in ab_sides.git("worktree", "list").stdout.splitlines())
+
+
+def test_worker_names_a_missing_api_of_the_sides_code():
+    from bench import ab_worker
+
+    with pytest.raises(ab_worker.MissingAPI, match=r"attrib_core\.run .* lacks prepare_v2"):
+        ab_worker._need("attrib_core.run", "prepare", "prepare_v2")
+    with pytest.raises(ab_worker.MissingAPI, match=r"has no module attrib_core\.not_here"):
+        ab_worker._need("attrib_core.not_here", "x")
