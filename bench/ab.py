@@ -244,15 +244,19 @@ def run_session(base: SideSpec, candidate: SideSpec, opts: Options, out_dir: Pat
         errors: dict[str, dict[str, str]] = {"A": {}, "B": {}}
         call_s: dict[str, float] = {}
         for key in common:  # all workers at once: warm-up is not measured, and it is most of the start-up
-            replies = request_all(workers.values(), "estimate", lambda w, key=key: {"key": own_keys[w.name[0]][key]})
+            replies = request_all(
+                workers.values(), "estimate", lambda w, key=key: {"key": own_keys[w.name[0]][key], "calls": 0}
+            )
             for name, reply in replies.items():
-                s = name[0]
                 if not reply["ok"]:
-                    errors[s].setdefault(key, reply["error"])
-                    continue
-                info[s].setdefault(key, reply["info"])
-                call_s[key] = min(call_s.get(key, math.inf), reply["call_s"])
+                    errors[name[0]].setdefault(key, reply["error"])
+                else:
+                    info[name[0]].setdefault(key, reply["info"])
         timed = [k for k in common if k not in errors["A"] and k not in errors["B"]]
+        for key in timed:  # then a few calls alone, one worker a side, for the block size
+            for s in "AB":
+                reply = workers[f"{s}1"].request("estimate", key=own_keys[s][key])
+                call_s[key] = min(call_s.get(key, math.inf), reply["call_s"] if reply["ok"] else math.inf)
         rounds = {k: block_rounds(call_s[k], opts.block_s) for k in timed}
         blocks = schedule(timed, opts.quads, opts.workers, opts.seed)
         samples: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (process, key) -> blocks

@@ -137,9 +137,10 @@ class Worker:
         return self.prepared[key]
 
     def op_estimate(self, req: dict) -> dict:
+        """Prepare and warm up the cell; with "calls" > 0 (default 3) also time that many calls."""
         call, _, info, _ = self._prepared(req["key"])
-        samples = self._time(call, WARM_CALLS)
-        return {"call_s": sorted(samples)[len(samples) // 2], "info": info}
+        samples = self._time(call, int(req.get("calls", WARM_CALLS)))
+        return {"call_s": sorted(samples)[len(samples) // 2] if samples else None, "info": info}
 
     def op_time(self, req: dict) -> dict:
         call = self._prepared(req["key"])[0]
