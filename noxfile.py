@@ -172,7 +172,9 @@ def history(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def regress(session: nox.Session) -> None:
-    """Run the CI preset and compare with results/baselines/; exits non-zero on a regression."""
+    """A/B: the working tree against the merge-base with origin/main (or `-- --base REV`), on the
+    CI preset, interleaved on this machine; exits non-zero on a regression. `-- --baseline DIR`
+    / `--update-baseline`: the history mode against committed results files."""
     session.run(torch_python(session), "-m", "bench.regress", *session.posargs, external=True)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attrib_core import inject
 from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
 from attrib_core.workloads import Workload, load_workload, observed_spec, workload_spec
@@ -121,6 +122,7 @@ class PreparedRun:
     workload_model: nn.Module  # the placed model itself
     inputs: torch.Tensor
     kwargs: dict[str, Any]
+    injected_model_slowdown: float = 1.0  # > 1: the model was slowed on purpose (attrib_core/inject.py)
 
     @property
     def passes(self) -> Passes:
@@ -175,6 +177,7 @@ def prepare(config: RunConfig) -> PreparedRun:
 
     base = placed_model(workload.name, str(device), config.memory_format)
     model = base if dtype is None else AutocastForward(base, device.type, dtype)
+    model, slowdown = inject.wrap(model, spec.name)  # a test of the regression checks, from the environment
     layer = base.get_submodule(workload.layer_name) if spec.kind != "feature" else None
 
     inputs, targets = workload.batch(config.batch_size)
@@ -193,7 +196,7 @@ def prepare(config: RunConfig) -> PreparedRun:
         kwargs["feature_mask"] = workload.feature_mask.to(device)
     if config.with_delta:
         kwargs["return_convergence_delta"] = True
-    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, base, inputs, kwargs)
+    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, base, inputs, kwargs, slowdown)
 
 
 def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:

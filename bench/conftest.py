@@ -14,7 +14,7 @@ import pytest
 import pytest_benchmark
 import torch
 
-from attrib_core import journal, measure, noise, schema
+from attrib_core import inject, journal, measure, noise, schema
 from attrib_core.analysis import results
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
@@ -355,6 +355,9 @@ def bench_run(request: pytest.FixtureRequest) -> BenchRun:
 def measured_record(outcome: CellOutcome, benchmark) -> dict:
     """The cell's complete record: pytest-benchmark's own (with rounds) or a failed one."""
     extra = outcome.extra_info
+    slowdown = inject.factor_for(extra["cell"]["method"])
+    if slowdown != 1.0:  # the model was slowed on purpose (attrib_core/inject.py): never a real result
+        extra["injected_model_slowdown"] = slowdown
     if benchmark.stats is not None:
         record = benchmark.stats.as_dict(include_data=True)
         record["extra_info"] = dict(extra)

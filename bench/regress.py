@@ -1,20 +1,27 @@
-"""Regression check: run the CI preset and compare each cell with the committed baseline.
+"""Regression check: the candidate (the working tree) against a base, A/B on this machine.
 
-    python -m bench.regress                       run preset ci, compare with results/baselines/ci/
-    python -m bench.regress --update-baseline     run it and record the results as the new baseline
+    python -m bench.regress                       A/B: base = merge-base of HEAD and origin/main (or main)
+    python -m bench.regress --base REV            A/B against REV (a pull request: --base origin/<base branch>)
+    python -m bench.regress --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=1.1    a made slowdown (proof)
+    python -m bench.regress --baseline DIR        history mode: run the preset, compare with committed files
+    python -m bench.regress --update-baseline     history mode: run it and record the results as the baseline
     python -m bench.regress --compare BASE NEW    compare results files or folders; runs nothing
-    python -m bench.regress -- --inject-slowdown IntegratedGradients=2    pytest arguments after --
 
-The preset runs in --processes separate pytest processes (default 2), each writing its own
-ordinary results file into results/regress/<time>/; their rounds are pooled per cell. Two
-processes, because on a shared machine one process's cell is now and then slowed as a
-whole, and a second, independent measurement is the cheapest cure (see the README's
-numbers). A baseline is a folder of such files (with their machine info), or one file.
+A/B (the default): the base revision is checked out with `git worktree add --detach` into a
+temporary folder and both sides run the preset (ci) in the same window, interleaved in ABBA
+blocks across --workers processes per side (bench/ab.py), so the machine's drift hits both
+alike and nothing needs normalising. One results file per worker process goes to
+results/regress/<UTC time>/. Time is decided by the one timing rule (paired by quad: Holm
+over every cell plus the run as a whole); memory and fidelity by attrib_core/analysis/regression.py.
 
-Exit status: 0 no regression; 1 a cell regressed or failed; 2 bad input (a missing or
-corrupt baseline, no cell in common, a threshold that does not parse, a run that wrote no
-results). A baseline is written only with --update-baseline, and only from runs whose
-cells all passed. The decision rule and its thresholds live in attrib_core/regression.py.
+History mode (--baseline / --update-baseline): the preset runs in --processes pytest
+processes (pytest arguments after --), compared with a committed folder of results files by
+the same rule, unpaired (Welch over processes). For history, not for pull requests: another
+day's machine state is in every ratio.
+
+Exit status: 0 no regression; 1 a cell regressed or failed; 2 bad input (a revision that does
+not exist, a missing or corrupt baseline, no cell in common, a threshold that does not parse,
+a run that wrote no results), one line and nothing overwritten.
 """
 
 from __future__ import annotations
@@ -46,10 +53,12 @@ from attrib_core.analysis.verdicts import (
     thresholds_from,
 )
 from attrib_core.formatting import timestamp
+from bench import ab, ab_sides
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_DIR = REPO / "results" / "baselines"
 RUN_DIR = REPO / "results" / "regress"
+AB_QUADS, AB_BLOCK_S = 6, 0.025  # what the A/B proof measured (bench/ab_proof.py): about a minute for ci
 PYTEST_RECORDED = (0, 1)  # 1: some cells failed, and the results file records them
 
 
@@ -139,18 +148,72 @@ def record_baseline(results: Sequence[Path], baseline: Path) -> None:
 # --- main ---------------------------------------------------------------------------------
 
 
+def add_ab_arguments(parser) -> None:
+    group = parser.add_argument_group("A/B mode (the default; see bench/ab.py)")
+    group.add_argument("--base", metavar="REV", help="base revision (default: merge-base of HEAD and origin/main)")
+    group.add_argument(
+        "--candidate-env", action="append", default=[], metavar="K=V", help="environment variable of the candidate"
+    )
+    group.add_argument("--workers", type=int, default=2, help="worker processes per side (default 2)")
+    group.add_argument("--quads", type=int, default=AB_QUADS, help=f"ABBA quads per cell (default {AB_QUADS})")
+    group.add_argument(
+        "--block-s", type=float, default=AB_BLOCK_S, help=f"target seconds per block (default {AB_BLOCK_S})"
+    )
+
+
+def run_ab(args, th) -> int:
+    """Base revision against the working tree, interleaved; report through the one rule."""
+    base = ab_sides.SideSpec("A", "base", rev=args.base or ab_sides.default_base())
+    candidate = ab_sides.SideSpec("B", "candidate", env=ab_sides.parse_pairs(args.candidate_env, "--candidate-env"))
+    ab_sides.resolve_rev(base.rev)
+    opts = ab.Options(args.preset, args.workers, args.quads, args.block_s, profile=True)
+    out_dir = new_run_dir(args.results_dir)
+    try:
+        session = ab.run_session(base, candidate, opts, out_dir)
+    except (ab_sides.SideError, ab.WorkerError):
+        if out_dir.exists() and not any(out_dir.glob("*.json")):
+            shutil.rmtree(out_dir)
+        raise
+    files = {s: [p for p in session["files"] if p.name.startswith(s)] for s in "AB"}
+    base_df = read_runs(files["A"], "base")
+    new_df = read_runs(files["B"], "candidate")
+    print(f"A/B session {session['id']}: A = {session['labels']['A']}; B = {session['labels']['B']}")
+    for warning in session["noise"]["warnings"]:
+        print(f"WARNING: {warning}")
+    code = report(compare(base_df, new_df, th), th, Path(session["labels"]["A"]), out_dir)
+    print(f"A/B session: {len(session['cells'])} cells, {session['blocks']} blocks, {session['wall_s']:.0f} s")
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     own, pytest_args = split_pytest_args(sys.argv[1:] if argv is None else argv)
     parser = build_parser(RUN_DIR)
+    parser.description = "Compare the working tree with a base revision, A/B on this machine; exit 1 on a regression."
+    add_ab_arguments(parser)
     args = parser.parse_args(own)
     th = thresholds_from(args, parser)
     if args.compare and (args.update_baseline or pytest_args):
         parser.error("--compare runs nothing: it takes neither --update-baseline nor pytest arguments")
     if args.processes < 1:
         parser.error(f"--processes {args.processes} is not valid; needs an integer >= 1")
+    history = args.baseline is not None or args.update_baseline
+    if args.base is not None and (history or args.compare):
+        parser.error("--base is the A/B mode: it takes neither --baseline, --update-baseline nor --compare")
+    if not history and not args.compare and pytest_args:
+        parser.error(
+            "pytest arguments (after --) apply to the history mode (--baseline); A/B mode runs no pytest: "
+            "use --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=... for a made slowdown"
+        )
+    for name in ("workers", "quads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)} is not valid; needs an integer >= 1")
+    if not args.block_s > 0:
+        parser.error(f"--block-s {args.block_s} is not valid; needs a number > 0")
     try:
         if args.compare:
             return compare_files(*args.compare, th)
+        if not history:
+            return run_ab(args, th)
         baseline = args.baseline or default_baseline(args.preset)
         if args.update_baseline:
             results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)
@@ -167,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)
         new = read_runs(results, "new run")
         return report(compare(base, new, th), th, baseline, results[0].parent)
-    except (RegressError, RegressionInputError) as exc:
+    except (RegressError, RegressionInputError, ab_sides.SideError, ab.WorkerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
