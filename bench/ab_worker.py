@@ -159,19 +159,33 @@ class Worker:
     def op_profile(self, req: dict) -> dict:
         from dataclasses import asdict
 
-        _, prepared, _, first = self._prepared(req["key"])
+        call, prepared, _, first = self._prepared(req["key"])
         (peak_memory,) = _need("attrib_core.measure", "peak_memory")
         (evaluate_fidelity,) = _need("attrib_core.fidelity", "evaluate_fidelity")
         (calibration_cache, meaningful_fidelity) = _need("bench.cells", "CalibrationCache", "meaningful_fidelity")
         if not hasattr(self, "calibrations"):
             self.calibrations = calibration_cache()
-        info = {"calibration": self.calibrations.get(prepared)}
+        info = {"calibration": self._calibration(call, prepared)}
         info["memory"] = asdict(peak_memory(prepared, prepared.config.device))
         records = evaluate_fidelity(
             prepared, first, metrics=self.preset.fidelity_metrics, **self.preset.fidelity_options
         )
         info["fidelity"] = meaningful_fidelity(records, prepared.workload.weights)
         return {"info": info}
+
+    def _calibration(self, call, prepared) -> dict:
+        """The side's own calibration: the limit over batch sizes up to the rows one call makes
+        (CalibrationCache.get(prepared, max_rows)), or, in code from before the limit, the
+        calibration at the cell's own batch (get(prepared))."""
+        import inspect
+
+        get = self.calibrations.get
+        if len(inspect.signature(get).parameters) < 2:
+            return get(prepared)
+        (rows_per_call,) = _need("attrib_core.limit", "rows_per_call")
+        with rows_per_call(prepared.workload_model) as rows:
+            call()
+        return get(prepared, max(rows, default=prepared.config.batch_size))
 
 
 def main() -> int:
