@@ -47,6 +47,8 @@ SPEED_AXES = ("batching", "memory_format", "precision", "threads", "compile")
 PRECISIONS_BY_DEVICE = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
 FINAL_RACE_CALLS = 3  # calls each of the last two in a race get before the faster one wins
 COMPILE_RESERVE_S = 60.0  # try torch.compile only with this much of the time budget left (compiling takes long)
+FIDELITY_BUDGET_SHARE = 0.5  # the fidelity stage stops at half the time budget, leaving the rest to the speed axes
+EXTRAPOLATION_MARGIN = 4.0  # cut a chain only when its extrapolated cost is this many times the best found
 
 
 class TuneError(ValueError):
@@ -171,6 +173,13 @@ class Candidate:
         return statistics.median(self.times_s) if self.times_s else math.inf
 
     @property
+    def time_estimate_s(self) -> float:
+        """The median of timed calls, else the first call's time (fidelity settings run once; it includes warm-up)."""
+        if self.times_s:
+            return self.median_s
+        return self.first_call_s if self.first_call_s is not None else math.inf
+
+    @property
     def compile_s(self) -> float | None:
         if not self.compiled or self.first_call_s is None or not self.times_s:
             return None
@@ -290,9 +299,9 @@ class MethodTuning:
     memory_models: dict[str, dict[str, float]]
 
     def pareto_front(self) -> list[Candidate]:
-        """Configurations no other beats on both median time and error (measured ones, fidelity kind)."""
-        pts = [c for c in self.tried if c.status == "ok" and c.times_s and c.quality is not None]
-        pts.sort(key=lambda c: (c.median_s, c.quality.rel_error))
+        """Configurations no other beats on both time and error (time: median, or a fidelity setting's one call)."""
+        pts = [c for c in self.tried if c.status == "ok" and c.quality is not None and c.first_call_s is not None]
+        pts.sort(key=lambda c: (c.time_estimate_s, c.quality.rel_error))
         front, best = [], math.inf
         for c in pts:
             if c.quality.rel_error < best:
@@ -588,7 +597,23 @@ class Search:
         for knobs in sorted(self.space.fidelity_settings, key=lambda k: self.units(self._config(k))):
             chains.setdefault(self.space.chain_key(knobs), []).append(knobs)
         for chain in chains.values():
+            history: list[tuple[float, float]] = []  # (cost units, error) measured along the chain
             for knobs in chain:
+                needed = (
+                    units_needed(history, self.bound)
+                    if TARGET_KINDS[self.request.target.kind].lower_is_better
+                    else None
+                )
+                if best is not None and needed is not None and needed > EXTRAPOLATION_MARGIN * self.units(best.config):
+                    self.pruned.append(
+                        {
+                            "cell_key": cell_key(self._config(knobs)),
+                            "reason": f"its chain converges too slowly: the error's power law from the last two "
+                            f"settings reaches the target at ~{needed:.0f} cost units, the best so far costs "
+                            f"{self.units(best.config):.0f} (this setting and the chain's dearer ones not run)",
+                        }
+                    )
+                    break
                 predicted_s = self.units(self._config(knobs)) * per_unit
                 if best is not None and self.units(self._config(knobs)) >= self.units(best.config):
                     self.pruned.append(
@@ -599,13 +624,15 @@ class Search:
                         }
                     )
                     break  # the rest of this chain costs more still
-                if self.out_of_time(predicted_s):
+                if self.out_of_time(predicted_s, FIDELITY_BUDGET_SHARE, "fidelity stage"):
                     break
                 cand = self.fitting_batching(knobs)
                 if cand is None:
                     continue
                 cand = self.run_first(cand)
                 self.log(f"    fidelity {_knob_text(knobs)}: {_quality_text(cand)}")
+                if cand.quality is not None:
+                    history.append((self.units(cand.config), cand.quality.rel_error))
                 if cand.meets_target:
                     best = cand if best is None or self.units(cand.config) < self.units(best.config) else best
                     break  # the chain's dearer settings cannot be faster
@@ -614,10 +641,14 @@ class Search:
             self.measurer.timed(best, 1)
         return best
 
-    def out_of_time(self, predicted_s: float) -> bool:
-        if self.elapsed_s() + predicted_s <= self.request.time_budget_s:
+    def out_of_time(self, predicted_s: float, share: float = 1.0, stage: str = "search") -> bool:
+        """Whether a measurement predicted to take `predicted_s` would overrun `share` of the time budget."""
+        if self.elapsed_s() + predicted_s <= share * self.request.time_budget_s:
             return False
-        note = f"time budget of {self.request.time_budget_s:g} s reached after {self.elapsed_s():.0f} s; search stopped"
+        note = (
+            f"{stage}: {share:.0%} of the {self.request.time_budget_s:g} s time budget reached after "
+            f"{self.elapsed_s():.0f} s; {stage} stopped"
+        )
         if note not in self.notes:
             self.notes.append(note)
         return True
@@ -714,6 +745,19 @@ class Search:
             self.notes,
             {f"{p}/{f}": dataclasses.asdict(m) for (p, f), m in self.memory_models.items()},
         )
+
+
+def units_needed(history: Sequence[tuple[float, float]], bound: float) -> float | None:
+    """Cost at which a chain's error reaches `bound`, extrapolating error ~ cost^-p through its last two
+    points; None while the error does not fall (Gauss-Legendre on a ReLU network's kinked path can
+    jump around), so only a chain that converges steadily, and too slowly, is cut short."""
+    if len(history) < 2 or bound <= 0:
+        return None
+    (u1, e1), (u2, e2) = history[-2:]
+    if not (u2 > u1 and 0 < e2 < e1) or e2 <= bound:
+        return None
+    rate = math.log(e1 / e2) / math.log(u2 / u1)
+    return u2 * (e2 / bound) ** (1 / rate)
 
 
 def cell_key_text(knobs: Mapping[str, Any]) -> str:

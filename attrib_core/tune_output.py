@@ -177,7 +177,7 @@ def summary(
         "speedup": default.median_s / tuned.median_s,
         "gain_shares": gain_shares(finals),
         "pareto_front": [
-            {"key": tune_key(c, default_threads), "median_s": c.median_s, "rel_error": c.quality.rel_error}
+            {"key": tune_key(c, default_threads), "time_s": c.time_estimate_s, "rel_error": c.quality.rel_error}
             for c in front
         ],
         "pruned": tuning.pruned,
