@@ -525,7 +525,7 @@ class Search:
     def fitting_batching(self, knobs: Mapping[str, Any]) -> Candidate | None:
         """The setting with the largest chunk of its batching knob that the memory model allows."""
         base = Candidate(self._config(knobs), self.default_threads, phase="fidelity")
-        if not self.spec.batching_knobs:
+        if not self.spec.batching_knobs or self.spec.batching_knobs[0] in self.space.fixed:
             return base if self.within_budget(base, "fidelity setting") else None
         name = self.spec.batching_knobs[0]
         values = batching_values(self.spec, base.config.knobs, base.config.batch_size, self.total_rows(base.config))
@@ -578,6 +578,11 @@ class Search:
             f"(the most accurate setting tried: {_knob_text(dearest)}); relax --max-error / --min-spearman"
         )
 
+    def _same_setting(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        """Equal fidelity knobs (batching knobs aside)."""
+        batching = set(self.spec.batching_knobs)
+        return {k: v for k, v in a.items() if k not in batching} == {k: v for k, v in b.items() if k not in batching}
+
     def _better(self, a: Quality, b: Quality) -> bool:
         kind = TARGET_KINDS[self.request.target.kind]
         va, vb = getattr(a, kind.field), getattr(b, kind.field)
@@ -599,6 +604,8 @@ class Search:
         for chain in chains.values():
             history: list[tuple[float, float]] = []  # (cost units, error) measured along the chain
             for knobs in chain:
+                if best is not None and self._same_setting(knobs, best.config.knobs):
+                    continue  # the default's own setting, already measured
                 needed = (
                     units_needed(history, self.bound)
                     if TARGET_KINDS[self.request.target.kind].lower_is_better
@@ -659,6 +666,8 @@ class Search:
             if not self.spec.batching_knobs:
                 return []
             name = self.spec.batching_knobs[0]
+            if name in self.space.fixed:
+                return []
             values = batching_values(self.spec, config.knobs, config.batch_size, self.total_rows(config))
             return [current.with_(axis, knobs={name: v}) for v in values if v != config.knobs[name]]
         if axis == "memory_format":

@@ -271,3 +271,29 @@ def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_pat
     assert tuned["rel_error"] <= default["rel_error"] * (1 + req.target.tolerance)
     assert default["speedup"] == 1.0 and math.isfinite(tuned["speedup"])
     assert tuned["peak_MiB"] > 0 and math.isfinite(tuned["efficiency"])
+
+
+def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not():
+    from attrib_core.tune import units_needed
+
+    # error halves when the cost doubles (first order): from 0.1 at 20 units, 1e-3 needs 2000
+    assert units_needed([(10, 0.2), (20, 0.1)], 1e-3) == pytest.approx(2000)
+    assert units_needed([(10, 0.1), (20, 0.2)], 1e-3) is None  # error rose: no extrapolation
+    assert units_needed([(20, 0.1)], 1e-3) is None  # one point: no rate yet
+    assert units_needed([(10, 0.2), (20, 1e-4)], 1e-3) is None  # already met
+
+
+def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
+    def error(c: Candidate) -> float:
+        knobs = c.config.knobs
+        if knobs["method"] == "gausslegendre":
+            return 1e-4 if knobs["n_steps"] >= 16 else 1.0
+        return 1.5 / knobs["n_steps"]  # first order: would need 1500 steps for 1e-3
+
+    measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], error)
+    search = search_with(measurer, target=FidelityTarget("max_error", 1e-3))
+    best = search.fidelity_stage(search.measure_default())
+    assert best.config.knobs["n_steps"] == 16
+    for rule in ("riemann_trapezoid", "riemann_middle"):
+        assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3]
+    assert sum("converges too slowly" in p["reason"] for p in search.pruned) == 2
