@@ -8,11 +8,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from attrib_core import schema, tune_output
 from attrib_core.analysis.results import load_results
-from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_table
+from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_report, tuned_table
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import RunConfig
@@ -271,6 +272,9 @@ def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_pat
     assert tuned["rel_error"] <= default["rel_error"] * (1 + req.target.tolerance)
     assert default["speedup"] == 1.0 and math.isfinite(tuned["speedup"])
     assert tuned["peak_MiB"] > 0 and math.isfinite(tuned["efficiency"])
+    figure, report_table = tuned_report(df, [path])  # what nox -s report adds
+    assert figure.figure is not None and report_table.equals(table)
+    plt.close(figure.figure)
 
 
 def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not():

@@ -87,7 +87,7 @@ def tuned_table(
 
 
 def search_points(df: pd.DataFrame, paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Every configuration tried: (method, median_s, rel_error), read from the records' fidelity entries."""
+    """Every configuration tried: (method, time_s, rel_error), read from the records' fidelity entries."""
     rows = []
     for path in map(Path, paths):
         for record in schema.records(schema.read(path)):
@@ -155,7 +155,7 @@ def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapp
             for role, marker, color in (("default", "s", "tab:red"), ("tuned", "*", "tab:green")):
                 chosen = finals[finals["cell_key"] == summary[f"{role}_key"]]
                 ax.scatter(
-                    chosen["median_s"],
+                    chosen["time_s"],
                     chosen["rel_error"].clip(lower=1e-12),
                     marker=marker,
                     s=120,
