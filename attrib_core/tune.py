@@ -139,7 +139,7 @@ class TuneRequest:
     threads: tuple[int, ...] | None = None  # None: 1 and the current count
     compile: bool = True
     reference_steps: int = 512
-    final_rounds: int = 5
+    final_rounds: int = 3
     seed: int = 0
 
 
@@ -697,7 +697,7 @@ class Search:
         for cand in self.axis_candidates(axis, current):
             if not self.within_budget(cand, f"{axis} axis"):
                 continue
-            if self.out_of_time(current.median_s * 2):
+            if self.out_of_time(current.time_estimate_s):
                 break
             cand = self.run_first(cand)
             if cand.status != "ok":
@@ -709,24 +709,29 @@ class Search:
                 self.log(f"    {axis} {_exec_text(cand)}: misses the target ({_quality_text(cand)})")
                 continue
             pool.append(cand)
-        calls = 1
-        while len(pool) > 1:
+        # round one ranks by the first call, already made to check the error (on eager code its warm-up is
+        # small); a compiled candidate's first call is its compile, so it gets one timed call instead
+        for cand in pool:
+            if cand.compiled and not cand.times_s and not self.out_of_time(current.time_estimate_s):
+                self.measurer.timed(cand, 1)
+        pool = sorted((c for c in pool if c.status == "ok"), key=lambda c: c.time_estimate_s)
+        self._log_race(axis, "first call", pool)
+        while len(pool) > 1 and not self.out_of_time(0):
+            pool = pool[: max(2, math.ceil(len(pool) / 2))]  # the faster half races on with more calls
+            calls = FINAL_RACE_CALLS if len(pool) <= 2 else 1
             for cand in pool:
                 missing = calls - len(cand.times_s)
-                if missing > 0 and not self.out_of_time(
-                    missing * (cand.median_s if cand.times_s else current.median_s)
-                ):
+                if missing > 0 and not self.out_of_time(missing * cand.time_estimate_s):
                     self.measurer.timed(cand, missing)
-            pool = sorted((c for c in pool if c.status == "ok" and c.times_s), key=lambda c: c.median_s)
-            self.log(
-                f"    {axis} race ({calls} call{'s' if calls > 1 else ''} each): "
-                + ", ".join(f"{_exec_text(c)} {c.median_s:.3g} s" for c in pool)
-            )
-            if calls >= FINAL_RACE_CALLS or self.out_of_time(0):
+            pool = sorted((c for c in pool if c.status == "ok"), key=lambda c: c.time_estimate_s)
+            self._log_race(axis, f"{calls} timed call{'s' if calls > 1 else ''}", pool)
+            if calls >= FINAL_RACE_CALLS:
                 break
-            pool = pool[: max(2, math.ceil(len(pool) / 2))]  # the faster half races on with more calls
-            calls = FINAL_RACE_CALLS if len(pool) <= 2 else calls * 2
         return pool[0] if pool else current
+
+    def _log_race(self, axis: str, what: str, pool: Sequence[Candidate]) -> None:
+        times = ", ".join(f"{_exec_text(c)} {c.time_estimate_s:.3g} s" for c in pool)
+        self.log(f"    {axis} race ({what} each): {times}")
 
     def run(self) -> MethodTuning:
         self.log(f"  {self.spec.name}: Captum's default {cell_key_text(self.space.default_knobs)}")

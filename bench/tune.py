@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", action="append", type=int, help="thread counts to try (default: 1 and now's)")
     parser.add_argument("--no-compile", action="store_true", help="do not try torch.compile")
     parser.add_argument("--reference-steps", type=int, default=512, help="steps of path-integral references")
-    parser.add_argument("--final-rounds", type=int, default=5, help="interleaved calls each in the final comparison")
+    parser.add_argument("--final-rounds", type=int, default=3, help="interleaved calls each in the final comparison")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--machine-name", help="name in the results file's name (default: CPU model and cores)")
     return parser
