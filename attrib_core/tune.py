@@ -49,6 +49,7 @@ FINAL_RACE_CALLS = 3  # calls each of the last two in a race get before the fast
 COMPILE_RESERVE_S = 60.0  # try torch.compile only with this much of the time budget left (compiling takes long)
 FIDELITY_BUDGET_SHARE = 0.5  # the fidelity stage stops at half the time budget, leaving the rest to the speed axes
 EXTRAPOLATION_MARGIN = 4.0  # cut a chain only when its extrapolated cost is this many times the best found
+MIN_CHAIN_POINTS = 3  # settings of a chain measured before its convergence rate is trusted
 
 
 class TuneError(ValueError):
@@ -615,8 +616,8 @@ class Search:
                     self.pruned.append(
                         {
                             "cell_key": cell_key(self._config(knobs)),
-                            "reason": f"its chain converges too slowly: the error's power law from the last two "
-                            f"settings reaches the target at ~{needed:.0f} cost units, the best so far costs "
+                            "reason": f"its chain converges too slowly: the error's power law through the chain's "
+                            f"settings so far reaches the target at ~{needed:.0f} cost units, the best so far costs "
                             f"{self.units(best.config):.0f} (this setting and the chain's dearer ones not run)",
                         }
                     )
@@ -762,12 +763,16 @@ class Search:
 
 
 def units_needed(history: Sequence[tuple[float, float]], bound: float) -> float | None:
-    """Cost at which a chain's error reaches `bound`, extrapolating error ~ cost^-p through its last two
-    points; None while the error does not fall (Gauss-Legendre on a ReLU network's kinked path can
-    jump around), so only a chain that converges steadily, and too slowly, is cut short."""
-    if len(history) < 2 or bound <= 0:
+    """Cost at which a chain's error reaches `bound`, extrapolating error ~ cost^-p from its first to its
+    last point (three at least: a rate read off the two cheapest settings alone misjudges Gauss-Legendre,
+    which stalls at a few steps and then falls); None while the error does not fall steadily (on a ReLU
+    network's kinked path it can jump around), so only a chain converging steadily but too slowly is cut."""
+    if len(history) < MIN_CHAIN_POINTS or bound <= 0:
         return None
-    (u1, e1), (u2, e2) = history[-2:]
+    errors = [e for _, e in history]
+    if any(later >= earlier for earlier, later in itertools.pairwise(errors)):
+        return None
+    (u1, e1), (u2, e2) = history[0], history[-1]
     if not (u2 > u1 and 0 < e2 < e1) or e2 <= bound:
         return None
     rate = math.log(e1 / e2) / math.log(u2 / u1)

@@ -281,10 +281,10 @@ def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not()
     from attrib_core.tune import units_needed
 
     # error halves when the cost doubles (first order): from 0.1 at 20 units, 1e-3 needs 2000
-    assert units_needed([(10, 0.2), (20, 0.1)], 1e-3) == pytest.approx(2000)
-    assert units_needed([(10, 0.1), (20, 0.2)], 1e-3) is None  # error rose: no extrapolation
-    assert units_needed([(20, 0.1)], 1e-3) is None  # one point: no rate yet
-    assert units_needed([(10, 0.2), (20, 1e-4)], 1e-3) is None  # already met
+    assert units_needed([(5, 0.4), (10, 0.2), (20, 0.1)], 1e-3) == pytest.approx(2000)
+    assert units_needed([(5, 0.4), (10, 0.1), (20, 0.2)], 1e-3) is None  # error rose: no extrapolation
+    assert units_needed([(10, 0.2), (20, 0.1)], 1e-3) is None  # two points: too few to trust a rate
+    assert units_needed([(5, 0.4), (10, 0.2), (20, 1e-4)], 1e-3) is None  # already met
 
 
 def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
@@ -299,5 +299,5 @@ def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
     best = search.fidelity_stage(search.measure_default())
     assert best.config.knobs["n_steps"] == 16
     for rule in ("riemann_trapezoid", "riemann_middle"):
-        assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3]
+        assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3, 4]
     assert sum("converges too slowly" in p["reason"] for p in search.pruned) == 2
