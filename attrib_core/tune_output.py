@@ -193,9 +193,15 @@ def summary(
 def _compile_note(tuning: MethodTuning) -> dict[str, Any]:
     compiled = [c for c in tuning.tried if c.compiled]
     if not compiled:
-        return {"tried": False, "works": None, "compile_s": None, "error": None}
+        return {"tried": False, "works": None, "compile_s": None, "first_call_s": None, "error": None}
     c = compiled[0]
-    return {"tried": True, "works": c.status == "ok", "compile_s": c.compile_s, "error": c.error}
+    return {
+        "tried": True,
+        "works": c.status == "ok",
+        "compile_s": c.compile_s,  # None when the budget left no timed call after the compiling first call
+        "first_call_s": c.first_call_s,
+        "error": c.error,
+    }
 
 
 def document(

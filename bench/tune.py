@@ -115,6 +115,18 @@ def machine_label() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--show"]:  # print the answer of an earlier tune run again: --show FILE
+        if len(argv) != 2:
+            print("tune: error: --show takes one results file", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
+            print_answer(Path(argv[1]))
+        except schema.ResultsError as exc:
+            print(f"tune: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -141,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         request, results, pytest_benchmark_generate_machine_info(), commit_info, pytest_benchmark.__version__, run
     )
     atomic_write(path, schema.dumps(data))
-    print_answer(path, results)
+    print_answer(path)
     print(f"tune: wrote {path} ({time.perf_counter() - started:.0f} s in all)")
     return 0
 
 
-def print_answer(path: Path, results: list) -> None:
+def print_answer(path: Path) -> None:
     """The default-against-tuned table, read back from the file just written, and each method's snippet."""
     df = load_results([path])
     summaries = tune_summaries([path])
@@ -159,11 +171,13 @@ def print_answer(path: Path, results: list) -> None:
         print(f"  share of the gain: {shares or 'none (the default is the fastest setting found)'}")
         compile_note = summary["compile"]
         if compile_note["tried"]:
-            status = (
-                f"works, compile time {compile_note['compile_s']:.1f} s"
-                if compile_note["works"]
-                else f"breaks: {compile_note['error']}"
-            )
+            status = f"breaks: {compile_note['error']}"
+            if compile_note["works"] and compile_note["compile_s"] is not None:
+                status = f"works, compile time {compile_note['compile_s']:.1f} s (first call minus the median)"
+            elif compile_note["works"]:
+                first = compile_note.get("first_call_s")
+                took = f" (first call, compiling: {first:.1f} s)" if first is not None else ""
+                status = f"works{took}; the time budget left no timed call after it"
             print(f"  torch.compile: {status}")
         for note in summary["notes"]:
             print(f"  note: {note}")
