@@ -301,3 +301,22 @@ def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
     for rule in ("riemann_trapezoid", "riemann_middle"):
         assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3, 4]
     assert sum("converges too slowly" in p["reason"] for p in search.pruned) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "IGG"], "unknown method 'IGG'; known:"),
+        (["--method", IG, "--memory-budget", "1kB"], "smaller than one forward pass of 'digits_cnn'"),
+        (["--method", IG, "--memory-budget", "lots"], "is not a size"),
+        (["--method", IG, "--fix", "n_stepz=3"], "unknown knob 'n_stepz' for IntegratedGradients; valid knobs:"),
+        (["--method", IG, "--max-error", "small"], "--max-error 'small' is not valid"),
+    ],
+)
+def test_command_refuses_bad_input_with_one_line_and_exit_2(args, message, capsys, tmp_path):
+    from bench.tune import main
+
+    assert main(["--workload", "digits_cnn", "--results-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tune: error: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing written
