@@ -552,8 +552,7 @@ class Search:
             raise TuneError(f"{self.spec.name}: Captum's default configuration fails: {default.error}")
         self.bound = self.request.target.bound(default.quality)
         default.meets_target = self.space_target_met(default)
-        self.measurer.timed(default, 1)
-        return default
+        return default  # its first call's time stands for it in the search; the final comparison times it
 
     def check_reachable(self, default: Candidate) -> None:
         """With an explicit target the default may miss, try the most accurate setting of its chain first."""
@@ -590,7 +589,7 @@ class Search:
         return va < vb if kind.lower_is_better else va > vb
 
     def seconds_per_unit(self, reference: Candidate) -> float:
-        return reference.median_s / max(self.units(reference.config), 1)
+        return reference.time_estimate_s / max(self.units(reference.config), 1)
 
     def fidelity_stage(self, default: Candidate) -> Candidate:
         """The setting with the fewest predicted passes that meets the target (chains walked cheap to dear)."""
@@ -645,8 +644,6 @@ class Search:
                     best = cand if best is None or self.units(cand.config) < self.units(best.config) else best
                     break  # the chain's dearer settings cannot be faster
         assert best is not None  # the default meets a "default" target; check_reachable vouched for others
-        if not best.times_s:
-            self.measurer.timed(best, 1)
         return best
 
     def out_of_time(self, predicted_s: float, share: float = 1.0, stage: str = "search") -> bool:
@@ -737,7 +734,7 @@ class Search:
     def run(self) -> MethodTuning:
         self.log(f"  {self.spec.name}: Captum's default {cell_key_text(self.space.default_knobs)}")
         default = self.measure_default()
-        self.log(f"    default: {default.median_s:.3g} s, {_quality_text(default)}")
+        self.log(f"    default: {default.time_estimate_s:.3g} s (first call), {_quality_text(default)}")
         self.check_reachable(default)
         path: list[tuple[str, Candidate]] = [("default", default)]
         current = self.fidelity_stage(default)
