@@ -732,7 +732,7 @@ class Search:
         self.log(f"    {axis} race ({what} each): {times}")
 
     def run(self) -> MethodTuning:
-        self.log(f"  {self.spec.name}: Captum's default {cell_key_text(self.space.default_knobs)}")
+        self.log(f"  {self.spec.name}: Captum's default {_knob_text(self.space.default_knobs)}")
         default = self.measure_default()
         self.log(f"    default: {default.time_estimate_s:.3g} s (first call), {_quality_text(default)}")
         self.check_reachable(default)
@@ -774,10 +774,6 @@ def units_needed(history: Sequence[tuple[float, float]], bound: float) -> float 
         return None
     rate = math.log(e1 / e2) / math.log(u2 / u1)
     return u2 * (e2 / bound) ** (1 / rate)
-
-
-def cell_key_text(knobs: Mapping[str, Any]) -> str:
-    return _knob_text(knobs)
 
 
 def _knob_text(knobs: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from attrib_core import schema
-from attrib_core.analysis.plots import Rendered, plain_log_axis, theme
+from attrib_core.analysis.plots import Rendered, theme
 
 AXIS_LABELS = {
     "fewer steps": "fewer steps",
@@ -77,7 +77,7 @@ def tuned_table(
                         "speedup": default["median_s"] / row["median_s"],
                         "target": summary["target"],
                         **{
-                            f"share_{AXIS_LABELS.get(axis, axis)}": (shares.get(axis) if role == "tuned" else None)
+                            f"share_{AXIS_LABELS.get(axis, axis)}": (shares.get(axis, 0.0) if role == "tuned" else None)
                             for axis in AXIS_LABELS
                         },
                         "search_s": summary["search_s"] if role == "tuned" else None,
@@ -167,7 +167,6 @@ def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapp
                 ax.axhline(summary["target_bound"], color="tab:green", ls="--", lw=1)
             ax.set_title(f"{method}: {summary['speedup']:.2f}x", fontweight="bold")
         ax.set_xscale("log")
-        plain_log_axis(ax.xaxis)
         positive = own["rel_error"][own["rel_error"] > 0]
         if len(positive) and positive.max() / positive.min() > 10:  # a narrow range reads better on a linear axis
             ax.set_yscale("log")
