@@ -693,10 +693,10 @@ class Search:
         """Successive halving among the current configuration and its neighbours on one axis."""
         pool = [current]
         for cand in self.axis_candidates(axis, current):
-            if not self.within_budget(cand, f"{axis} axis"):
-                continue
             if self.out_of_time(current.time_estimate_s):
                 break
+            if not self.within_budget(cand, f"{axis} axis"):
+                continue
             cand = self.run_first(cand)
             if cand.status != "ok":
                 self.log(f"    {axis} {_exec_text(cand)}: failed: {cand.error}")
@@ -713,7 +713,8 @@ class Search:
             if cand.compiled and not cand.times_s and not self.out_of_time(current.time_estimate_s):
                 self.measurer.timed(cand, 1)
         pool = sorted((c for c in pool if c.status == "ok"), key=lambda c: c.time_estimate_s)
-        self._log_race(axis, "first call", pool)
+        if len(pool) > 1:
+            self._log_race(axis, "first call", pool)
         while len(pool) > 1 and not self.out_of_time(0):
             pool = pool[: max(2, math.ceil(len(pool) / 2))]  # the faster half races on with more calls
             calls = FINAL_RACE_CALLS if len(pool) <= 2 else 1
