@@ -598,6 +598,9 @@ class Search:
         if default.meets_target:  # over the budget, the default's setting counts with a chunk that fits
             fitting = default if self.fits(default) else self.fitting_batching(default.config.knobs)
             best = self.run_first(fitting) if fitting is not None else None
+        met = [c for c in self.tried if c.meets_target and self.fits(c)]  # e.g. check_reachable's probe
+        if best is None and met:
+            best = min(met, key=lambda c: self.units(c.config))
         chains: dict[tuple, list[dict[str, Any]]] = {}
         for knobs in sorted(self.space.fidelity_settings, key=lambda k: self.units(self._config(k))):
             chains.setdefault(self.space.chain_key(knobs), []).append(knobs)

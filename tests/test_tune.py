@@ -320,3 +320,12 @@ def test_command_refuses_bad_input_with_one_line_and_exit_2(args, message, capsy
     err = capsys.readouterr().err
     assert err.startswith("tune: error: ") and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+def test_a_target_the_default_misses_is_met_by_a_dearer_setting():
+    measurer = FakeMeasurer(
+        lambda c: 0.01 * c.config.knobs["n_steps"], lambda c: 0.01 if c.config.knobs["n_steps"] >= 64 else 1.0
+    )
+    tuning = search_with(measurer, target=FidelityTarget("max_error", 0.05)).run()
+    assert not tuning.default.meets_target
+    assert tuning.tuned.config.knobs["n_steps"] == 64 and tuning.tuned.meets_target
