@@ -201,6 +201,8 @@ def _compile_note(tuning: MethodTuning) -> dict[str, Any]:
         "compile_s": c.compile_s,  # None when the budget left no timed call after the compiling first call
         "first_call_s": c.first_call_s,
         "error": c.error,
+        "meets_target": c.meets_target,
+        "rel_error": c.quality.rel_error if c.quality is not None else None,
     }
 
 
