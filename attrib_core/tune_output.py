@@ -167,6 +167,13 @@ def summary(
     """The tune run's answer for one method (machine_info.attrib_bench.run['tune'][method])."""
     default, tuned = finals[0][1], finals[-1][1]
     front = tuning.pareto_front()
+    notes = list(tuning.notes)
+    if len(finals) > 1 and tuned.median_s >= default.median_s:
+        notes.append(
+            f"the final comparison found the tuned setting no faster than Captum's default ({tuned.median_s:.3g} s "
+            f"against {default.median_s:.3g} s, {len(tuned.times_s)} interleaved calls each): the race's gain did "
+            "not hold, so keep the default here or rerun on a quieter machine"
+        )
     return {
         "method": tuning.method,
         "target": tuning.target_text,
@@ -185,7 +192,7 @@ def summary(
         "search_s": tuning.search_s,
         "compile": _compile_note(tuning),
         "memory_models": tuning.memory_models,
-        "notes": tuning.notes,
+        "notes": notes,
         "snippet": snippet(tuned, workload_layer),
     }
 
