@@ -8,6 +8,7 @@ tune summary (machine_info.attrib_bench.run['tune']).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def search_points(df: pd.DataFrame, paths: Iterable[str | Path]) -> pd.DataFrame
             rows.append(
                 {
                     "file": path.name,
+                    "workload": extra["cell"]["workload"],
                     "method": extra["cell"]["method"],
                     "cell_key": extra["cell_key"],
                     "time_s": time_s,
@@ -116,7 +118,7 @@ def search_points(df: pd.DataFrame, paths: Iterable[str | Path]) -> pd.DataFrame
 
 
 def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Rendered:
-    """Per method: every configuration tried (time vs error), its Pareto front, default and tuned marked."""
+    """Per tune run and method: every configuration tried (time vs error), its Pareto front, default and tuned."""
     title = "Tuned against default"
     caption = (
         "Every configuration tune ran (grey: search; filled: timed in a race, open: fidelity settings run once, their "
@@ -126,11 +128,15 @@ def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapp
     )
     if points.empty:
         return Rendered("tuned", title, caption, skipped="no tune run among the results files")
-    methods = sorted(points["method"].unique())
+    panels = sorted(set(zip(points["file"], points["method"], strict=True)))
     theme()
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.0 * len(methods), 4.0), squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
-        own = points[points["method"] == method]
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 4.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (file, method) in zip(axes.flat, panels, strict=False):
+        own = points[(points["file"] == file) & (points["method"] == method)]
         search = own[own["phase"] != "final"]
         timed = search["timed"].astype(bool)
         ax.scatter(
@@ -144,28 +150,21 @@ def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapp
             s=18,
             label="search (one call)",
         )
-        for file, methods_summary in summaries.items():
-            summary = methods_summary.get(method)
-            if not summary:
-                continue
+        summary = summaries.get(file, {}).get(method)
+        if summary:
             front = pd.DataFrame(summary["pareto_front"])
             if len(front):
                 ax.step(front["time_s"], front["rel_error"], where="post", color="0.2", lw=1, label="Pareto front")
-            finals = own[(own["file"] == file) & (own["phase"] == "final")]
+            finals = own[own["phase"] == "final"]
             for role, marker, color in (("default", "s", "tab:red"), ("tuned", "*", "tab:green")):
                 chosen = finals[finals["cell_key"] == summary[f"{role}_key"]]
                 ax.scatter(
-                    chosen["time_s"],
-                    chosen["rel_error"].clip(lower=1e-12),
-                    marker=marker,
-                    s=120,
-                    color=color,
-                    label=role,
-                    zorder=3,
+                    chosen["time_s"], chosen["rel_error"], marker=marker, s=120, color=color, label=role, zorder=3
                 )
             if summary.get("target_bound") and np.isfinite(summary["target_bound"]):
                 ax.axhline(summary["target_bound"], color="tab:green", ls="--", lw=1)
-            ax.set_title(f"{method}: {summary['speedup']:.2f}x", fontweight="bold")
+            workload = own["workload"].iloc[0]
+            ax.set_title(f"{workload} {method}: {summary['speedup']:.2f}x", fontweight="bold")
         ax.set_xscale("log")
         positive = own["rel_error"][own["rel_error"] > 0]
         if len(positive) and positive.max() / positive.min() > 10:  # a narrow range reads better on a linear axis
