@@ -222,3 +222,14 @@ def throughput(session: nox.Session) -> None:
     rest = [a for a in session.posargs if not a.startswith("--nproc-per-node")]
     python = torch_python(session)
     session.run(python, "-m", "torch.distributed.run", *nproc, "-m", "bench.throughput", *rest, external=True)
+
+
+@nox.session(venv_backend="none")
+def tune(session: nox.Session) -> None:
+    """The fastest faithful setting per method on this machine: nox -s tune -- --workload W --method M [...].
+
+    nox -s tune -- --workload resnet18 --method IntegratedGradients --memory-budget 2GiB
+    nox -s tune -- --workload resnet18 --method Occlusion --max-error 2.7 --time-budget 120
+    Writes results/NNNN_<machine>_<time>_<commit>_tune-<workload>.json (report and compare read it).
+    """
+    session.run(torch_python(session), "-m", "bench.tune", *session.posargs, external=True)

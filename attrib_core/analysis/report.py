@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis import gallery, html, plots
+from attrib_core.analysis import gallery, html, plots, tuned
 from attrib_core.analysis.output import staged
 from attrib_core.analysis.results import ResultsError, load_results
 from attrib_core.analysis.runs import RESULTS_DIR, resolve_paths
@@ -90,6 +90,7 @@ def render_steps(df: pd.DataFrame, paths: list[Path]) -> list[Callable[[], list[
         lambda: [plots.ig_internal_batch_figure(df)],
         lambda: [plots.batch_size_figure(df, style)],
         lambda: [plots.efficiency_figure(df, style)],
+        lambda: [tuned.tuned_report(df, paths)[0]],
         lambda: gallery.gallery_figures(df, paths, style),
     ]
 
@@ -116,6 +117,10 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     front = plots.front_members(plots.tradeoff_table(df))
                     front.to_csv(scratch / "pareto.csv", index=False)
                     section.tables.append(front)
+                if rendered.name == "tuned" and rendered.figure is not None:  # a tune run: default against tuned
+                    table = tuned.tuned_report(df, paths)[1]
+                    table.to_csv(scratch / "tuned.csv", index=False)
+                    section.tables.append(table.round(4))
                 sections.append(section)
         summary = summary_table(df)
         summary.to_csv(scratch / "summary.csv", index=False)

@@ -1,0 +1,331 @@
+"""attrib_core.tune (+ tune_space, tune_memory, tune_output): input checks before any search, memory
+pruning and successive halving on fake measurements, the snippet, and one real run on tabular_mlp."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+
+from attrib_core import schema, tune_output
+from attrib_core.analysis.results import load_results
+from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_report, tuned_table
+from attrib_core.methods import KnobError
+from attrib_core.registry import UnknownNameError
+from attrib_core.run import RunConfig
+from attrib_core.tune import (
+    Candidate,
+    FidelityTarget,
+    Measurer,
+    Quality,
+    Search,
+    TargetUnreachable,
+    TuneError,
+    TuneRequest,
+    check_budget,
+    check_request,
+    gain_shares,
+    tune,
+)
+from attrib_core.tune_memory import MemoryBudgetError, chunk_rows, fit, parse_bytes
+from attrib_core.tune_space import batching_values, parse_fixed
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
+
+IG = "IntegratedGradients"
+
+
+def request(**changes) -> TuneRequest:
+    base = TuneRequest("digits_cnn", (IG,), batch_size=2, compile=False, threads=(1,))
+    return dataclasses.replace(base, **changes)
+
+
+class FakeMeasurer(Measurer):
+    """Times, errors and peak bytes from formulas instead of running the model; records what ran."""
+
+    def __init__(
+        self,
+        time_of: Callable[[Candidate], float],
+        error_of: Callable[[Candidate], float],
+        bytes_of: Callable[[Candidate], int] = lambda c: 1000,
+    ) -> None:
+        super().__init__(reference=None)
+        self.time_of, self.error_of, self.bytes_of = time_of, error_of, bytes_of
+        self.ran: list[Candidate] = []
+        self.timed_calls: dict[tuple, int] = {}
+
+    def first(self, cand: Candidate) -> None:
+        if cand.first_call_s is not None:
+            return
+        self.ran.append(cand)
+        cand.first_call_s = self.time_of(cand)
+        cand.quality = Quality(self.error_of(cand), 1.0)
+
+    def call(self, cand: Candidate):
+        self.timed_calls[cand.identity] = self.timed_calls.get(cand.identity, 0) + 1
+        return self.time_of(cand), None
+
+    def timed(self, cand: Candidate, calls: int) -> None:
+        self.first(cand)
+        for _ in range(calls):
+            cand.times_s.append(self.call(cand)[0])
+
+    def memory(self, cand: Candidate) -> int:
+        cand.peak_bytes = self.bytes_of(cand)
+        return cand.peak_bytes
+
+
+def search_with(measurer: FakeMeasurer, **changes) -> Search:
+    req = request(**changes)
+    space = check_request(req)[req.methods[0]]
+    return Search(req, space, measurer, clock=lambda: 0.0, log=lambda _: None)
+
+
+# --- bad input, before any search ----------------------------------------------------------
+
+
+def test_budget_smaller_than_one_model_pass_is_refused_with_the_pass_size():
+    with pytest.raises(MemoryBudgetError, match=r"smaller than one forward pass of 'digits_cnn' at batch 2 \(\d+ b"):
+        check_budget(request(memory_budget_bytes=16))
+
+
+def test_unknown_method_names_the_known_ones():
+    with pytest.raises(UnknownNameError, match=r"unknown method 'IGG'; known: .*IntegratedGradients"):
+        check_request(request(methods=("IGG",)))
+
+
+def test_unknown_knob_names_the_valid_knobs():
+    with pytest.raises(KnobError, match=r"unknown knob 'n_stepz' for IntegratedGradients; valid knobs: n_steps, meth"):
+        check_request(request(fixed={"n_stepz": 4}))
+
+
+def test_bad_knob_value_and_unavailable_precision_are_refused():
+    with pytest.raises(KnobError, match="n_steps=0 is not valid"):
+        check_request(request(fixed={"n_steps": 0}))
+    with pytest.raises(TuneError, match="precision 'fp16' is not available on cpu; valid: fp32, bf16"):
+        check_request(request(precisions=("fp16",)))
+    with pytest.raises(TuneError, match="memory format 'channels_last' is not valid for 'tabular_mlp'"):
+        check_request(request(workload="tabular_mlp", memory_formats=("channels_last",)))
+
+
+def test_unreachable_target_is_refused_naming_the_best_setting_reached():
+    # error falls with steps but never below 0.01; the target asks for 1e-6
+    measurer = FakeMeasurer(lambda c: 1.0, lambda c: 0.01 + 1.0 / c.config.knobs["n_steps"])
+    search = search_with(measurer, target=FidelityTarget("max_error", 1e-6))
+    with pytest.raises(TargetUnreachable, match=r"best reached: rel_error=0\.0256[0-9]* with .*n_steps=64"):
+        search.run()
+    # only the default and the dearest setting of its chain ran: no search
+    assert [c.config.knobs["n_steps"] for c in measurer.ran] == [50, 64]
+
+
+def test_parsers_name_what_they_accept():
+    assert parse_bytes("2GiB") == 2 * 2**30
+    assert parse_bytes("1.5 MB") == 1_500_000
+    with pytest.raises(MemoryBudgetError, match="use a positive number with one of: B, kB"):
+        parse_bytes("lots")
+    assert parse_fixed(["sliding_window_shapes=3x15x15", "n_steps=16", "internal_batch_size=None"]) == {
+        "sliding_window_shapes": (3, 15, 15),
+        "n_steps": 16,
+        "internal_batch_size": None,
+    }
+    with pytest.raises(KnobError, match="expected NAME=VALUE"):
+        parse_fixed(["n_steps"])
+
+
+# --- the memory model ----------------------------------------------------------------------
+
+
+def test_memory_line_through_two_probes_predicts_exactly_for_a_linear_method():
+    model = fit([(2, 8, 1000 + 2 * 300 + 8 * 10), (8, 8, 1000 + 8 * 300 + 8 * 10)], held_bytes_per_row=10)
+    assert (model.fixed_bytes, model.per_row_bytes) == (1000, 300)
+    assert model.predict(chunk=16, total_rows=32) == 1000 + 16 * 300 + 32 * 10
+
+
+def test_chunk_rows_follow_captums_batching():
+    from attrib_core.methods import CostInput, get_method
+
+    spec = get_method(IG)
+    cost = CostInput(2, {"n_steps": 16, "method": "gausslegendre", "internal_batch_size": None}, (1, 8, 8), 16, False)
+    assert chunk_rows(spec, cost.knobs, cost) == 32  # all 2 x 16 path points in one call
+    assert chunk_rows(spec, {**cost.knobs, "internal_batch_size": 8}, cost) == 8
+    assert batching_values(spec, cost.knobs, 2, 32) == [None, 16, 8, 4]
+
+
+def test_configurations_predicted_over_budget_are_never_run():
+    per_row, fixed = 1_000_000, 100_000
+
+    def peak(c: Candidate) -> int:
+        cost = search.cost_input(c.config)
+        return fixed + per_row * chunk_rows(search.spec, c.config.knobs, cost)
+
+    # only 50 steps or more meet the target, so the search must find a chunk of them that fits
+    measurer = FakeMeasurer(lambda c: 1.0, lambda c: 0.0 if c.config.knobs["n_steps"] >= 50 else 1.0, peak)
+    budget = fixed + per_row * 40  # the default's 2 x 50 rows in one call do not fit; 40-row chunks do
+    search = search_with(measurer, memory_budget_bytes=int(budget * 1.2))
+    tuning = search.run()
+    ran_chunks = [chunk_rows(search.spec, c.config.knobs, search.cost_input(c.config)) for c in measurer.ran]
+    # the default itself is the comparison's baseline and always runs; nothing else over budget does
+    assert all(chunk * per_row + fixed <= budget * 1.2 for chunk in ran_chunks[1:])
+    over = [p for p in tuning.pruned if "memory budget" in p["reason"]]
+    assert over and all(p["predicted_peak_bytes"] * 1.10 > p["budget_bytes"] for p in over)
+    assert tuning.tuned.config.knobs["internal_batch_size"] is not None
+
+
+# --- the search on fake timings ------------------------------------------------------------
+
+
+def test_fidelity_stage_stops_each_chain_at_its_first_setting_meeting_the_target():
+    # exact from 16 Gauss-Legendre steps, from 32 trapezoid steps, never with the midpoint rule
+    needed = {"gausslegendre": 16, "riemann_trapezoid": 32, "riemann_middle": 10_000}
+
+    def error(c: Candidate) -> float:
+        knobs = c.config.knobs
+        return 0.0 if knobs["n_steps"] >= needed[knobs["method"]] else 1.0
+
+    measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], error)
+    search = search_with(measurer)
+    search.started = 0.0
+    default = search.measure_default()
+    best = search.fidelity_stage(default)
+    assert (best.config.knobs["n_steps"], best.config.knobs["method"]) == (16, "gausslegendre")
+    gl_steps = [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == "gausslegendre"]
+    assert gl_steps == [50, 2, 3, 4, 6, 8, 12, 16]  # the default, then cheap to dear; 24 and up never run
+    trapezoid = [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == "riemann_trapezoid"]
+    assert max(trapezoid) < 16  # once 16 steps met the target, settings with as many passes are pruned
+
+
+def test_successive_halving_keeps_the_fastest_and_gives_losers_fewer_calls():
+    times = {None: 1.0, 25: 0.5, 12: 0.7, 6: 0.9}  # internal_batch_size -> seconds per call (50 rows)
+
+    def time_of(c: Candidate) -> float:
+        return times[c.config.knobs["internal_batch_size"]] * c.config.batch_size
+
+    measurer = FakeMeasurer(time_of, lambda c: 0.0)
+    search = search_with(measurer, batch_size=1)
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.timed(current, 1)
+    winner = search.race("batching", current)
+    assert winner.config.knobs["internal_batch_size"] == 25
+    calls = {key[0].knobs["internal_batch_size"]: n for key, n in measurer.timed_calls.items()}
+    assert calls[25] == 3 and calls[12] == 3  # the faster half (by first call) races on to three timed calls...
+    assert 6 not in calls and calls[None] == 1  # ...the slower half stops (None had its one call before the race)
+
+
+def test_gain_shares_split_the_log_speedup_along_the_path():
+    def cand(median: float) -> Candidate:
+        return Candidate(RunConfig(IG, "digits_cnn"), 1, times_s=[median])
+
+    shares = gain_shares([("default", cand(8.0)), ("fewer steps", cand(2.0)), ("batching", cand(1.0))])
+    assert shares == pytest.approx({"fewer steps": 2 / 3, "batching": 1 / 3})
+
+
+# --- the snippet -----------------------------------------------------------------------------
+
+
+def test_snippet_parses_and_names_the_chosen_arguments():
+    config = RunConfig(
+        IG,
+        "resnet18",
+        knobs={"n_steps": 16, "method": "riemann_trapezoid", "internal_batch_size": 8},
+        precision="bf16",
+        memory_format="channels_last",
+    )
+    text = tune_output.snippet(Candidate(config, threads=2, compiled=True))
+    compile(text, "<snippet>", "exec")
+    for expected in (
+        "n_steps=16",
+        "method='riemann_trapezoid'",
+        "internal_batch_size=8",
+        "torch.bfloat16",
+        "channels_last",
+        "torch.set_num_threads(2)",
+        "torch.compile(model)",
+        "IntegratedGradients(forward)",
+    ):
+        assert expected in text
+    layer = tune_output.snippet(Candidate(RunConfig("LayerGradCam", "digits_cnn", knobs={}), 1), "conv2")
+    compile(layer, "<snippet>", "exec")
+    assert "LayerGradCam(model, model.get_submodule('conv2'))" in layer
+
+
+# --- one real run: every configuration in a results file that the analysis reads ------------
+
+
+def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_path: Path):
+    req = TuneRequest(
+        "tabular_mlp", ("Occlusion",), batch_size=4, compile=False, threads=(1,), time_budget_s=30, final_rounds=2
+    )
+    [(tuning, finals, measurer)] = tune(req, log=lambda _: None)
+    data = tune_output.document(req, [(tuning, finals, measurer)], {}, {}, "test", {"wall_s": 1.0})
+    path = tmp_path / "tune.json"
+    path.write_text(schema.dumps(data))
+    df = load_results([path])
+    assert len(df) == len(tuning.tried) + len(finals)
+    assert df["cell_key"].is_unique
+    table = tuned_table(df, tune_summaries([path]), search_points(df, [path]))
+    assert list(table["setting"]) == ["default", "tuned"]
+    default, tuned = table.iloc[0], table.iloc[1]
+    assert tuned["rel_error"] <= default["rel_error"] * (1 + req.target.tolerance)
+    assert default["speedup"] == 1.0 and math.isfinite(tuned["speedup"])
+    assert tuned["peak_MiB"] > 0 and math.isfinite(tuned["efficiency"])
+    figure, report_table = tuned_report(df, [path])  # what nox -s report adds
+    assert figure.figure is not None and report_table.equals(table)
+    plt.close(figure.figure)
+
+
+def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not():
+    from attrib_core.tune import units_needed
+
+    # error halves when the cost doubles (first order): from 0.1 at 20 units, 1e-3 needs 2000
+    assert units_needed([(5, 0.4), (10, 0.2), (20, 0.1)], 1e-3) == pytest.approx(2000)
+    assert units_needed([(5, 0.4), (10, 0.1), (20, 0.2)], 1e-3) is None  # error rose: no extrapolation
+    assert units_needed([(10, 0.2), (20, 0.1)], 1e-3) is None  # two points: too few to trust a rate
+    assert units_needed([(5, 0.4), (10, 0.2), (20, 1e-4)], 1e-3) is None  # already met
+
+
+def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
+    def error(c: Candidate) -> float:
+        knobs = c.config.knobs
+        if knobs["method"] == "gausslegendre":
+            return 1e-4 if knobs["n_steps"] >= 16 else 1.0
+        return 1.5 / knobs["n_steps"]  # first order: would need 1500 steps for 1e-3
+
+    measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], error)
+    search = search_with(measurer, target=FidelityTarget("max_error", 1e-3))
+    best = search.fidelity_stage(search.measure_default())
+    assert best.config.knobs["n_steps"] == 16
+    for rule in ("riemann_trapezoid", "riemann_middle"):
+        assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3, 4]
+    assert sum("converges too slowly" in p["reason"] for p in search.pruned) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "IGG"], "unknown method 'IGG'; known:"),
+        (["--method", IG, "--memory-budget", "1kB"], "smaller than one forward pass of 'digits_cnn'"),
+        (["--method", IG, "--memory-budget", "lots"], "is not a size"),
+        (["--method", IG, "--fix", "n_stepz=3"], "unknown knob 'n_stepz' for IntegratedGradients; valid knobs:"),
+        (["--method", IG, "--max-error", "small"], "--max-error 'small' is not valid"),
+    ],
+)
+def test_command_refuses_bad_input_with_one_line_and_exit_2(args, message, capsys, tmp_path):
+    from bench.tune import main
+
+    assert main(["--workload", "digits_cnn", "--results-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tune: error: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+def test_a_target_the_default_misses_is_met_by_a_dearer_setting():
+    measurer = FakeMeasurer(
+        lambda c: 0.01 * c.config.knobs["n_steps"], lambda c: 0.01 if c.config.knobs["n_steps"] >= 64 else 1.0
+    )
+    tuning = search_with(measurer, target=FidelityTarget("max_error", 0.05)).run()
+    assert not tuning.default.meets_target
+    assert tuning.tuned.config.knobs["n_steps"] == 64 and tuning.tuned.meets_target
