@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from attrib_core.devices import check_device
 from attrib_core.measure import synchronized
+
+if TYPE_CHECKING:
+    from attrib_core.run import PreparedRun
 
 FORWARD = "forward"
 FORWARD_BACKWARD = "forward_backward"
@@ -355,3 +358,37 @@ def paired_rounds(
         **{f"{kind}_s_per_sample": statistics.median(times) / best_batch[kind] for kind, times in passes_s.items()},
         "best_batch_size": dict(best_batch),
     }
+
+
+def pass_timer(prepared: PreparedRun) -> PassTimer:
+    """Times the model's passes as this cell's method calls it (device, precision, memory
+    format, its layer), on batches made from the cell's own inputs."""
+    c = prepared.config
+    target = prepared.kwargs.get("target")
+    if target is None:
+        target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
+    layer_name = prepared.workload.layer_name
+    layer = prepared.workload_model.get_submodule(layer_name) if layer_name else None
+    from attrib_core.run import MEMORY_FORMATS  # run imports inject, not limit: no cycle, but keep limit light
+
+    memory_format = MEMORY_FORMATS[c.memory_format]
+    return PassTimer(prepared.model, prepared.inputs, target, c.device, layer, memory_format)
+
+
+def pass_kinds(prepared: PreparedRun) -> tuple[str, ...]:
+    """The kinds of pass the cell's cost model counts: the forward (always: its forward-only
+    rows, and regression's calibration normalisation reads it), and its backward rows timed as
+    the pass its method's backward really makes (registry: backward_reach)."""
+    if prepared.passes.backward == 0:
+        return (FORWARD,)
+    return (FORWARD, KIND_OF_REACH[prepared.spec.backward_reach])
+
+
+def measure_limit(prepared: PreparedRun, call: Callable[[], Any], rule: SearchRule = SearchRule()) -> dict[str, Any]:
+    """The limit for a prepared run on its own: one call read for its rows per model call,
+    then the search. For callers outside a benchmark run (tune)."""
+    with rows_per_call(prepared.workload_model) as rows:
+        call()
+    return calibrate_limit(
+        pass_timer(prepared), pass_kinds(prepared), max(rows, default=prepared.config.batch_size), rule
+    )

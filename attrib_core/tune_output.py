@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pytest_benchmark.stats import Stats
 
-from attrib_core import measure, schema
+from attrib_core import limit, measure, schema
 from attrib_core.methods import MethodSpec, get_method
 from attrib_core.sweep import cell_key
 from attrib_core.tune import Candidate, Measurer, MethodTuning, TuneRequest, gain_shares
@@ -40,7 +40,8 @@ def _jsonable(knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Calibrations:
-    """The model's own pass times per (precision, memory format, threads), for the efficiency column."""
+    """The limit (attrib_core.limit: the model's best per-sample pass times over batch sizes up to
+    the rows one call makes) per final configuration, for the efficiency column."""
 
     def __init__(self, measurer: Measurer) -> None:
         self.measurer = measurer
@@ -48,14 +49,13 @@ class Calibrations:
 
     def get(self, cand: Candidate) -> dict[str, Any]:
         c = cand.config
-        key = (c.workload, c.precision, c.memory_format, cand.threads, c.batch_size, c.device)
+        key = (c.workload, c.precision, c.memory_format, cand.threads, c.batch_size, c.device, c.method, str(c.knobs))
         if key not in self.cache:
             run = self.measurer.prepared(dataclasses.replace(cand, compiled=False))
-            target = run.kwargs.get("target")
             previous = torch.get_num_threads()
             torch.set_num_threads(cand.threads)
             try:
-                self.cache[key] = measure.calibrate(run.model, run.inputs, target, c.device)
+                self.cache[key] = limit.measure_limit(run, measure.synchronized(run, c.device))
             finally:
                 torch.set_num_threads(previous)
         return self.cache[key]

@@ -21,7 +21,7 @@ import torch
 from attrib_core import fidelity, limit, measure, schema
 from attrib_core.analysis.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
 from attrib_core.fidelity_metrics import broadcast_to_inputs
-from attrib_core.run import MEMORY_FORMATS, NotApplicable, PreparedRun, RunConfig, prepare
+from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import Preset, cell_key
 from attrib_core.workloads import load_workload
 from bench.faults import faulty, slowed_down
@@ -112,17 +112,17 @@ class CalibrationCache:
     def get(self, prepared: PreparedRun, max_rows: int) -> dict[str, Any]:
         """`max_rows`: the most rows the cell's method pushed through the model in one call."""
         c = prepared.config
-        kinds = pass_kinds(prepared)
+        kinds = limit.pass_kinds(prepared)
         batches = tuple(limit.candidate_batches(max_rows, c.batch_size))
         key = (c.workload, c.device, c.precision, c.memory_format, kinds, batches)
         if key not in self._cache:
-            self._cache[key] = limit.calibrate_limit(pass_timer(prepared), kinds, max_rows, self.rule)
+            self._cache[key] = limit.calibrate_limit(limit.pass_timer(prepared), kinds, max_rows, self.rule)
         return self._cache[key]
 
     def paired(self, prepared: PreparedRun, call: Any, calibration: dict[str, Any], cell_s: float) -> dict[str, Any]:
         """The cell's call and the limit's passes at their best batch, alternated in this
         cell's own window (limit.paired_rounds), as many rounds as PAIRED_BUDGET_S allows."""
-        timer = pass_timer(prepared)
+        timer = limit.pass_timer(prepared)
         best = calibration["best_batch_size"]
         round_s = cell_s
         for kind, batch in best.items():  # warm the passes' new batches; their time sizes the rounds
@@ -136,28 +136,6 @@ class CalibrationCache:
             return time.perf_counter() - start
 
         return limit.paired_rounds(time_cell, timer, best, rounds)
-
-
-def pass_timer(prepared: PreparedRun) -> limit.PassTimer:
-    """Times the model's passes as this cell's method calls it (device, precision, memory
-    format, its layer), on batches made from the cell's own inputs."""
-    c = prepared.config
-    target = prepared.kwargs.get("target")
-    if target is None:
-        target = prepared.workload.batch(c.batch_size)[1].to(prepared.inputs.device)
-    layer_name = prepared.workload.layer_name
-    layer = prepared.workload_model.get_submodule(layer_name) if layer_name else None
-    memory_format = MEMORY_FORMATS[c.memory_format]
-    return limit.PassTimer(prepared.model, prepared.inputs, target, c.device, layer, memory_format)
-
-
-def pass_kinds(prepared: PreparedRun) -> tuple[str, ...]:
-    """The kinds of pass the cell's cost model counts: the forward (always: its forward-only
-    rows, and regression's calibration normalisation reads it), and its backward rows timed as
-    the pass its method's backward really makes (registry: backward_reach)."""
-    if prepared.passes.backward == 0:
-        return (limit.FORWARD,)
-    return (limit.FORWARD, limit.KIND_OF_REACH[prepared.spec.backward_reach])
 
 
 def rounds_for(first_call_s: float, preset: Preset) -> int:

@@ -230,7 +230,10 @@ def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tmp_path):
     lines = ab.verdict_lines(files)
     assert "design paired" in lines[-1]
     for key in session["cells"]:  # 2 quads are 2 pairs: too few for the rule, and it says so
-        assert any(line.startswith(key) and "undetermined (2 A/B pairs (ABBA groups): needs at least 3)" in line for line in lines)
+        assert any(
+            line.startswith(key) and "undetermined (2 A/B pairs (ABBA groups): needs at least 3)" in line
+            for line in lines
+        )
 
 
 # --- nox -s regress in A/B mode -----------------------------------------------------------------
