@@ -84,7 +84,7 @@ def frozen_tree() -> tuple[Path, str]:
     return tree, sha
 
 
-def collect(only: Sequence[str] = ()) -> int:
+def collect(only: Sequence[str] = (), runs: Path = RUNS) -> int:
     tree, sha = frozen_tree()
     print(f"code: {sha[:12]} (frozen in {tree})", flush=True)
     regress = [sys.executable, "-m", "bench.regress", "--base", sha]  # what `nox -s regress` runs on a PR
@@ -93,7 +93,7 @@ def collect(only: Sequence[str] = ()) -> int:
     for name, args in plan:
         if only and not any(name.startswith(o) for o in only):
             continue
-        folder = RUNS / name
+        folder = runs / name
         if (folder / "done.json").exists():
             continue
         shutil.rmtree(folder, ignore_errors=True)  # a session cut short is run again from scratch
@@ -126,13 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="phase", required=True)
     c = sub.add_parser("collect", help="run the A/B sessions not done yet")
     c.add_argument("--only", action="append", default=[], help="only sessions whose name starts with this")
-    sub.add_parser("analyse", help="verdicts, table and figure from the collected sessions")
+    a = sub.add_parser("analyse", help="verdicts, table and figure from the collected sessions")
+    for phase in (c, a):  # a second collection (another machine, another day) beside the first
+        phase.add_argument("--out", type=Path, default=OUT, help="the proof folder (default results/ab-proof)")
     args = parser.parse_args(argv)
     if args.phase == "collect":
-        return collect(args.only)
+        return collect(args.only, args.out / "runs")
     from bench.ab_proof_analysis import analyse
 
-    return analyse(RUNS, OUT)
+    return analyse(args.out / "runs", args.out)
 
 
 if __name__ == "__main__":
