@@ -8,20 +8,28 @@ sleep, so it competes for the CPU as a slower model would, and it hits every met
 proportion to its model calls (a harness-side spin-wait would not). Outputs and gradients
 are unchanged: the marks are identity autograd Functions.
 
-A cell built this way records `injected_model_slowdown`, so it never passes for a result.
+`ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN` (same syntax) slows the method's whole `attribute`
+call instead: after each call, (factor - 1) x that call's duration of the same work, so the
+cell takes `factor` times as long. That is what a slower Captum method looks like (its own
+code, not the model, got slower), and it is the exact cell-level factor, where a model
+slowdown reaches a cell only in proportion to the model's share of its time.
+
+A cell built either way records `injected_model_slowdown` / `injected_method_slowdown`, so it
+never passes for a result.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 ENV_VAR = "ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN"
+METHOD_ENV_VAR = "ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN"
 ALL_METHODS = "*"
 WORK_SIDE = 32  # the extra work is a WORK_SIDE x WORK_SIDE matrix product, repeated
 
@@ -37,7 +45,7 @@ class WorkCounter:
     paid_s = 0.0
 
 
-def parse(text: str | None) -> dict[str, float]:
+def parse(text: str | None, variable: str = ENV_VAR) -> dict[str, float]:
     """ "2" -> {"*": 2.0}; "IntegratedGradients=1.1,Saliency=3" -> per method. ValueError names the bad part."""
     factors: dict[str, float] = {}
     for part in (text or "").split(","):
@@ -52,15 +60,15 @@ def parse(text: str | None) -> dict[str, float]:
             factor = float("nan")
         if not factor >= 1.0:
             raise ValueError(
-                f"{ENV_VAR}={text!r}: {part!r} is not valid; use FACTOR (every cell) or METHOD=FACTOR, FACTOR >= 1"
+                f"{variable}={text!r}: {part!r} is not valid; use FACTOR (every cell) or METHOD=FACTOR, FACTOR >= 1"
             )
         factors[method] = factor
     return factors
 
 
-def factor_for(method: str, environ: Mapping[str, str] | None = None) -> float:
+def factor_for(method: str, environ: Mapping[str, str] | None = None, variable: str = ENV_VAR) -> float:
     """The slowdown this method's cells get from the environment (1.0: none)."""
-    factors = parse((os.environ if environ is None else environ).get(ENV_VAR))
+    factors = parse((os.environ if environ is None else environ).get(variable), variable)
     return factors.get(method, factors.get(ALL_METHODS, 1.0))
 
 
@@ -202,3 +210,17 @@ def wrap(model: nn.Module, method: str, environ: Mapping[str, str] | None = None
     """The model to hand Captum, and the factor applied (the model itself when 1)."""
     factor = factor_for(method, environ)
     return (model, 1.0) if factor == 1.0 else (SlowedModel(model, factor), factor)
+
+
+def slowed_call(call: Callable[..., Any], factor: float, device: torch.device) -> Callable[..., Any]:
+    """`call`, followed each time by (factor - 1) x its own duration of busy_work (debt carried)."""
+    debt = _Debt()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = call(*args, **kwargs)
+        _sync(device)
+        debt.add_and_pay((factor - 1) * (time.perf_counter() - started), device)
+        return result
+
+    return slow

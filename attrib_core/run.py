@@ -123,6 +123,7 @@ class PreparedRun:
     inputs: torch.Tensor
     kwargs: dict[str, Any]
     injected_model_slowdown: float = 1.0  # > 1: the model was slowed on purpose (attrib_core/inject.py)
+    injected_method_slowdown: float = 1.0  # > 1: the whole attribute call was slowed on purpose
 
     @property
     def passes(self) -> Passes:
@@ -196,7 +197,13 @@ def prepare(config: RunConfig) -> PreparedRun:
         kwargs["feature_mask"] = workload.feature_mask.to(device)
     if config.with_delta:
         kwargs["return_convergence_delta"] = True
-    return PreparedRun(config, spec, workload, knobs, spec.build(model, layer), model, base, inputs, kwargs, slowdown)
+    attributor = spec.build(model, layer)
+    method_slowdown = inject.factor_for(spec.name, variable=inject.METHOD_ENV_VAR)
+    if method_slowdown != 1.0:  # a test of the regression checks: the method's own call got slower
+        attributor.attribute = inject.slowed_call(attributor.attribute, method_slowdown, device)
+    return PreparedRun(
+        config, spec, workload, knobs, attributor, model, base, inputs, kwargs, slowdown, method_slowdown
+    )
 
 
 def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:

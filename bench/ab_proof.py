@@ -13,7 +13,9 @@ round-robin over the conditions, so a partial collection still covers each of th
 Conditions (preset ci, 11 cells, sides the same code unless stated):
   aa-NN           A/A, nothing changed
   all-F-NN        side B's model F times slower in every cell (ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=F)
-  ig-F-NN         the same, IntegratedGradients cells only
+  ig-F-NN         the same, IntegratedGradients cells only (their cells slow by F x the model's share)
+  igcall-F-NN     IntegratedGradients' whole attribute call F times slower: the method's own code
+                  got slower (ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN), its cells exactly F
   threads-1v2     A threads=1, B threads=2 (a real difference)
   fp32vbf16       A fp32, B bf16 (a real difference)
   regress-wall    one `python -m bench.regress --base <code>` A/B run (what `nox -s regress` runs), timed
@@ -38,6 +40,7 @@ RUNS = OUT / "runs"
 FACTORS = ("1.05", "1.1", "1.25", "2")
 REPEATS = 10
 INJECT = "ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN"
+INJECT_METHOD = "ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN"
 SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--quads", "6", "--block-s", "0.025", "--no-profile")
 
 
@@ -48,6 +51,8 @@ def conditions() -> dict[str, list[str]]:
         out[f"all-{factor}"] = ["--candidate-env", f"{INJECT}={factor}"]
     for factor in FACTORS:
         out[f"ig-{factor}"] = ["--candidate-env", f"{INJECT}=IntegratedGradients={factor}"]
+    for factor in FACTORS:
+        out[f"igcall-{factor}"] = ["--candidate-env", f"{INJECT_METHOD}=IntegratedGradients={factor}"]
     return out
 
 
@@ -57,7 +62,7 @@ REAL = {
 }
 
 
-PRIORITY = ("aa", "all-1.1", "all-2", "ig-1.1", "ig-2")  # the issue's targets: false alarms, 1.10x and 2x
+PRIORITY = ("aa", "all-1.1", "all-2", "igcall-1.1", "igcall-2", "ig-1.1", "ig-2")  # the targets: alarms, 1.10x, 2x
 
 
 def planned_sessions() -> list[tuple[str, list[str]]]:

@@ -20,8 +20,14 @@ from attrib_core.analysis.results import results_files
 from attrib_core.analysis.timing_rule import SLOWER, RuleSettings, compare_timing
 from bench import ab
 
-NAME = re.compile(r"^(?P<condition>aa|all-[\d.]+|ig-[\d.]+)-(?P<rep>\d+)$")
-TOUCHED = "IntegratedGradients"  # the method the ig-* sessions slow down
+NAME = re.compile(r"^(?P<condition>aa|all-[\d.]+|ig-[\d.]+|igcall-[\d.]+)-(?P<rep>\d+)$")
+TOUCHED = "IntegratedGradients"  # the method the ig-* and igcall-* sessions slow down
+WHERE = {
+    "aa": "none (A/A)",
+    "all": "every cell, in the model",
+    "ig": f"{TOUCHED} only, in the model",
+    "igcall": f"{TOUCHED} only, its whole call",
+}
 
 
 def session_row(folder: Path) -> dict[str, Any] | None:
@@ -72,21 +78,19 @@ def collect_rows(runs: Path) -> pd.DataFrame:
 def condition_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per condition: runs, alarms / catches, cells flagged, median ratios, wall time."""
     out = []
-    repeated = df[df["condition"].str.match(r"^(aa|all-|ig-)")]
+    repeated = df[df["condition"].str.match(r"^(aa|all-|ig-|igcall-)")]
     for condition, g in repeated.groupby("condition", sort=False):
         kind, _, factor = condition.partition("-")
         out.append(
             {
                 "condition": condition,
-                "slowdown where": {"aa": "none (A/A)", "all": "every cell, in the model", "ig": f"{TOUCHED} only"}[
-                    kind
-                ],
+                "slowdown where": WHERE[kind],
                 "factor": float(factor) if factor else 1.0,
                 "runs": len(g),
                 "runs with any alarm": int(g["any_alarm"].sum()),
                 "runs caught (slower)": int(g["caught"].sum()),
                 "cells flagged / cells": f"{int(g['flagged_cells'].sum())}/{int(g['cells'].sum())}",
-                "untouched cells flagged": int(g["untouched_flagged"].sum()) if kind == "ig" else None,
+                "untouched cells flagged": int(g["untouched_flagged"].sum()) if kind in ("ig", "igcall") else None,
                 "median run ratio B/A": round(float(g["run_ratio"].median()), 3),
                 "median touched-cells ratio": round(float(g["touched_ratio"].median()), 3),
                 "median session s": round(float(g["wall_s"].median())),
@@ -96,7 +100,7 @@ def condition_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out)
     if table.empty:
         return table
-    order = {"aa": 0, "all": 1, "ig": 2}
+    order = {"aa": 0, "all": 1, "igcall": 2, "ig": 3}
     table["_kind"] = table["condition"].str.split("-").str[0].map(order)
     return table.sort_values(["_kind", "factor"]).drop(columns="_kind").reset_index(drop=True)
 
@@ -147,7 +151,8 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     factors = sorted(table.loc[table["factor"] > 1, "factor"].unique())
     where = {f: i for i, f in enumerate(factors)}  # evenly spaced: 1.05 and 1.10 stay readable
-    for kind, label in (("all", "every cell (in the model)"), ("ig", f"{TOUCHED} only")):
+    lines = (("all", "every cell (in the model)"), ("igcall", f"{TOUCHED}'s call"), ("ig", f"{TOUCHED}'s model"))
+    for kind, label in lines:
         t = table[table["condition"].str.startswith(kind + "-")]
         x = [where[f] for f in t["factor"]]
         ax.plot(x, t["runs caught (slower)"] / t["runs"], marker="o", label=label)
@@ -166,7 +171,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
             rate, color="grey", linestyle="--", label=f"A/A runs with an alarm ({rate:.0%}, n={aa['runs'].iloc[0]})"
         )
     ax.set_xticks(range(len(factors)), labels=[f"{f:g}" for f in factors])
-    ax.set_xlabel("injected slowdown factor of the model (side B)")
+    ax.set_xlabel("injected slowdown factor (side B): of the model, or of IG's whole call")
     ax.set_ylabel("runs called slower")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7, loc="center right")

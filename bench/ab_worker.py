@@ -123,9 +123,9 @@ class Worker:
             "passes": asdict(prepared.passes),
             "threads": torch.get_num_threads(),
         }
-        slowdown = getattr(prepared, "injected_model_slowdown", 1.0)
-        if slowdown != 1.0:
-            info["injected_model_slowdown"] = slowdown
+        for field in ("injected_model_slowdown", "injected_method_slowdown"):
+            if getattr(prepared, field, 1.0) != 1.0:
+                info[field] = getattr(prepared, field)
         call = synchronized(prepared, config.device)
         synchronize(config.device)
         first = call()

@@ -355,9 +355,13 @@ def bench_run(request: pytest.FixtureRequest) -> BenchRun:
 def measured_record(outcome: CellOutcome, benchmark) -> dict:
     """The cell's complete record: pytest-benchmark's own (with rounds) or a failed one."""
     extra = outcome.extra_info
-    slowdown = inject.factor_for(extra["cell"]["method"])
-    if slowdown != 1.0:  # the model was slowed on purpose (attrib_core/inject.py): never a real result
-        extra["injected_model_slowdown"] = slowdown
+    for field, variable in (
+        ("injected_model_slowdown", inject.ENV_VAR),
+        ("injected_method_slowdown", inject.METHOD_ENV_VAR),
+    ):
+        slowdown = inject.factor_for(extra["cell"]["method"], variable=variable)
+        if slowdown != 1.0:  # slowed on purpose (attrib_core/inject.py): never a real result
+            extra[field] = slowdown
     if benchmark.stats is not None:
         record = benchmark.stats.as_dict(include_data=True)
         record["extra_info"] = dict(extra)

@@ -122,3 +122,24 @@ def test_layer_method_gets_backward_work_and_same_attributions(monkeypatch, digi
     result = slowed()
     assert inject.WorkCounter.units > 0
     torch.testing.assert_close(result.attributions, plain.attributions, rtol=0, atol=0)
+
+
+def test_method_slowdown_pays_factor_minus_one_of_each_call_and_keeps_results(monkeypatch, digits):
+    """The method-level injection pays (factor - 1) x each call's own time in work (debt carried)."""
+    config = RunConfig("IntegratedGradients", "digits_cnn", batch_size=2, knobs={"n_steps": 4})
+    plain = prepare(config)()
+    monkeypatch.setenv(inject.METHOD_ENV_VAR, "IntegratedGradients=3")
+    slowed = prepare(config)
+    assert slowed.injected_method_slowdown == 3.0 and slowed.injected_model_slowdown == 1.0
+    inject.WorkCounter.passes, inject.WorkCounter.paid_s = 0, 0.0
+    result = slowed()
+    assert inject.WorkCounter.passes == 1  # one call owed once
+    assert inject.WorkCounter.paid_s > 0
+    torch.testing.assert_close(result.attributions, plain.attributions, rtol=0, atol=0)
+    assert prepare(RunConfig("Saliency", "digits_cnn", batch_size=2)).injected_method_slowdown == 1.0
+
+
+def test_method_slowdown_refuses_a_bad_factor(monkeypatch, digits):
+    monkeypatch.setenv(inject.METHOD_ENV_VAR, "IntegratedGradients=0.5")
+    with pytest.raises(ValueError, match=inject.METHOD_ENV_VAR):
+        prepare(RunConfig("IntegratedGradients", "digits_cnn", batch_size=2))
