@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for phase in (c, a):  # a second collection (another machine, another day) beside the first
         phase.add_argument("--out", type=Path, default=OUT, help="the proof folder (default results/ab-proof)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # sessions run in the frozen tree: a relative folder would land there
     if args.phase == "collect":
         return collect(args.only, args.out / "runs")
     from bench.ab_proof_analysis import analyse
