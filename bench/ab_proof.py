@@ -41,7 +41,8 @@ FACTORS = ("1.05", "1.1", "1.25", "2")
 REPEATS = 10
 INJECT = "ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN"
 INJECT_METHOD = "ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN"
-SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--quads", "6", "--block-s", "0.025", "--no-profile")
+QUADS = 6  # what `nox -s regress` uses; --quads trades session time for power
+SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--block-s", "0.025", "--no-profile")
 
 
 def conditions() -> dict[str, list[str]]:
@@ -89,10 +90,11 @@ def frozen_tree() -> tuple[Path, str]:
     return tree, sha
 
 
-def collect(only: Sequence[str] = (), runs: Path = RUNS) -> int:
+def collect(only: Sequence[str] = (), runs: Path = RUNS, quads: int = QUADS) -> int:
     tree, sha = frozen_tree()
-    print(f"code: {sha[:12]} (frozen in {tree})", flush=True)
-    regress = [sys.executable, "-m", "bench.regress", "--base", sha]  # what `nox -s regress` runs on a PR
+    print(f"code: {sha[:12]} (frozen in {tree}), {quads} quads per cell", flush=True)
+    quad_args = ["--quads", str(quads)]
+    regress = [sys.executable, "-m", "bench.regress", "--base", sha, *quad_args]  # what `nox -s regress` runs on a PR
     plan = planned_sessions()
     plan.insert(len(REAL), (REGRESS_WALL, None))  # early: a partial collection still has its wall time
     for name, args in plan:
@@ -103,7 +105,7 @@ def collect(only: Sequence[str] = (), runs: Path = RUNS) -> int:
             continue
         shutil.rmtree(folder, ignore_errors=True)  # a session cut short is run again from scratch
         folder.mkdir(parents=True)
-        command = [sys.executable, "-m", "bench.ab", *SESSION_ARGS, *args] if args is not None else regress
+        command = [sys.executable, "-m", "bench.ab", *SESSION_ARGS, *quad_args, *args] if args is not None else regress
         command += ["--results-dir", str(folder)]
         started = time.monotonic()
         load_before = os.getloadavg()
@@ -131,13 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="phase", required=True)
     c = sub.add_parser("collect", help="run the A/B sessions not done yet")
     c.add_argument("--only", action="append", default=[], help="only sessions whose name starts with this")
+    c.add_argument("--quads", type=int, default=QUADS, help=f"ABBA quads per cell (default {QUADS}, as regress)")
     a = sub.add_parser("analyse", help="verdicts, table and figure from the collected sessions")
     for phase in (c, a):  # a second collection (another machine, another day) beside the first
         phase.add_argument("--out", type=Path, default=OUT, help="the proof folder (default results/ab-proof)")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # sessions run in the frozen tree: a relative folder would land there
     if args.phase == "collect":
-        return collect(args.only, args.out / "runs")
+        if args.quads < 3:
+            parser.error(f"--quads {args.quads}: the paired rule needs at least 3 quads")
+        return collect(args.only, args.out / "runs", args.quads)
     from bench.ab_proof_analysis import analyse
 
     return analyse(args.out / "runs", args.out)

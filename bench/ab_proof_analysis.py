@@ -63,11 +63,18 @@ def session_row(folder: Path) -> dict[str, Any] | None:
         "any_alarm": bool(result.flagged),
         "caught": result.run_level.verdict == SLOWER or any(c.verdict == SLOWER for c in cells),
         "wall_s": record["wall_s"],
+        "command": record["command"],
         "load_before": record["load_before"][0],
         "load_after": record["load_after"][0],
         "cpu_model": env,
         "per_cell": {c.cell_key: (c.ratio, c.low, c.high, c.verdict) for c in cells},
     }
+
+
+def quads_used(df: pd.DataFrame) -> str:
+    """The quads per cell the sessions ran with (from their commands; 6 before it was an option)."""
+    values = sorted({int(c[c.index("--quads") + 1]) if "--quads" in c else 6 for c in df["command"]})
+    return " or ".join(map(str, values))
 
 
 def collect_rows(runs: Path) -> pd.DataFrame:
@@ -192,7 +199,7 @@ def analyse(runs: Path, out: Path) -> int:
         "# A/B proof (issue 10)",
         "",
         f"Machine: {cpu}, shared with other jobs (1-min load average per session below). "
-        f"Preset ci (11 cells), 2 worker processes per side, 6 ABBA quads per cell, 25 ms blocks, "
+        f"Preset ci (11 cells), 2 worker processes per side, {quads_used(df)} ABBA quads per cell, 25 ms blocks, "
         f"verdicts by attrib_core/analysis/timing_rule.py (Holm at 0.05 over the cells + the run, min effect 1.03). "
         f"Regenerate: `python -m bench.ab_proof collect && python -m bench.ab_proof analyse`.",
         "",
@@ -207,7 +214,7 @@ def analyse(runs: Path, out: Path) -> int:
     ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "ab_proof.md").write_text("\n".join(lines))
-    df.drop(columns="per_cell").to_csv(out / "ab_proof_sessions.csv", index=False)
+    df.drop(columns=["per_cell", "command"]).to_csv(out / "ab_proof_sessions.csv", index=False)
     if not table.empty:
         figure(table, out / "ab_proof.png")
     print("\n".join(lines))
