@@ -34,6 +34,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.regress import AB_QUADS
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "ab-proof"
 RUNS = OUT / "runs"
@@ -41,7 +43,7 @@ FACTORS = ("1.05", "1.1", "1.25", "2")
 REPEATS = 10
 INJECT = "ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN"
 INJECT_METHOD = "ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN"
-QUADS = 6  # what `nox -s regress` uses; --quads trades session time for power
+QUADS = AB_QUADS  # what `nox -s regress` uses; --quads trades session time for power
 SESSION_ARGS = ("--preset", "ci", "--workers", "2", "--block-s", "0.025", "--no-profile")
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from attrib_core.analysis.results import results_files
 from attrib_core.analysis.timing_rule import SLOWER, RuleSettings, compare_timing
 from bench import ab
+from bench.regress import AB_QUADS
 
 NAME = re.compile(r"^(?P<condition>aa|all-[\d.]+|ig-[\d.]+|igcall-[\d.]+)-(?P<rep>\d+)$")
 TOUCHED = "IntegratedGradients"  # the method the ig-* and igcall-* sessions slow down
@@ -72,8 +73,9 @@ def session_row(folder: Path) -> dict[str, Any] | None:
 
 
 def quads_used(df: pd.DataFrame) -> str:
-    """The quads per cell the sessions ran with (from their commands; 6 before it was an option)."""
-    values = sorted({int(c[c.index("--quads") + 1]) if "--quads" in c else 6 for c in df["command"]})
+    """The quads per cell the sessions ran with (from their commands; a regress run from before
+    --quads was passed to it used regress's default)."""
+    values = sorted({int(c[c.index("--quads") + 1]) if "--quads" in c else AB_QUADS for c in df["command"]})
     return " or ".join(map(str, values))
 
 

@@ -19,7 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from attrib_core.analysis.results import SINGLE_PASS_RANGE, efficiency_warnings, load_results, results_files
+from attrib_core.analysis.results import (
+    SINGLE_PASS_RANGE,
+    efficiency_warnings,
+    load_results,
+    measured_s,
+    results_files,
+)
 from attrib_core.analysis.tables import to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,8 +49,7 @@ def run_cells(preset: str, folder: Path) -> Path:
 def table(paths: list[Path]) -> tuple[str, list[str]]:
     df = load_results(paths)
     cells = df[(df["status"] == "ok") & (df["passes_forward"] == df["batch_size"])]
-    measured = cells["calib_paired_median_s"].fillna(cells["median_s"])
-    cells = cells.assign(overhead_ms=(measured - cells["limit_s"]) * 1e3)
+    cells = cells.assign(overhead_ms=(measured_s(cells) - cells["limit_s"]) * 1e3)
     shown = cells[[*COLUMNS, "overhead_ms", "efficiency_basis", "efficiency_suspect"]].sort_values("cell_key")
     return to_markdown(shown), efficiency_warnings(df)
 
