@@ -11,9 +11,11 @@ The search must cost less than it saves, so it is staged and pruned:
    never run. The winner is the one with the fewest predicted passes.
 3. Speed, one axis at a time from that setting: batching knob, memory format, precision,
    threads, torch.compile. Each axis is a successive-halving race (one timed call each, the
-   faster half gets more calls, ...). A configuration whose predicted peak memory (the
-   measured per-row slope, tune_memory) exceeds the budget is never run; one whose error
-   misses the target (bf16 can) is dropped after its first call.
+   faster half gets more calls, ...). Batching values are walked in order (time against chunk
+   size is U-shaped) and the walk stops once one is clearly slower than the best so far. A
+   configuration whose predicted peak memory (the measured per-row slope, tune_memory) exceeds
+   the budget is never run; one whose error misses the target (bf16 can) is dropped after its
+   first call.
 4. Final: default, each step of the path and the tuned setting are timed interleaved in one
    window, so the speedup and the share of it from each axis are measured under one load.
 
@@ -50,6 +52,7 @@ COMPILE_RESERVE_S = 60.0  # try torch.compile only with this much of the time bu
 FIDELITY_BUDGET_SHARE = 0.5  # the fidelity stage stops at half the time budget, leaving the rest to the speed axes
 EXTRAPOLATION_MARGIN = 4.0  # cut a chain only when its extrapolated cost is this many times the best found
 MIN_CHAIN_POINTS = 3  # settings of a chain measured before its convergence rate is trusted
+BATCHING_TURN = 1.15  # a batching value this much slower than the axis's best so far: the curve has turned
 
 
 class TuneError(ValueError):
@@ -695,7 +698,8 @@ class Search:
     def race(self, axis: str, current: Candidate) -> Candidate:
         """Successive halving among the current configuration and its neighbours on one axis."""
         pool = [current]
-        for cand in self.axis_candidates(axis, current):
+        candidates = self.axis_candidates(axis, current)
+        for index, cand in enumerate(candidates):
             if self.out_of_time(current.time_estimate_s):
                 break
             if not self.within_budget(cand, f"{axis} axis"):
@@ -710,6 +714,8 @@ class Search:
                 self.log(f"    {axis} {_exec_text(cand)}: misses the target ({_quality_text(cand)})")
                 continue
             pool.append(cand)
+            if axis == "batching" and self.batching_turned(cand, pool, candidates[index + 1 :]):
+                break
         # round one ranks by the first call, already made to check the error (on eager code its warm-up is
         # small); a compiled candidate's first call is its compile, so it gets one timed call instead
         for cand in pool:
@@ -730,6 +736,30 @@ class Search:
             if calls >= FINAL_RACE_CALLS:
                 break
         return pool[0] if pool else current
+
+    def batching_turned(self, cand: Candidate, pool: Sequence[Candidate], rest: Sequence[Candidate]) -> bool:
+        """Whether the walk along the batching values can stop at `cand` (values come in order, so
+        once one is BATCHING_TURN slower than the best so far, the ones past it are slower still).
+
+        Saves the slowest calls of the axis: on resnet18 Occlusion, 64 and 256 perturbations per eval
+        took 30 and 40 s against 19 s at 4. The values not run are listed as pruned."""
+        best_s = min(c.time_estimate_s for c in pool if c is not cand)
+        if not rest or cand.time_estimate_s <= BATCHING_TURN * best_s:
+            return False
+        self.log(
+            f"    batching: {_exec_text(cand)} took {cand.time_estimate_s / best_s:.2f}x the best so far; "
+            f"{len(rest)} value(s) past it not run"
+        )
+        for skipped in rest:
+            self.pruned.append(
+                {
+                    "cell_key": cell_key(skipped.config),
+                    "reason": f"batching values past {_exec_text(cand)} not run: its first call took "
+                    f"{cand.time_estimate_s / best_s:.2f}x the best so far (over {BATCHING_TURN}x), so the "
+                    "axis had turned",
+                }
+            )
+        return True
 
     def _log_race(self, axis: str, what: str, pool: Sequence[Candidate]) -> None:
         times = ", ".join(f"{_exec_text(c)} {c.time_estimate_s:.3g} s" for c in pool)

@@ -215,6 +215,31 @@ def test_successive_halving_keeps_the_fastest_and_gives_losers_fewer_calls():
     assert 6 not in calls and calls[None] == 1  # ...the slower half stops (None had its one call before the race)
 
 
+def _race_batching(times: dict) -> tuple[Candidate, FakeMeasurer, Search]:
+    measurer = FakeMeasurer(lambda c: times[c.config.knobs["internal_batch_size"]], lambda c: 0.0)
+    search = search_with(measurer, batch_size=1)
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.timed(current, 1)
+    return search.race("batching", current), measurer, search
+
+
+def test_batching_walk_stops_where_the_time_turns_upward_and_lists_the_rest_as_pruned():
+    # all 50 rows, then 25, 12, 6 rows per call: 12 is 40 % slower than 25, so 6 (slower still) is never run
+    winner, measurer, search = _race_batching({None: 1.0, 25: 0.5, 12: 0.7, 6: 0.9})
+    assert winner.config.knobs["internal_batch_size"] == 25
+    ran = [c.config.knobs["internal_batch_size"] for c in measurer.ran]
+    assert 12 in ran and 6 not in ran
+    pruned = [p for p in search.pruned if "axis had turned" in p["reason"]]
+    assert len(pruned) == 1 and "internal_batch_size=6" in pruned[0]["cell_key"]
+
+
+def test_batching_walk_runs_every_value_while_the_time_keeps_falling_or_stays_within_noise():
+    winner, measurer, search = _race_batching({None: 1.0, 25: 1.1, 12: 0.8, 6: 0.7})  # 25: +10 %, under the turn
+    assert winner.config.knobs["internal_batch_size"] == 6
+    assert {25, 12, 6} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}
+    assert not [p for p in search.pruned if "axis had turned" in p["reason"]]
+
+
 def test_gain_shares_split_the_log_speedup_along_the_path():
     def cand(median: float) -> Candidate:
         return Candidate(RunConfig(IG, "digits_cnn"), 1, times_s=[median])
