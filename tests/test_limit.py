@@ -37,12 +37,12 @@ class ScriptedTimer:
     [
         (1, 1, [1]),
         (8, 8, [1, 2, 4, 8]),
-        (200, 1, [1, 2, 4, 8, 16, 32, 64, 128]),
-        (20, 3, [1, 2, 3, 4, 8, 16]),
+        (200, 1, [1, 2, 4, 8, 16, 32, 64, 128, 200]),  # the rows per call, where the method runs
+        (20, 3, [1, 2, 3, 4, 8, 16, 20]),
         (4, 16, [1, 2, 4]),  # never beyond the rows one call sees
     ],
 )
-def test_candidate_batches_are_powers_of_two_up_to_the_rows_per_call(rows, own, expected):
+def test_candidate_batches_are_powers_of_two_up_to_the_rows_per_call_and_those_rows(rows, own, expected):
     assert limit.candidate_batches(rows, own) == expected
 
 
