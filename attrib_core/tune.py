@@ -743,20 +743,17 @@ class Search:
 
         Saves the slowest calls of the axis: on resnet18 Occlusion, 64 and 256 perturbations per eval
         took 30 and 40 s against 19 s at 4. The values not run are listed as pruned."""
-        best_s = min(c.time_estimate_s for c in pool if c is not cand)
-        if not rest or cand.time_estimate_s <= BATCHING_TURN * best_s:
+        ratio = cand.time_estimate_s / min(c.time_estimate_s for c in pool if c is not cand)
+        if not rest or ratio <= BATCHING_TURN:
             return False
-        self.log(
-            f"    batching: {_exec_text(cand)} took {cand.time_estimate_s / best_s:.2f}x the best so far; "
-            f"{len(rest)} value(s) past it not run"
-        )
+        what = f"{_exec_text(cand)} took {ratio:.2f}x the best so far"
+        self.log(f"    batching: {what}; {len(rest)} value(s) past it not run")
         for skipped in rest:
             self.pruned.append(
                 {
                     "cell_key": cell_key(skipped.config),
-                    "reason": f"batching values past {_exec_text(cand)} not run: its first call took "
-                    f"{cand.time_estimate_s / best_s:.2f}x the best so far (over {BATCHING_TURN}x), so the "
-                    "axis had turned",
+                    "reason": f"batching values past a slower one not run: {what} (over {BATCHING_TURN}x), "
+                    "so the axis had turned",
                 }
             )
         return True

@@ -198,29 +198,21 @@ def test_fidelity_stage_stops_each_chain_at_its_first_setting_meeting_the_target
     assert max(trapezoid) < 16  # once 16 steps met the target, settings with as many passes are pruned
 
 
-def test_successive_halving_keeps_the_fastest_and_gives_losers_fewer_calls():
-    times = {None: 1.0, 25: 0.5, 12: 0.7, 6: 0.9}  # internal_batch_size -> seconds per call (50 rows)
-
-    def time_of(c: Candidate) -> float:
-        return times[c.config.knobs["internal_batch_size"]] * c.config.batch_size
-
-    measurer = FakeMeasurer(time_of, lambda c: 0.0)
-    search = search_with(measurer, batch_size=1)
-    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
-    measurer.timed(current, 1)
-    winner = search.race("batching", current)
-    assert winner.config.knobs["internal_batch_size"] == 25
-    calls = {key[0].knobs["internal_batch_size"]: n for key, n in measurer.timed_calls.items()}
-    assert calls[25] == 3 and calls[12] == 3  # the faster half (by first call) races on to three timed calls...
-    assert 6 not in calls and calls[None] == 1  # ...the slower half stops (None had its one call before the race)
-
-
 def _race_batching(times: dict) -> tuple[Candidate, FakeMeasurer, Search]:
+    """The batching race at batch 1, `times`: internal_batch_size -> seconds per call (50 rows)."""
     measurer = FakeMeasurer(lambda c: times[c.config.knobs["internal_batch_size"]], lambda c: 0.0)
     search = search_with(measurer, batch_size=1)
     current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
     measurer.timed(current, 1)
     return search.race("batching", current), measurer, search
+
+
+def test_successive_halving_keeps_the_fastest_and_gives_losers_fewer_calls():
+    winner, measurer, _ = _race_batching({None: 1.0, 25: 0.5, 12: 0.7, 6: 0.9})
+    assert winner.config.knobs["internal_batch_size"] == 25
+    calls = {key[0].knobs["internal_batch_size"]: n for key, n in measurer.timed_calls.items()}
+    assert calls[25] == 3 and calls[12] == 3  # the faster half (by first call) races on to three timed calls...
+    assert 6 not in calls and calls[None] == 1  # ...the slower half stops (None had its one call before the race)
 
 
 def test_batching_walk_stops_where_the_time_turns_upward_and_lists_the_rest_as_pruned():
