@@ -15,7 +15,10 @@ The search must cost less than it saves, so it is staged and pruned:
    size is U-shaped) and the walk stops once one is clearly slower than the best so far. A
    configuration whose predicted peak memory (the measured per-row slope, tune_memory) exceeds
    the budget is never run; one whose error misses the target (bf16 can) is dropped after its
-   first call.
+   first call. When one call takes SCREEN_ABOVE_S or more (resnet18 Occlusion: 20-30 s),
+   racing whole calls would spend the budget on two axes, so each axis is ranked first by its
+   model passes timed at the candidate's chunk size (tune_screen), and only the neighbour
+   ranked first gets a whole call, which must meet the target and beat the current one.
 4. Final: default, each step of the path and the tuned setting are timed interleaved in one
    window, so the speedup and the share of it from each axis are measured under one load.
 
@@ -35,7 +38,7 @@ from typing import Any
 
 import torch
 
-from attrib_core import measure
+from attrib_core import measure, tune_screen
 from attrib_core.fidelity_metrics import FidelityOptions, reference_error
 from attrib_core.fidelity_references import reference_attributions
 from attrib_core.methods import CostInput, KnobError, MethodSpec, get_method
@@ -53,6 +56,8 @@ FIDELITY_BUDGET_SHARE = 0.5  # the fidelity stage stops at half the time budget,
 EXTRAPOLATION_MARGIN = 4.0  # cut a chain only when its extrapolated cost is this many times the best found
 MIN_CHAIN_POINTS = 3  # settings of a chain measured before its convergence rate is trusted
 BATCHING_TURN = 1.15  # a batching value this much slower than the axis's best so far: the curve has turned
+SCREEN_ABOVE_S = 5.0  # calls this long are ranked by their model passes first (tune_screen), one whole call per axis
+PROBE_SHARE = 0.1  # a probe may spend this share of one whole call of the current setting, per kind of pass
 
 
 class TuneError(ValueError):
@@ -164,6 +169,7 @@ class Candidate:
     meets_target: bool = False
     peak_bytes: int | None = None
     predicted_peak_bytes: int | None = None
+    predicted_s: float | None = None  # a whole call, predicted from its model passes (tune_screen), if screened
     passes: dict[str, int] | None = None
     status: str = "ok"
     error: str | None = None
@@ -259,6 +265,15 @@ class Measurer:
             if cand.status != "ok":
                 return
             cand.times_s.append(self.call(cand)[0])
+
+    def predict(self, cand: Candidate, chunk: int, budget_s: float) -> float:
+        """A whole call's time predicted from the model's passes at `chunk` rows (tune_screen)."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(cand.threads)
+        try:
+            return tune_screen.probe(self.prepared(cand), chunk, budget_s, self.clock)["predicted_s"]
+        finally:
+            torch.set_num_threads(previous)
 
     def memory(self, cand: Candidate) -> int:
         run = self.prepared(cand)
@@ -696,9 +711,13 @@ class Search:
         raise ValueError(f"unknown speed axis {axis!r}; valid: {', '.join(SPEED_AXES)}")
 
     def race(self, axis: str, current: Candidate) -> Candidate:
-        """Successive halving among the current configuration and its neighbours on one axis."""
+        """Successive halving among the current configuration and its neighbours on one axis; for long
+        calls, only the neighbour its model passes rank first gets a whole call (`screen`)."""
         pool = [current]
         candidates = self.axis_candidates(axis, current)
+        screened = self.screens(current)
+        if screened:
+            candidates = self.screen(axis, current, candidates)
         for index, cand in enumerate(candidates):
             if self.out_of_time(current.time_estimate_s):
                 break
@@ -710,11 +729,15 @@ class Search:
                 if cand.compiled:
                     self.notes.append(f"torch.compile does not work here: {cand.error}")
                 continue
+            if cand.predicted_s is not None:
+                self.log(
+                    f"    {axis} {_exec_text(cand)}: predicted {cand.predicted_s:.3g} s, took {cand.first_call_s:.3g} s"
+                )
             if not cand.meets_target:
                 self.log(f"    {axis} {_exec_text(cand)}: misses the target ({_quality_text(cand)})")
                 continue
             pool.append(cand)
-            if axis == "batching" and self.batching_turned(cand, pool, candidates[index + 1 :]):
+            if axis == "batching" and not screened and self.batching_turned(cand, pool, candidates[index + 1 :]):
                 break
         # round one ranks by the first call, already made to check the error (on eager code its warm-up is
         # small); a compiled candidate's first call is its compile, so it gets one timed call instead
@@ -724,7 +747,7 @@ class Search:
         pool = sorted((c for c in pool if c.status == "ok"), key=lambda c: c.time_estimate_s)
         if len(pool) > 1:
             self._log_race(axis, "first call", pool)
-        while len(pool) > 1 and not self.out_of_time(0):
+        while len(pool) > 1 and not screened and not self.out_of_time(0):
             pool = pool[: max(2, math.ceil(len(pool) / 2))]  # the faster half races on with more calls
             calls = FINAL_RACE_CALLS if len(pool) <= 2 else 1
             for cand in pool:
@@ -746,7 +769,10 @@ class Search:
         ratio = cand.time_estimate_s / min(c.time_estimate_s for c in pool if c is not cand)
         if not rest or ratio <= BATCHING_TURN:
             return False
-        what = f"{_exec_text(cand)} took {ratio:.2f}x the best so far"
+        self._prune_past_turn(f"{_exec_text(cand)} took {ratio:.2f}x the best so far", rest)
+        return True
+
+    def _prune_past_turn(self, what: str, rest: Sequence[Candidate]) -> None:
         self.log(f"    batching: {what}; {len(rest)} value(s) past it not run")
         for skipped in rest:
             self.pruned.append(
@@ -756,7 +782,60 @@ class Search:
                     "so the axis had turned",
                 }
             )
-        return True
+
+    # --- screening long calls by their model passes ---------------------------------------------
+
+    def screens(self, current: Candidate) -> bool:
+        """Whether a whole call is long enough that probing its passes first pays (tune_screen)."""
+        return current.time_estimate_s >= SCREEN_ABOVE_S
+
+    def predict(self, cand: Candidate, current: Candidate) -> float:
+        cand = self.candidate(cand)
+        if cand.predicted_s is None:
+            chunk = chunk_rows(self.spec, cand.config.knobs, self.cost_input(cand.config))
+            cand.predicted_s = self.measurer.predict(cand, chunk, PROBE_SHARE * current.time_estimate_s)
+        return cand.predicted_s
+
+    def screen(self, axis: str, current: Candidate, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The axis's neighbours worth a whole call: the one predicted fastest, if it beats the current
+        setting's prediction. Compiled candidates are not probed (a probe would compile); those over the
+        memory budget are left for the race to record. The rest are listed as pruned, with predictions."""
+        baseline = self.predict(current, current)
+        probed: list[Candidate] = []
+        unprobed: list[Candidate] = []
+        for index, cand in enumerate(candidates):
+            if cand.compiled or not self.fits(cand):
+                unprobed.append(cand)
+                continue
+            if self.out_of_time(PROBE_SHARE * current.time_estimate_s):
+                break
+            best_so_far = min([baseline] + [c.predicted_s for c in probed])
+            cand = self.candidate(cand)
+            probed.append(cand)
+            ratio = self.predict(cand, current) / best_so_far
+            rest = [c for c in candidates[index + 1 :] if self.fits(c)]
+            if axis == "batching" and rest and ratio > BATCHING_TURN:
+                self._prune_past_turn(f"{_exec_text(cand)} is predicted {ratio:.2f}x the best so far", rest)
+                break
+        probed.sort(key=lambda c: c.predicted_s)
+        keep = probed[:1] if probed and probed[0].predicted_s < baseline else []
+        self.log(
+            f"    {axis} predicted from model passes: {_exec_text(current)} {baseline:.3g} s (current), "
+            + ", ".join(f"{_exec_text(c)} {c.predicted_s:.3g} s" for c in probed)
+        )
+        for cand in probed[len(keep) :]:
+            self.pruned.append(
+                {
+                    "cell_key": cell_key(cand.config),
+                    "threads": cand.threads,
+                    "compiled": cand.compiled,
+                    "reason": f"ranked out by its model passes: predicted {cand.predicted_s:.3g} s a call, against "
+                    f"{(keep[0].predicted_s if keep else baseline):.3g} s for "
+                    f"{_exec_text(keep[0] if keep else current)}",
+                    "predicted_s": cand.predicted_s,
+                }
+            )
+        return keep + unprobed
 
     def _log_race(self, axis: str, what: str, pool: Sequence[Candidate]) -> None:
         times = ", ".join(f"{_exec_text(c)} {c.time_estimate_s:.3g} s" for c in pool)

@@ -122,6 +122,7 @@ def record(
             "compile_s": cand.compile_s,
             "first_call_s": cand.first_call_s,
             "predicted_peak_bytes": cand.predicted_peak_bytes,
+            "predicted_s": cand.predicted_s,
             "meets_target": cand.meets_target,
         },
     }

@@ -52,9 +52,12 @@ class FakeMeasurer(Measurer):
         time_of: Callable[[Candidate], float],
         error_of: Callable[[Candidate], float],
         bytes_of: Callable[[Candidate], int] = lambda c: 1000,
+        predict_of: Callable[[Candidate], float] | None = None,
     ) -> None:
         super().__init__(reference=None)
         self.time_of, self.error_of, self.bytes_of = time_of, error_of, bytes_of
+        self.predict_of = predict_of or time_of
+        self.predicted: list[Candidate] = []
         self.ran: list[Candidate] = []
         self.timed_calls: dict[tuple, int] = {}
 
@@ -73,6 +76,10 @@ class FakeMeasurer(Measurer):
         self.first(cand)
         for _ in range(calls):
             cand.times_s.append(self.call(cand)[0])
+
+    def predict(self, cand: Candidate, chunk: int, budget_s: float) -> float:
+        self.predicted.append(cand)
+        return self.predict_of(cand)
 
     def memory(self, cand: Candidate) -> int:
         cand.peak_bytes = self.bytes_of(cand)
@@ -198,9 +205,13 @@ def test_fidelity_stage_stops_each_chain_at_its_first_setting_meeting_the_target
     assert max(trapezoid) < 16  # once 16 steps met the target, settings with as many passes are pruned
 
 
-def _race_batching(times: dict) -> tuple[Candidate, FakeMeasurer, Search]:
-    """The batching race at batch 1, `times`: internal_batch_size -> seconds per call (50 rows)."""
-    measurer = FakeMeasurer(lambda c: times[c.config.knobs["internal_batch_size"]], lambda c: 0.0)
+def _race_batching(times: dict, predicted: dict | None = None) -> tuple[Candidate, FakeMeasurer, Search]:
+    """The batching race at batch 1, `times`: internal_batch_size -> seconds per call (50 rows);
+    `predicted`: the same, as the model passes predict it (default: exactly `times`)."""
+    predict_of = (lambda c: predicted[c.config.knobs["internal_batch_size"]]) if predicted else None
+    measurer = FakeMeasurer(
+        lambda c: times[c.config.knobs["internal_batch_size"]], lambda c: 0.0, predict_of=predict_of
+    )
     search = search_with(measurer, batch_size=1)
     current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
     measurer.timed(current, 1)
@@ -230,6 +241,59 @@ def test_batching_walk_runs_every_value_while_the_time_keeps_falling_or_stays_wi
     assert winner.config.knobs["internal_batch_size"] == 6
     assert {25, 12, 6} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}
     assert not [p for p in search.pruned if "axis had turned" in p["reason"]]
+
+
+def test_short_calls_race_whole_calls_without_probing_passes():
+    _, measurer, _ = _race_batching({None: 1.0, 25: 0.5, 12: 0.7, 6: 0.9})  # under SCREEN_ABOVE_S
+    assert measurer.predicted == []
+
+
+def test_long_calls_give_a_whole_call_only_to_the_neighbour_the_passes_rank_first():
+    # 10 s calls: 25 rows a call predicted fastest; 12 predicted 1.4x slower than 25, so 6 is never probed
+    winner, measurer, search = _race_batching({None: 10.0, 25: 5.0, 12: 7.0, 6: 9.0})
+    assert winner.config.knobs["internal_batch_size"] == 25
+    assert [c.config.knobs["internal_batch_size"] for c in measurer.predicted] == [None, 25, 12]
+    assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [None, 25]  # whole calls
+    assert sum(measurer.timed_calls.values()) == 1  # the current's one call before the race: no halving rounds
+    ranked_out = [p for p in search.pruned if "ranked out by its model passes" in p["reason"]]
+    assert len(ranked_out) == 1 and "internal_batch_size=12" in ranked_out[0]["cell_key"]
+    assert ranked_out[0]["predicted_s"] == 7.0
+    turned = [p for p in search.pruned if "axis had turned" in p["reason"]]
+    assert len(turned) == 1 and "internal_batch_size=6" in turned[0]["cell_key"]
+
+
+def test_long_calls_keep_the_current_setting_when_the_whole_call_contradicts_the_prediction():
+    # the passes rank 25 first (4 s against 10 s) but its whole call takes 12 s: the current one stays
+    winner, measurer, _ = _race_batching(
+        {None: 10.0, 25: 12.0, 12: 9.0, 6: 9.0}, {None: 10.0, 25: 4.0, 12: 6.0, 6: 8.0}
+    )
+    assert winner.config.knobs["internal_batch_size"] is None
+    assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [None, 25]
+
+
+def test_long_calls_run_nothing_when_no_neighbour_is_predicted_faster():
+    winner, measurer, search = _race_batching(
+        {None: 10.0, 25: 5.0, 12: 5.0, 6: 5.0}, {None: 10.0, 25: 11.0, 12: 11.0, 6: 11.0}
+    )
+    assert winner.config.knobs["internal_batch_size"] is None
+    assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [None]
+    assert len([p for p in search.pruned if "ranked out" in p["reason"]]) == 3
+
+
+def test_a_screened_candidate_that_misses_the_fidelity_target_is_dropped_after_its_whole_call():
+    # bf16 predicted twice as fast, but its error (0.5) misses the default's bound: fp32 stays
+    measurer = FakeMeasurer(
+        lambda c: 20.0 if c.config.precision == "fp32" else 10.0,
+        lambda c: 0.0 if c.config.precision == "fp32" else 0.5,
+    )
+    search = search_with(measurer, batch_size=1)
+    search.bound = 0.01
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.first(current)
+    current.meets_target = True
+    winner = search.race("precision", current)
+    assert winner is current
+    assert [c.config.precision for c in measurer.ran] == ["fp32", "bf16"]
 
 
 def test_gain_shares_split_the_log_speedup_along_the_path():
