@@ -819,10 +819,11 @@ class Search:
                 break
         probed.sort(key=lambda c: c.predicted_s)
         keep = probed[:1] if probed and probed[0].predicted_s < baseline else []
-        self.log(
-            f"    {axis} predicted from model passes: {_exec_text(current)} {baseline:.3g} s (current), "
-            + ", ".join(f"{_exec_text(c)} {c.predicted_s:.3g} s" for c in probed)
-        )
+        if probed:
+            self.log(
+                f"    {axis} predicted from model passes: {_exec_text(current)} {baseline:.3g} s (current), "
+                + ", ".join(f"{_exec_text(c)} {c.predicted_s:.3g} s" for c in probed)
+            )
         for cand in probed[len(keep) :]:
             self.pruned.append(
                 {
