@@ -410,3 +410,21 @@ def test_a_target_the_default_misses_is_met_by_a_dearer_setting():
     tuning = search_with(measurer, target=FidelityTarget("max_error", 0.05)).run()
     assert not tuning.default.meets_target
     assert tuning.tuned.config.knobs["n_steps"] == 64 and tuning.tuned.meets_target
+
+
+def test_a_compiled_configuration_is_held_against_its_compiled_models_passes(monkeypatch):
+    prepared_for: list[bool] = []
+
+    class RecordingMeasurer:
+        def prepared(self, cand: Candidate) -> str:
+            prepared_for.append(cand.compiled)
+            return "compiled run" if cand.compiled else "eager run"
+
+    monkeypatch.setattr(tune_output.measure, "synchronized", lambda run, device: run)
+    monkeypatch.setattr(tune_output.limit, "measure_limit", lambda run, call: {"calibrated on": run})
+    calibrations = tune_output.Calibrations(RecordingMeasurer())
+    eager = Candidate(RunConfig("Occlusion", "shapes_resnet18"), threads=2)
+    compiled = dataclasses.replace(eager, compiled=True)
+    assert calibrations.get(compiled) == {"calibrated on": "compiled run"}
+    assert calibrations.get(eager) == {"calibrated on": "eager run"}  # a separate limit, not the compiled one's
+    assert prepared_for == [True, False]
