@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from attrib_core.tune import (
     TuneRequest,
     check_budget,
     check_request,
+    final_comparison,
     gain_shares,
     tune,
 )
@@ -428,3 +430,20 @@ def test_a_compiled_configuration_is_held_against_its_compiled_models_passes(mon
     assert calibrations.get(compiled) == {"calibrated on": "compiled run"}
     assert calibrations.get(eager) == {"calibrated on": "eager run"}  # a separate limit, not the compiled one's
     assert prepared_for == [True, False]
+
+
+def test_final_comparison_reverses_its_order_every_other_round():
+    order: list[int] = []
+
+    class OrderMeasurer(FakeMeasurer):
+        def call(self, cand: Candidate):
+            order.append(cand.config.knobs["n_steps"])
+            return super().call(cand)
+
+    path = [
+        (axis, Candidate(RunConfig(IG, "digits_cnn", knobs={"n_steps": steps}), 1, times_s=[1.0]))
+        for axis, steps in (("default", 50), ("fewer steps", 16), ("batching", 8))
+    ]
+    finals = final_comparison(types.SimpleNamespace(path=path), OrderMeasurer(lambda c: 1.0, lambda c: 0.0), 3)
+    assert order == [50, 16, 8, 8, 16, 50, 50, 16, 8]
+    assert [len(cand.times_s) for _, cand in finals] == [3, 3, 3]

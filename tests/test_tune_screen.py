@@ -28,13 +28,19 @@ def scripted(times):
 
 def test_seconds_per_row_drops_the_warm_up_and_stops_at_the_budget():
     calls = []
-    # a slow warm-up (9 s), then 1 s calls; a 2.5 s budget is spent after the warm-up: two calls only
-    per_row = tune_screen.seconds_per_row(lambda: calls.append(1), 4, 2.5, scripted([9.0, 1.0, 1.0, 1.0]))
-    assert len(calls) == 2 and per_row == pytest.approx(1.0 / 4)
+    # a 2 s warm-up, then 1 s passes: a 3.5 s budget is spent after two timed passes
+    per_row = tune_screen.seconds_per_row(lambda: calls.append(1), 4, 3.5, scripted([2.0, 1.0, 1.0, 1.0]))
+    assert len(calls) == 3 and per_row == pytest.approx(1.0 / 4)
     calls.clear()
-    # with room in the budget it takes PROBE_CALLS calls and the median of all but the first
+    # with room in the budget it takes PROBE_CALLS passes and the median of all but the first
     per_row = tune_screen.seconds_per_row(lambda: calls.append(1), 2, 100.0, scripted([9.0, 1.0, 3.0, 2.0]))
     assert len(calls) == tune_screen.PROBE_CALLS and per_row == pytest.approx(2.0 / 2)
+
+
+def test_a_first_pass_longer_than_the_whole_budget_is_timed_once():
+    calls = []
+    per_row = tune_screen.seconds_per_row(lambda: calls.append(1), 256, 2.5, scripted([8.0, 7.0]))
+    assert len(calls) == 1 and per_row == pytest.approx(8.0 / 256)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +53,7 @@ def test_seconds_per_row_drops_the_warm_up_and_stops_at_the_budget():
 def test_probe_times_the_methods_kinds_of_pass_at_the_chunk_it_is_given(method, knobs, chunk, kinds):
     run = prepare(RunConfig(method, "digits_cnn", batch_size=2, knobs=knobs))
     with limit.rows_per_call(run.workload_model) as seen:
-        probe = tune_screen.probe(run, chunk, budget_s=0.0)
-    assert set(seen) == {chunk} and len(seen) == kinds * tune_screen.PROBE_MIN_CALLS
+        probe = tune_screen.probe(run, chunk, budget_s=1e9)
+    assert set(seen) == {chunk} and len(seen) == kinds * tune_screen.PROBE_CALLS
     assert set(probe["s_per_row"]) == set(limit.pass_kinds(run))
     assert probe["predicted_s"] > 0
