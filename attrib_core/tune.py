@@ -799,8 +799,15 @@ class Search:
     def screen(self, axis: str, current: Candidate, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The axis's neighbours worth a whole call: the one predicted fastest, if it beats the current
         setting's prediction. Compiled candidates are not probed (a probe would compile); those over the
-        memory budget are left for the race to record. The rest are listed as pruned, with predictions."""
-        baseline = self.predict(current, current)
+        memory budget, or whose probe breaks, are left for the race to run and record. The rest are
+        listed as pruned, with predictions."""
+        try:
+            baseline = self.predict(current, current)
+        except Exception as exc:  # a probe that breaks: fall back to whole calls, and say so
+            self.notes.append(
+                f"{axis}: model passes could not be timed ({type(exc).__name__}: {exc}); whole calls raced"
+            )
+            return list(candidates)
         probed: list[Candidate] = []
         unprobed: list[Candidate] = []
         for index, cand in enumerate(candidates):
@@ -811,8 +818,13 @@ class Search:
                 break
             best_so_far = min([baseline] + [c.predicted_s for c in probed])
             cand = self.candidate(cand)
+            try:
+                predicted = self.predict(cand, current)
+            except Exception:  # its whole call will record why it fails
+                unprobed.append(cand)
+                continue
             probed.append(cand)
-            ratio = self.predict(cand, current) / best_so_far
+            ratio = predicted / best_so_far
             rest = [c for c in candidates[index + 1 :] if self.fits(c)]
             if axis == "batching" and rest and ratio > BATCHING_TURN:
                 self._prune_past_turn(f"{_exec_text(cand)} is predicted {ratio:.2f}x the best so far", rest)

@@ -447,3 +447,40 @@ def test_final_comparison_reverses_its_order_every_other_round():
     finals = final_comparison(types.SimpleNamespace(path=path), OrderMeasurer(lambda c: 1.0, lambda c: 0.0), 3)
     assert order == [50, 16, 8, 8, 16, 50, 50, 16, 8]
     assert [len(cand.times_s) for _, cand in finals] == [3, 3, 3]
+
+
+def test_a_probe_that_breaks_leaves_the_candidate_to_a_whole_call_that_records_the_failure():
+    def predict_of(cand: Candidate) -> float:
+        if cand.config.precision == "bf16":
+            raise RuntimeError("no bf16 kernel for this op")
+        return 20.0
+
+    measurer = FakeMeasurer(
+        lambda c: 20.0 if c.config.precision == "fp32" else 10.0, lambda c: 0.0, predict_of=predict_of
+    )
+    search = search_with(measurer, batch_size=1)
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.first(current)
+    current.meets_target = True
+    search.bound = 0.01
+    winner = search.race("precision", current)
+    assert [c.config.precision for c in measurer.ran] == ["fp32", "bf16"]  # bf16 got its whole call
+    assert winner.config.precision == "bf16"
+
+
+def test_when_the_current_settings_passes_cannot_be_timed_the_axis_races_whole_calls():
+    def broken(cand: Candidate) -> float:
+        raise RuntimeError("hook refused")
+
+    measurer = FakeMeasurer(
+        lambda c: {None: 10.0, 25: 5.0, 12: 7.0, 6: 9.0}[c.config.knobs["internal_batch_size"]],
+        lambda c: 0.0,
+        predict_of=broken,
+    )
+    search = search_with(measurer, batch_size=1)
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.timed(current, 1)
+    winner = search.race("batching", current)
+    assert winner.config.knobs["internal_batch_size"] == 25
+    assert {25, 12} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}  # whole calls, as for short ones
+    assert any("model passes could not be timed" in note for note in search.notes)
