@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+import torch
 
 from attrib_core import schema, tune_output
 from attrib_core.analysis.results import load_results
@@ -484,3 +485,32 @@ def test_when_the_current_settings_passes_cannot_be_timed_the_axis_races_whole_c
     assert winner.config.knobs["internal_batch_size"] == 25
     assert {25, 12} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}  # whole calls, as for short ones
     assert any("model passes could not be timed" in note for note in search.notes)
+
+
+def test_default_and_tuned_efficiency_come_from_calls_and_passes_timed_alternately(monkeypatch):
+    events: list[str] = []
+
+    class CallingMeasurer:
+        def prepared(self, cand: Candidate) -> str:
+            return "run"
+
+        def call(self, cand: Candidate):
+            events.append("call")
+            return 3.0, None
+
+    def time_pass(kind: str, batch: int) -> float:
+        events.append(f"{kind}@{batch}:{torch.get_num_threads()}t")
+        return 0.5
+
+    monkeypatch.setattr(tune_output.measure, "synchronized", lambda run, device: run)
+    monkeypatch.setattr(tune_output.limit, "measure_limit", lambda run, call: {"best_batch_size": {"forward": 4}})
+    monkeypatch.setattr(tune_output.limit, "pass_timer", lambda run: time_pass)
+    monkeypatch.setattr(tune_output.limit, "warm_up", lambda timer, kind, batch, rule: (2, timer(kind, batch)))
+    calibrations = tune_output.Calibrations(CallingMeasurer())
+    cand = Candidate(RunConfig("Occlusion", "shapes_resnet18"), threads=2)  # the test runs on one thread
+    assert "paired" not in calibrations.get(cand)  # path steps: the limit alone
+    paired = calibrations.get(cand, paired=True)["paired"]
+    assert paired["cell_median_s"] == 3.0 and paired["forward_s_per_sample"] == 0.5 / 4
+    assert paired["rounds"] == tune_output.PAIRED_ROUNDS == 2
+    # a warm-up pass, then the call first in one round and last in the next, the passes on the cell's threads
+    assert events == ["forward@4:2t", "call", "forward@4:2t", "forward@4:2t", "call"]
