@@ -825,7 +825,7 @@ class Search:
                 continue
             probed.append(cand)
             ratio = predicted / best_so_far
-            rest = [c for c in candidates[index + 1 :] if self.fits(c)]
+            rest = candidates[index + 1 :]
             if axis == "batching" and rest and ratio > BATCHING_TURN:
                 self._prune_past_turn(f"{_exec_text(cand)} is predicted {ratio:.2f}x the best so far", rest)
                 break
