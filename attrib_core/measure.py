@@ -34,7 +34,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -88,6 +89,18 @@ def synchronized(fn: Callable[..., T], device: str | torch.device) -> Callable[.
 def thread_counts() -> dict[str, int]:
     """torch's intra-op and inter-op thread pools, which every CPU timing depends on."""
     return {"intra_op_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+
+
+@contextmanager
+def threads_for(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside, the previous count restored after (tune runs each
+    configuration on its own thread count)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def set_threads(n: int, interop: int | None = None) -> dict[str, int]:

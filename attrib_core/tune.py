@@ -231,15 +231,11 @@ class Measurer:
 
     def call(self, cand: Candidate) -> tuple[float, torch.Tensor]:
         run = self.prepared(cand)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(cand.threads)
-        try:
+        with measure.threads_for(cand.threads):
             call = measure.synchronized(run, cand.config.device)
             start = self.clock()
             result = call()
             return self.clock() - start, result.attributions
-        finally:
-            torch.set_num_threads(previous)
 
     def first(self, cand: Candidate) -> None:
         """The first call: warms up (and compiles), gives the attributions that quality is scored on."""
@@ -268,21 +264,13 @@ class Measurer:
 
     def predict(self, cand: Candidate, chunk: int, budget_s: float) -> float:
         """A whole call's time predicted from the model's passes at `chunk` rows (tune_screen)."""
-        previous = torch.get_num_threads()
-        torch.set_num_threads(cand.threads)
-        try:
+        with measure.threads_for(cand.threads):
             return tune_screen.probe(self.prepared(cand), chunk, budget_s, self.clock)["predicted_s"]
-        finally:
-            torch.set_num_threads(previous)
 
     def memory(self, cand: Candidate) -> int:
         run = self.prepared(cand)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(cand.threads)
-        try:
+        with measure.threads_for(cand.threads):
             cand.peak_bytes = measure.peak_memory(run, cand.config.device).peak_bytes
-        finally:
-            torch.set_num_threads(previous)
         return cand.peak_bytes
 
 

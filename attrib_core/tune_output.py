@@ -11,8 +11,7 @@ differ from the run's. The tune summary sits in machine_info.attrib_bench.run["t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -61,11 +60,11 @@ class Calibrations:
 
     def get(self, cand: Candidate, paired: bool = False) -> dict[str, Any]:
         c = cand.config
-        key = (c.workload, c.precision, c.memory_format, cand.threads, c.batch_size, c.device, c.method, str(c.knobs))
-        key += (cand.compiled,)
+        key = (c.workload, c.method, str(c.knobs), c.batch_size, c.device, c.precision, c.memory_format)
+        key += (cand.threads, cand.compiled)  # what the call runs on: both change the limit
         if key not in self.cache:
             run = self.measurer.prepared(cand)
-            with _threads(cand.threads):
+            with measure.threads_for(cand.threads):
                 self.cache[key] = limit.measure_limit(run, measure.synchronized(run, c.device))
         if paired and (key, "paired") not in self.cache:
             self.cache[(key, "paired")] = {**self.cache[key], "paired": self._paired(cand, self.cache[key])}
@@ -73,21 +72,11 @@ class Calibrations:
 
     def _paired(self, cand: Candidate, calibration: Mapping[str, Any]) -> dict[str, Any]:
         best = calibration["best_batch_size"]
-        with _threads(cand.threads):
+        with measure.threads_for(cand.threads):
             timer = limit.pass_timer(self.measurer.prepared(cand))
             for kind, batch in best.items():  # this timer's batches are new: warm them as the search did
                 limit.warm_up(timer, kind, batch, limit.SearchRule())
             return limit.paired_rounds(lambda: self.measurer.call(cand)[0], timer, best, PAIRED_ROUNDS)
-
-
-@contextmanager
-def _threads(count: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def record(
