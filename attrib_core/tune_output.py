@@ -142,6 +142,7 @@ def record(
             "predicted_peak_bytes": cand.predicted_peak_bytes,
             "predicted_s": cand.predicted_s,
             "meets_target": cand.meets_target,
+            "same_result_distance": cand.same_result_distance,
         },
     }
     stats = None

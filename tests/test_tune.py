@@ -56,9 +56,11 @@ class FakeMeasurer(Measurer):
         error_of: Callable[[Candidate], float],
         bytes_of: Callable[[Candidate], int] = lambda c: 1000,
         predict_of: Callable[[Candidate], float] | None = None,
+        output_of: Callable[[Candidate], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(reference=None)
         self.time_of, self.error_of, self.bytes_of = time_of, error_of, bytes_of
+        self.output_of = output_of
         self.predict_of = predict_of or time_of
         self.predicted: list[Candidate] = []
         self.ran: list[Candidate] = []
@@ -70,6 +72,7 @@ class FakeMeasurer(Measurer):
         self.ran.append(cand)
         cand.first_call_s = self.time_of(cand)
         cand.quality = Quality(self.error_of(cand), 1.0)
+        cand.attributions = self.output_of(cand) if self.output_of else None
 
     def call(self, cand: Candidate):
         self.timed_calls[cand.identity] = self.timed_calls.get(cand.identity, 0) + 1
@@ -297,6 +300,68 @@ def test_a_screened_candidate_that_misses_the_fidelity_target_is_dropped_after_i
     winner = search.race("precision", current)
     assert winner is current
     assert [c.config.precision for c in measurer.ran] == ["fp32", "bf16"]
+
+
+DEFAULT_RELATIVE = FidelityTarget()  # no worse than Captum's default
+
+
+def _race_same_math(axis: str, moved_by: float, target: FidelityTarget = DEFAULT_RELATIVE) -> tuple[Candidate, Search]:
+    """A race on `axis` whose neighbours run twice as fast, read an error 30 % over the bound and whose
+    output is the current one's moved by `moved_by` (relative L2): what another fp32 order does."""
+    base = torch.linspace(1.0, 2.0, 64, dtype=torch.float64).reshape(1, 64)
+    changed = {
+        "memory_format": lambda c: c.config.memory_format != "contiguous",
+        "precision": lambda c: c.config.precision != "fp32",
+    }[axis]
+    measurer = FakeMeasurer(
+        lambda c: 0.5 if changed(c) else 1.0,
+        lambda c: 1.3e-4 if changed(c) else 1e-4,
+        output_of=lambda c: base * (1 + moved_by) if changed(c) else base.clone(),
+    )
+    search = search_with(measurer, batch_size=1, target=target)
+    search.bound = 1e-4
+    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    measurer.first(current)
+    current.meets_target = True
+    return search.race(axis, current), search
+
+
+def test_an_option_that_only_reorders_the_sums_meets_a_default_relative_target_by_giving_the_same_output():
+    winner, search = _race_same_math("memory_format", moved_by=5e-5)
+    assert winner.config.memory_format == "channels_last" and winner.meets_target
+    assert winner.same_result_distance == pytest.approx(5e-5, rel=1e-3)
+    assert any("same attribution" in note and "channels_last" in note for note in search.notes)
+
+
+def test_an_option_whose_output_moves_more_than_fp32_order_can_is_held_to_the_error_bound():
+    winner, search = _race_same_math("memory_format", moved_by=1e-2)  # 10x the tolerance: not the same sum
+    assert winner.config.memory_format == "contiguous"
+    assert not any("same attribution" in note for note in search.notes)
+
+
+def test_a_bound_the_user_gave_and_a_change_of_precision_are_held_literally():
+    winner, _ = _race_same_math("memory_format", moved_by=5e-5, target=FidelityTarget("max_error", 1e-4))
+    assert winner.config.memory_format == "contiguous"  # --max-error 1e-4: 1.3e-4 misses it, same sum or not
+    winner, _ = _race_same_math("precision", moved_by=5e-5)  # bf16 changes the arithmetic, not only its order
+    assert winner.config.precision == "fp32"
+
+
+def test_same_result_tolerance_separates_fp32_order_from_bf16_on_real_outputs():
+    """The constant's reason, measured: channels_last (another fp32 order) stays well under it, bf16 over it."""
+    from attrib_core.fidelity_metrics import reference_error
+    from attrib_core.run import prepare
+    from attrib_core.tune import SAME_RESULT_TOLERANCE
+
+    def output(**options) -> torch.Tensor:
+        knobs = {"n_steps": 16, "method": "gausslegendre"}
+        return prepare(RunConfig(IG, "digits_cnn", batch_size=4, knobs=knobs, **options))().attributions
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(reference_error(a, b).rel_l2.mean())
+
+    fp32 = output()
+    assert distance(output(memory_format="channels_last"), fp32) < SAME_RESULT_TOLERANCE / 10
+    assert distance(output(precision="bf16"), fp32) > SAME_RESULT_TOLERANCE
 
 
 def test_gain_shares_split_the_log_speedup_along_the_path():
