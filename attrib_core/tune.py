@@ -780,13 +780,15 @@ class Search:
         if cand.meets_target or self.request.target.value is not None or not distance <= SAME_RESULT_TOLERANCE:
             return
         cand.meets_target = True
+        self.log(f"    {axis} {_exec_text(cand)}: same attribution as the current setting to {distance:.2g}")
+        if not self.request.target.meets(current.quality, self.bound):
+            return  # the current setting was admitted this way already, and noted
         self.notes.append(
             f"{axis} {_exec_text(cand)}: error {cand.quality.rel_error:.3g} against the reference, over the "
             f"bound {self.bound:.4g}, but its output is {_exec_text(current)}'s to {distance:.2g} (relative L2, "
             f"under {SAME_RESULT_TOLERANCE:g}): the same attribution summed in another fp32 order, so it counts "
             "as meeting the target"
         )
-        self.log(f"    {axis} {_exec_text(cand)}: same attribution as the current setting to {distance:.2g}")
 
     def release_outputs(self, keep: Candidate) -> None:
         """Drop stored outputs except `keep`'s (the next axis compares against it): large batches add up."""

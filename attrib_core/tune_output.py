@@ -231,6 +231,7 @@ def _compile_note(tuning: MethodTuning) -> dict[str, Any]:
         "error": c.error,
         "meets_target": c.meets_target,
         "rel_error": c.quality.rel_error if c.quality is not None else None,
+        "same_result_distance": c.same_result_distance,  # its output against the eager setting it came from
     }
 
 
