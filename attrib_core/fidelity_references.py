@@ -94,7 +94,8 @@ def _occlusion_note(knobs: Mapping[str, Any], prepared: PreparedRun, options: Fi
 PATH_REFERENCE = ReferenceRecipe(
     _path_knobs,
     lambda knobs, prepared, options: (
-        f"{options.reference_rule} with {options.reference_steps} steps: the path integral, converged"
+        f"{options.reference_rule} with {options.reference_steps} steps: the path integral, finely sampled "
+        "(its own error is small, not zero)"
     ),
 )
 

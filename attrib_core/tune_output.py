@@ -199,6 +199,7 @@ def summary(
         "method": tuning.method,
         "target": tuning.target_text,
         "target_bound": tuning.target_bound,
+        "reference_resolution": tuning.reference_resolution,
         "default_key": tune_key(default, default_threads),
         "tuned_key": tune_key(tuned, default_threads),
         "path": [{"axis": axis, "key": tune_key(c, default_threads)} for axis, c in finals],

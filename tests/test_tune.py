@@ -364,6 +364,38 @@ def test_same_result_tolerance_separates_fp32_order_from_bf16_on_real_outputs():
     assert distance(output(precision="bf16"), fp32) > SAME_RESULT_TOLERANCE
 
 
+def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps():
+    from attrib_core.fidelity_metrics import reference_error
+    from attrib_core.run import prepare
+    from attrib_core.tune import reference_for
+
+    config = RunConfig(IG, "digits_cnn", batch_size=2, knobs={"n_steps": 50, "method": "gausslegendre"})
+    reference = reference_for(config, 64)
+
+    def integral(steps: int) -> torch.Tensor:
+        knobs = {"n_steps": steps, "method": "gausslegendre"}
+        return prepare(dataclasses.replace(config, knobs=knobs))().attributions
+
+    fine, coarse = integral(64), integral(32)
+    assert torch.allclose(reference.attributions, fine, rtol=1e-4, atol=1e-7)
+    expected = float(reference_error(coarse, fine).rel_l2.mean())
+    assert reference.resolution == pytest.approx(expected, rel=1e-3) and reference.resolution > 0
+    assert "32 steps" in reference.note
+    occlusion = reference_for(RunConfig("Occlusion", "digits_cnn", batch_size=2), 64)
+    assert occlusion.resolution is None  # no half-steps estimate for a window
+
+
+@pytest.mark.parametrize("resolution, warned", [(2e-4, True), (5e-5, False), (None, False)])
+def test_a_bound_finer_than_the_reference_resolves_is_warned_about(resolution, warned):
+    measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], lambda c: 1e-4)  # the default's error
+    req = request()
+    search = Search(
+        req, check_request(req)[IG], measurer, clock=lambda: 0.0, log=lambda _: None, reference_resolution=resolution
+    )
+    search.measure_default()
+    assert any("below the reference's own error" in note for note in search.notes) is warned
+
+
 def test_gain_shares_split_the_log_speedup_along_the_path():
     def cand(median: float) -> Candidate:
         return Candidate(RunConfig(IG, "digits_cnn"), 1, times_s=[median])
