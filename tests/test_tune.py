@@ -385,7 +385,7 @@ def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps
     assert occlusion.resolution is None  # no half-steps estimate for a window
 
 
-@pytest.mark.parametrize("resolution, warned", [(2e-4, True), (5e-5, False), (None, False)])
+@pytest.mark.parametrize("resolution, warned", [(2e-4, True), (6e-5, True), (4e-5, False), (None, False)])
 def test_a_bound_finer_than_the_reference_resolves_is_warned_about(resolution, warned):
     measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], lambda c: 1e-4)  # the default's error
     req = request()
@@ -393,7 +393,7 @@ def test_a_bound_finer_than_the_reference_resolves_is_warned_about(resolution, w
         req, check_request(req)[IG], measurer, clock=lambda: 0.0, log=lambda _: None, reference_resolution=resolution
     )
     search.measure_default()
-    assert any("below the reference's own error" in note for note in search.notes) is warned
+    assert any("of the reference's own error" in note for note in search.notes) is warned
 
 
 def test_gain_shares_split_the_log_speedup_along_the_path():
