@@ -15,10 +15,12 @@ The search must cost less than it saves, so it is staged and pruned:
    size is U-shaped) and the walk stops once one is clearly slower than the best so far. A
    configuration whose predicted peak memory (the measured per-row slope, tune_memory) exceeds
    the budget is never run; one whose error misses the target (bf16 can) is dropped after its
-   first call. When one call takes SCREEN_ABOVE_S or more (resnet18 Occlusion: 20-30 s),
-   racing whole calls would spend the budget on two axes, so each axis is ranked first by its
-   model passes timed at the candidate's chunk size (tune_screen), and only the neighbour
-   ranked first gets a whole call, which must meet the target and beat the current one.
+   first call, except that an option that only reorders the sums (batching, layout, threads,
+   compile) meets a default-relative target by giving the same output (judge_same_result).
+   When one call takes SCREEN_ABOVE_S or more (resnet18 Occlusion: 20-30 s), racing whole calls
+   would spend the budget on two axes, so each axis is ranked first by its model passes timed
+   at the candidate's chunk size (tune_screen), and only the neighbour ranked first gets a
+   whole call, which must meet the target and beat the current one.
 4. Final: default, each step of the path and the tuned setting are timed interleaved in one
    window, so the speedup and the share of it from each axis are measured under one load.
 
