@@ -286,6 +286,29 @@ def test_long_calls_run_nothing_when_no_neighbour_is_predicted_faster():
     assert len([p for p in search.pruned if "ranked out" in p["reason"]]) == 3
 
 
+def test_long_calls_charge_the_time_outside_the_passes_to_each_model_call():
+    # current: 6 rows a call (9 calls), 10 s a call of which its passes are 7 s, so 1/3 s a model call
+    # is spent outside them. Passes alone rank nothing under 7 s; with that charge, 25 rows a call
+    # (2 calls) is predicted 8 + 2/3 s, under the current's 10 s, and its whole call wins
+    times = {6: 10.0, 25: 8.5, 12: 9.5, None: 9.8}
+    passes = {6: 7.0, 25: 8.0, 12: 8.2, None: 9.0}
+    measurer = FakeMeasurer(
+        lambda c: times[c.config.knobs["internal_batch_size"]],
+        lambda c: 0.0,
+        predict_of=lambda c: passes[c.config.knobs["internal_batch_size"]],
+    )
+    search = search_with(measurer, batch_size=1)
+    knobs = {**search.space.default_knobs, "internal_batch_size": 6}
+    current = search.candidate(Candidate(search._config(knobs), 1, phase="fidelity"))
+    measurer.timed(current, 1)
+    winner = search.race("batching", current)
+    assert winner.config.knobs["internal_batch_size"] == 25
+    assert winner.predicted_s == pytest.approx(8.0 + 2 * (10.0 - 7.0) / 9)
+    one_call = search.candidate(current.with_("batching", knobs={"internal_batch_size": None}))
+    assert one_call.predicted_s == pytest.approx(9.0 + (10.0 - 7.0) / 9)
+    assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [6, 25]
+
+
 def test_a_screened_candidate_that_misses_the_fidelity_target_is_dropped_after_its_whole_call():
     # bf16 predicted twice as fast, but its error (0.5) misses the default's bound: fp32 stays
     measurer = FakeMeasurer(
