@@ -277,7 +277,7 @@ class Measurer:
             cand.times_s.append(self.call(cand)[0])
 
     def predict(self, cand: Candidate, chunk: int, budget_s: float) -> float:
-        """A whole call's time predicted from the model's passes at `chunk` rows (tune_screen)."""
+        """The model-pass time of one whole call, its passes timed at `chunk` rows (tune_screen)."""
         with measure.threads_for(cand.threads):
             return tune_screen.probe(self.prepared(cand), chunk, budget_s, self.clock)["predicted_s"]
 
@@ -291,6 +291,11 @@ class Measurer:
 def _nanmean(values: torch.Tensor) -> float:
     finite = values[torch.isfinite(values)]
     return float(finite.mean()) if len(finite) else math.nan
+
+
+def _relative_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||, averaged over examples: the rel_error measure, between any two outputs."""
+    return _nanmean(reference_error(a, b).rel_l2)
 
 
 def _compiled(run: PreparedRun) -> PreparedRun:
@@ -801,7 +806,7 @@ class Search:
         SAME_RESULT_TOLERANCE. A number the user gave (--max-error, --min-spearman) is held literally."""
         if cand.attributions is None or current.attributions is None:
             return
-        distance = _nanmean(reference_error(cand.attributions, current.attributions).rel_l2)
+        distance = _relative_distance(cand.attributions, current.attributions)
         cand.same_result_distance = distance
         if cand.meets_target or self.request.target.value is not None or not distance <= SAME_RESULT_TOLERANCE:
             return
@@ -1066,7 +1071,7 @@ def reference_for(default: RunConfig, reference_steps: int) -> TuneReference:
     note, resolution = f"{reference.note} ({origin})", None
     if prepared.spec.reference == "path" and reference_steps >= 2:
         coarser = reference_attributions(prepared, FidelityOptions(reference_steps=reference_steps // 2))
-        resolution = _nanmean(reference_error(coarser.attributions, reference.attributions).rel_l2)
+        resolution = _relative_distance(coarser.attributions, reference.attributions)
         note += f"; its own error is about {resolution:.2g} (its distance to {reference_steps // 2} steps)"
     return TuneReference(reference.attributions, note, resolution)
 

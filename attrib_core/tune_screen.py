@@ -10,10 +10,10 @@ memory format and threads, takes a fraction of one call and predicts it:
               + the other forward rows x (forward time per row at the chunk)
 
 the same sum the efficiency limit makes (analysis.results.limit_s), with the chunk's per-row
-time instead of the best batch's. It leaves out the method's own overhead (building
-perturbed inputs, hooks), so it ranks settings rather than timing them: a candidate it ranks
-first still gets a whole call, which checks its error (no probe can tell that bf16 loses the
-signal) and its time.
+time instead of the best batch's. It leaves out the method's own work (building perturbed
+inputs, hooks); Search.screen adds that, measured on the current setting's call, per model
+call. It ranks settings rather than timing them: a candidate it ranks first still gets a whole
+call, which checks its error (no probe can tell that bf16 loses the signal) and its time.
 """
 
 from __future__ import annotations
