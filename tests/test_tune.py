@@ -211,15 +211,18 @@ def test_fidelity_stage_stops_each_chain_at_its_first_setting_meeting_the_target
     assert max(trapezoid) < 16  # once 16 steps met the target, settings with as many passes are pruned
 
 
-def _race_batching(times: dict, predicted: dict | None = None) -> tuple[Candidate, FakeMeasurer, Search]:
-    """The batching race at batch 1, `times`: internal_batch_size -> seconds per call (50 rows);
-    `predicted`: the same, as the model passes predict it (default: exactly `times`)."""
+def _race_batching(
+    times: dict, predicted: dict | None = None, start: int | None = None
+) -> tuple[Candidate, FakeMeasurer, Search]:
+    """The batching race at batch 1 from internal_batch_size `start`, `times`: internal_batch_size ->
+    seconds per call (50 rows); `predicted`: the same, as the model passes predict it (default: exactly `times`)."""
     predict_of = (lambda c: predicted[c.config.knobs["internal_batch_size"]]) if predicted else None
     measurer = FakeMeasurer(
         lambda c: times[c.config.knobs["internal_batch_size"]], lambda c: 0.0, predict_of=predict_of
     )
     search = search_with(measurer, batch_size=1)
-    current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
+    knobs = {**search.space.default_knobs, "internal_batch_size": start}
+    current = search.candidate(Candidate(search._config(knobs), 1, phase="fidelity"))
     measurer.timed(current, 1)
     return search.race("batching", current), measurer, search
 
@@ -290,21 +293,12 @@ def test_long_calls_charge_the_time_outside_the_passes_to_each_model_call():
     # current: 6 rows a call (9 calls), 10 s a call of which its passes are 7 s, so 1/3 s a model call
     # is spent outside them. Passes alone rank nothing under 7 s; with that charge, 25 rows a call
     # (2 calls) is predicted 8 + 2/3 s, under the current's 10 s, and its whole call wins
-    times = {6: 10.0, 25: 8.5, 12: 9.5, None: 9.8}
-    passes = {6: 7.0, 25: 8.0, 12: 8.2, None: 9.0}
-    measurer = FakeMeasurer(
-        lambda c: times[c.config.knobs["internal_batch_size"]],
-        lambda c: 0.0,
-        predict_of=lambda c: passes[c.config.knobs["internal_batch_size"]],
+    winner, measurer, search = _race_batching(
+        {6: 10.0, 25: 8.5, 12: 9.5, None: 9.8}, {6: 7.0, 25: 8.0, 12: 8.2, None: 9.0}, start=6
     )
-    search = search_with(measurer, batch_size=1)
-    knobs = {**search.space.default_knobs, "internal_batch_size": 6}
-    current = search.candidate(Candidate(search._config(knobs), 1, phase="fidelity"))
-    measurer.timed(current, 1)
-    winner = search.race("batching", current)
     assert winner.config.knobs["internal_batch_size"] == 25
     assert winner.predicted_s == pytest.approx(8.0 + 2 * (10.0 - 7.0) / 9)
-    one_call = search.candidate(current.with_("batching", knobs={"internal_batch_size": None}))
+    one_call = search.candidate(winner.with_("batching", knobs={"internal_batch_size": None}))
     assert one_call.predicted_s == pytest.approx(9.0 + (10.0 - 7.0) / 9)
     assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [6, 25]
 
