@@ -52,7 +52,14 @@ BASIS = "best batch"
 
 @dataclass(frozen=True)
 class SearchRule:
-    """When the search warms up enough, stops repeating, and stops growing the batch."""
+    """When the search warms up enough, stops repeating, and which batch sizes it can afford.
+
+    `budget_s` bounds the whole search (the seconds spent inside timed calls, warm-up
+    included), never the length of one call: the rows one call of the cell makes are
+    always timed, however slow, because a limit taken below them reads far above 1 where
+    large batches pay off (a slow CPU read 10.6 with the limit taken at batch 1 for a
+    50-row call). Other sizes join while the budget allows.
+    """
 
     min_repeats: int = 3
     max_repeats: int = 12  # the cap: recorded as not stable if reached
@@ -60,7 +67,7 @@ class SearchRule:
     min_warmup: int = 2
     max_warmup: int = 8
     warmup_tolerance: float = 0.10  # two consecutive warm-up calls within this: warm
-    max_call_s: float = 2.0  # no larger batch once one call of a kind took longer than this
+    budget_s: float = 60.0  # seconds of timed calls for the whole search
 
     def __post_init__(self) -> None:
         for name in ("min_repeats", "max_repeats", "min_warmup", "max_warmup"):
@@ -69,9 +76,10 @@ class SearchRule:
                 raise ValueError(f"SearchRule: {name}={value!r} is not valid; needs an integer >= 1")
         if self.max_repeats < self.min_repeats or self.max_warmup < self.min_warmup:
             raise ValueError(f"SearchRule: a maximum below its minimum in {self}")
-        for name in ("tolerance", "warmup_tolerance", "max_call_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SearchRule: {name}={getattr(self, name)!r} is not valid; needs a number > 0")
+        for name in ("tolerance", "warmup_tolerance", "budget_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"SearchRule: {name}={value!r} is not valid; needs a number > 0")
 
 
 def candidate_batches(rows_per_call: int, own_batch: int) -> list[int]:
@@ -84,44 +92,74 @@ def candidate_batches(rows_per_call: int, own_batch: int) -> list[int]:
     return sorted({*powers, rows_per_call, min(own_batch, rows_per_call)})
 
 
+class _Clock:
+    """The search's spending: the seconds its timed calls returned (so scripted timers test it)."""
+
+    def __init__(self, time_call: Callable[[str, int], float]) -> None:
+        self.time_call, self.spent_s = time_call, 0.0
+
+    def __call__(self, kind: str, batch: int) -> float:
+        seconds = self.time_call(kind, batch)
+        self.spent_s += seconds
+        return seconds
+
+
 def search_best(
     time_call: Callable[[str, int], float],
     kinds: Sequence[str],
     batch_sizes: Sequence[int],
     rule: SearchRule = SearchRule(),
+    required: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Best per-sample time of each kind over `batch_sizes`, timed by `time_call(kind, batch)`.
 
-    Sizes are warmed up in increasing order; once a call at some size took longer than
-    `rule.max_call_s`, larger sizes are left out (recorded as `capped_at_batch`). Then rounds
-    time every (kind, batch) once, in an order rotated each round, until after at least
-    `min_repeats` rounds no median moved more than `tolerance` since the round before, or
-    `max_repeats` rounds ran.
+    The largest size and `required` are always searched. They are warmed up first (largest
+    first); the other sizes follow in increasing order while their predicted cost (warm-up
+    and `min_repeats` rounds at the slowest per-sample time seen) fits in `rule.budget_s`
+    beside the rounds the kept sizes need; those left out are recorded as `skipped_batches`.
+    Then rounds time every (kind, batch) once, in an order rotated each round, until after
+    at least `min_repeats` rounds no median moved more than `tolerance` since the round
+    before, `max_repeats` rounds ran, or the next round would overrun the budget (at least
+    one round always runs; `budget_exhausted` says the budget ended it).
     """
     if not kinds or not batch_sizes:
         raise ValueError(f"search_best needs kinds and batch sizes; got {list(kinds)} and {list(batch_sizes)}")
     unknown = [k for k in kinds if k not in PASS_KINDS]
     if unknown:
         raise ValueError(f"unknown pass kind(s) {unknown}; valid: {', '.join(PASS_KINDS)}")
-    sizes, warmup_calls, capped_at = [], 0, None
-    for batch in sorted(set(batch_sizes)):
-        slowest = 0.0
+    clock = _Clock(time_call)
+    must = sorted({max(batch_sizes), *(b for b in required if b in batch_sizes)}, reverse=True)
+    optional = sorted(set(batch_sizes) - set(must))
+    sizes, skipped, warmup_calls = [], [], 0
+    per_sample_seen = dict.fromkeys(kinds, 0.0)  # the slowest per-sample time of each kind so far
+    round_s = 0.0  # what one round over the kept sizes costs, from their last warm-up calls
+    for batch in must + optional:
+        if batch in optional:
+            one_call = sum(per_sample_seen[kind] * batch for kind in kinds)
+            predicted = one_call * (rule.min_warmup + rule.min_repeats)
+            if clock.spent_s + (round_s * rule.min_repeats) + predicted > rule.budget_s:
+                skipped.append(batch)
+                continue
         for kind in kinds:
-            calls, last_s = warm_up(time_call, kind, batch, rule)
+            calls, last_s = warm_up(clock, kind, batch, rule, over_budget=lambda: clock.spent_s > rule.budget_s)
             warmup_calls += calls
-            slowest = max(slowest, last_s)
+            round_s += last_s
+            per_sample_seen[kind] = max(per_sample_seen[kind], last_s / batch)
         sizes.append(batch)
-        if slowest > rule.max_call_s and batch != max(batch_sizes):
-            capped_at = batch
-            break
+    sizes.sort()
     pairs = [(kind, batch) for batch in sizes for kind in kinds]
     samples: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
     previous: dict[tuple[str, int], float] | None = None
-    stable = False
+    stable = exhausted = False
     for round_index in range(rule.max_repeats):
+        if round_index > 0 and clock.spent_s + round_s > rule.budget_s:
+            exhausted = True
+            break
         shift = round_index % len(pairs)
+        before = clock.spent_s
         for pair in pairs[shift:] + pairs[:shift]:
-            samples[pair].append(time_call(*pair))
+            samples[pair].append(clock(*pair))
+        round_s = clock.spent_s - before
         medians = {pair: statistics.median(times) for pair, times in samples.items()}
         if round_index + 1 >= rule.min_repeats and previous is not None:
             moved = max(abs(medians[p] - previous[p]) / previous[p] if previous[p] > 0 else 0.0 for p in pairs)
@@ -129,18 +167,29 @@ def search_best(
                 stable = True
                 break
         previous = medians
-    return _summary(samples, kinds, sizes, warmup_calls, capped_at, stable)
+    summary = _summary(samples, kinds, sizes, warmup_calls, stable)
+    return {**summary, "skipped_batches": skipped, "budget_exhausted": exhausted, "search_s": clock.spent_s}
 
 
-def warm_up(time_call: Callable[[str, int], float], kind: str, batch: int, rule: SearchRule) -> tuple[int, float]:
-    """Call until two consecutive calls agree within `warmup_tolerance` (at least `min_warmup`)."""
+def warm_up(
+    time_call: Callable[[str, int], float],
+    kind: str,
+    batch: int,
+    rule: SearchRule,
+    over_budget: Callable[[], bool] = lambda: False,
+) -> tuple[int, float]:
+    """Call until two consecutive calls agree within `warmup_tolerance` (at least `min_warmup`),
+    or, once `over_budget()`, as soon as `min_warmup` calls ran."""
     times: list[float] = []
     while len(times) < rule.max_warmup:
         times.append(time_call(kind, batch))
-        if len(times) >= rule.min_warmup and len(times) >= 2:
-            before, last = times[-2], times[-1]
-            if before > 0 and abs(last - before) / before <= rule.warmup_tolerance:
-                break
+        if len(times) < max(rule.min_warmup, 2):
+            continue
+        before, last = times[-2], times[-1]
+        if before > 0 and abs(last - before) / before <= rule.warmup_tolerance:
+            break
+        if over_budget():
+            break
     return len(times), times[-1]
 
 
@@ -149,7 +198,6 @@ def _summary(
     kinds: Sequence[str],
     sizes: list[int],
     warmup_calls: int,
-    capped_at: int | None,
     stable: bool,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -158,7 +206,6 @@ def _summary(
         "repeats": len(next(iter(samples.values()))),
         "stable": stable,
         "warmup_calls": warmup_calls,
-        "capped_at_batch": capped_at,
         "best_batch_size": {},
         "spread": {},
         "per_batch_s_per_sample": {},
@@ -322,7 +369,8 @@ def calibrate_limit(
     """The model's best per-sample time of each kind over batch sizes up to `max_rows`."""
     gc.collect()  # garbage of the cell before (gigabytes, sometimes) is freed now, not mid-round
     started = time.perf_counter()
-    result = search_best(timer, kinds, candidate_batches(max_rows, timer.inputs.shape[0]), rule)
+    own_batch = min(timer.inputs.shape[0], max_rows)
+    result = search_best(timer, kinds, candidate_batches(max_rows, own_batch), rule, required=(own_batch,))
     return {
         **result,
         "rows_per_call": max_rows,

@@ -69,7 +69,8 @@ def test_search_picks_the_minimum_per_sample_time_and_its_batch():
     assert out["per_batch_s_per_sample"][FORWARD_BACKWARD] == pytest.approx(
         {"1": 1e-3, "2": 0.6e-3, "4": 0.35e-3, "8": 0.4e-3}
     )
-    assert out["basis"] == "best batch" and out["stable"] and out["capped_at_batch"] is None
+    assert out["basis"] == "best batch" and out["stable"]
+    assert out["skipped_batches"] == [] and not out["budget_exhausted"]
     assert out["repeats"] == QUICK.min_repeats  # constant timings: stable as soon as allowed
     assert out["spread"] == {FORWARD: 0.0, FORWARD_BACKWARD: 0.0}
 
@@ -89,13 +90,13 @@ def test_rounds_interleave_every_pair_in_a_rotated_order():
 def test_stopping_rule_stops_when_medians_settle_and_caps_when_they_do_not():
     # after two warm-up calls of 1.0, rounds 1, 3, 1, 3, 2, 2...: medians 1, 2, 1, 2, 2 (round 5 moved 0)
     settling = ScriptedTimer({(FORWARD, 1): itertools.chain([1.0, 1.0], [1.0, 3.0, 1.0, 3.0], itertools.repeat(2.0))})
-    rule = SearchRule(min_repeats=3, max_repeats=10, min_warmup=2, max_warmup=2, tolerance=0.03)
+    rule = SearchRule(min_repeats=3, max_repeats=10, min_warmup=2, max_warmup=2, tolerance=0.03, budget_s=1e9)
     out = limit.search_best(settling, [FORWARD], [1], rule)
     assert out["stable"] and out["repeats"] == 5 and out["forward_s_per_sample"] == 2.0
     # never settles: each round doubles, so the median keeps moving; the cap ends it, recorded
     drifting = ScriptedTimer({(FORWARD, 1): (2.0**i for i in itertools.count())})
     out = limit.search_best(drifting, [FORWARD], [1], rule)
-    assert not out["stable"] and out["repeats"] == rule.max_repeats
+    assert not out["stable"] and out["repeats"] == rule.max_repeats and not out["budget_exhausted"]
 
 
 def test_warm_up_runs_until_two_calls_agree_and_stays_out_of_the_medians():
@@ -107,11 +108,42 @@ def test_warm_up_runs_until_two_calls_agree_and_stays_out_of_the_medians():
     assert out["forward_s_per_sample"] == pytest.approx(1e-3) and out["spread"][FORWARD] == 0.0
 
 
-def test_larger_batches_are_left_out_once_a_call_exceeds_the_time_cap():
-    timer = ScriptedTimer({(FORWARD, b): 0.4 * b for b in (1, 2, 4, 8)})
-    out = limit.search_best(timer, [FORWARD], [1, 2, 4, 8], SearchRule(max_call_s=1.0, max_warmup=2))
-    assert out["batch_sizes"] == [1, 2, 4] and out["capped_at_batch"] == 4
-    assert {b for _, b in timer.calls} == {1, 2, 4}
+def test_the_largest_batch_is_timed_however_long_one_call_takes():
+    # a slow machine: 3 s a row, so one call of the 8 rows takes 24 s, far past the 10 s budget;
+    # batch 8 is where the cell runs, so it is timed all the same, and the limit comes from it
+    timer = ScriptedTimer({(FORWARD, b): (3.0 * b if b == 8 else 5.0 * b) for b in (1, 2, 4, 8)})
+    out = limit.search_best(timer, [FORWARD], [1, 2, 4, 8], SearchRule(budget_s=10.0, max_warmup=2))
+    assert out["batch_sizes"] == [8] and out["skipped_batches"] == [1, 2, 4]
+    assert out["forward_s_per_sample"] == pytest.approx(3.0) and out["best_batch_size"] == {FORWARD: 8}
+    assert out["budget_exhausted"] and out["repeats"] == 1  # one round, then the budget ends it
+    assert {b for _, b in timer.calls} == {8}
+
+
+def test_required_sizes_are_timed_and_optional_ones_join_in_increasing_order_while_they_fit():
+    # 10 ms a row: batch 16 (required: the rows per call) and 1 (required: the cell's own batch)
+    # are timed first; 2, 4 and 8 then join while warm-up + min_repeats rounds fit in the budget
+    timer = ScriptedTimer({(FORWARD, b): 0.01 * b for b in (1, 2, 4, 8, 16)})
+    rule = SearchRule(budget_s=1.2, min_warmup=2, max_warmup=2, min_repeats=3, max_repeats=3)
+    out = limit.search_best(timer, [FORWARD], [1, 2, 4, 8, 16], rule, required=[1])
+    # spent after the required warm-ups: 2 x (0.16 + 0.01) = 0.34 s; a round costs 0.17 s
+    # + size 2: 0.34 + 3 x 0.17 + 5 x 0.02 (at the slowest 10 ms a row seen) = 0.95 <= 1.2: in
+    # + size 4: 0.38 + 3 x 0.19 + 5 x 0.04 = 1.15 <= 1.2: in;  + size 8: 0.46 + 0.69 + 0.4 > 1.2: out
+    assert out["batch_sizes"] == [1, 2, 4, 16] and out["skipped_batches"] == [8]
+    assert [b for _, b in timer.calls[:4]] == [16, 16, 1, 1]  # required sizes first, largest first
+    assert out["search_s"] == pytest.approx(sum(0.01 * b for _, b in timer.calls))
+
+
+@pytest.mark.parametrize("call_s", [0.05, 0.5, 5.0])
+def test_the_budget_bounds_the_whole_search(call_s):
+    # however long one call is, the search stops within the budget or, where even the required
+    # warm-up overruns it, after one round past that warm-up
+    timer = ScriptedTimer({(k, b): call_s * b for k in (FORWARD, FORWARD_BACKWARD) for b in (1, 2, 4, 8, 16, 32)})
+    rule = SearchRule(budget_s=20.0, min_warmup=2, max_warmup=8, min_repeats=3, max_repeats=12)
+    out = limit.search_best(timer, [FORWARD, FORWARD_BACKWARD], [1, 2, 4, 8, 16, 32], rule)
+    one_round = sum(call_s * b for b in out["batch_sizes"]) * 2
+    required_warm_up = 2 * 2 * call_s * 32
+    assert out["search_s"] <= max(rule.budget_s, required_warm_up + one_round) + 1e-9
+    assert 32 in out["batch_sizes"] and out["repeats"] >= 1
 
 
 @pytest.mark.parametrize(
@@ -124,7 +156,7 @@ def test_search_rejects_bad_requests(kinds, sizes, message):
 
 
 @pytest.mark.parametrize(
-    ("field", "bad"), [("min_repeats", 0), ("max_warmup", 1.5), ("tolerance", 0.0), ("max_call_s", -1.0)]
+    ("field", "bad"), [("min_repeats", 0), ("max_warmup", 1.5), ("tolerance", 0.0), ("budget_s", -1.0), ("budget_s", True)]
 )
 def test_search_rule_rejects_bad_settings(field, bad):
     with pytest.raises(ValueError, match=field):
