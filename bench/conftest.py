@@ -16,6 +16,7 @@ import torch
 
 from attrib_core import inject, journal, measure, noise, schema
 from attrib_core.analysis import results
+from attrib_core.analysis.self_check import self_check
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.sweep import PresetError, cell_key, load_preset
@@ -433,17 +434,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run.results_path = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED) or None
 
 
-def check_efficiency(tr, path: Path) -> None:
-    """The limit's sanity check: single-pass cells should read about 1 (else the calibration
-    or the cost model is off for them); names the cells outside the range."""
-    df = results.load_results([path])
-    lines = results.efficiency_warnings(df)
-    for line in lines:
-        tr.write_line(f"warning: {line}", yellow=True)
-    low, high = results.SINGLE_PASS_RANGE
-    single = int(((df["status"] == "ok") & (df["passes_forward"] == df["batch_size"])).sum()) if not df.empty else 0
-    if single:
-        tr.write_line(f"efficiency check: {single - len(lines)} of {single} single-pass cells within [{low}, {high}]")
+def print_self_check(tr, df) -> None:
+    """The run's check of its own figures (attrib_core.analysis.self_check), one line per check."""
+    tr.write_line("self-check of this run's figures:")
+    for finding in self_check(df):
+        tr.write_line(f"  {finding.line()}", yellow=not finding.ok)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -452,17 +447,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     tr = terminalreporter
     tr.section("attrib-bench summary")
+    has_file = run.results_path is not None and run.results_path.exists()
+    df = results.load_results([run.results_path]) if has_file else None
+    efficiency = dict(zip(df["cell_key"], df["efficiency"], strict=True)) if df is not None and not df.empty else {}
     width = max(len(o.key) for o in run.outcomes)
-    tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}")
+    tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}  {'efficiency':>15}")
     for o in run.outcomes:
-        tr.write_line(f"{o.key:<{width}}  {o.status:<6}  {seconds(o.median_s):>10}  {size_bytes(o.peak_bytes):>10}")
+        shown = results.efficiency_label(efficiency.get(o.key))
+        tr.write_line(
+            f"{o.key:<{width}}  {o.status:<6}  {seconds(o.median_s):>10}  {size_bytes(o.peak_bytes):>10}  {shown:>15}"
+        )
     failed = sum(o.status == "failed" for o in run.outcomes)
     not_applicable = sum(o.status == "not_applicable" for o in run.outcomes)
     elapsed = time.monotonic() - run.started
     tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {not_applicable} not applicable, {elapsed:.0f} s")
-    if run.results_path is not None and run.results_path.exists():
+    if has_file:
         tr.write_line(f"results: {run.results_path}")
-        check_efficiency(tr, run.results_path)
+        print_self_check(tr, df)
     if run.journal is not None and run.journal.path.exists():
         tr.write_line(f"not finished: continue with --resume {run.journal.path}")
     for warning in run.noise_warnings:

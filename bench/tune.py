@@ -21,7 +21,7 @@ from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import get_commit_info
 
 from attrib_core import schema, tune_output
-from attrib_core.analysis.results import load_results
+from attrib_core.analysis.results import efficiency_label, load_results
 from attrib_core.analysis.tables import to_markdown
 from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_table
 from attrib_core.fileio import atomic_write
@@ -166,6 +166,7 @@ def print_answer(path: Path) -> None:
     print()
     shown = table[TABLE_COLUMNS].round(4)
     shown["rel_error"] = table["rel_error"].map("{:.3g}".format)  # 9.6e-5 and 1.2e-4 both round to 0.0001
+    shown["efficiency"] = table["efficiency"].map(efficiency_label)  # above 1.05: the limit is wrong, not the call
     print(to_markdown(shown))
     for method, summary in summaries[path.name].items():
         shares = ", ".join(f"{axis} {share:.0%}" for axis, share in summary["gain_shares"].items())

@@ -3,19 +3,21 @@ link of deletion / insertion, and the target and baseline a record states."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
 
 import pytest
 import torch
-from captum.attr import IntegratedGradients
+from captum.attr import IntegratedGradients, Saliency
 from captum.metrics import infidelity
 from torch import nn
 
 from attrib_core.fidelity import evaluate_fidelity
 from attrib_core.fidelity_metrics import (
     FidelityOptions,
+    Infidelity,
     OutputLinkError,
     blurred,
     infidelity_score,
@@ -25,6 +27,7 @@ from attrib_core.fidelity_metrics import (
 from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.run import AttributionResult, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import PresetError, load_preset
+from tests.numerics import forward_error_bound
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models, shared cores
 
@@ -127,34 +130,72 @@ def test_a_negated_ig_map_scores_worse_than_the_map_on_digits():
 # --- 2. noise that batching cannot move, and its standard error ----------------------------
 
 
+def test_each_example_gets_the_same_noise_draws_whatever_the_batch_and_grouping():
+    """Exactly invariant: the draws are seeded by the example's content and the sample index."""
+    small, large = digits_ig(8)[0], digits_ig(32)[0]
+    pairs = [(example, sample) for example in range(8) for sample in range(10)]
+    together = ExampleNoise(small.inputs, 0, "infidelity").draw(pairs)
+    in_the_large_batch = ExampleNoise(large.inputs, 0, "infidelity").draw(pairs)
+    in_chunks_of_7 = torch.cat(
+        [ExampleNoise(small.inputs, 0, "infidelity").draw(pairs[i : i + 7]) for i in range(0, 80, 7)]
+    )
+    assert torch.equal(together, in_the_large_batch) and torch.equal(together, in_chunks_of_7)
+    assert len({tuple(row.flatten()[:4].tolist()) for row in together}) == 80  # every pair its own draw
+
+
+@pytest.mark.numerics
 def test_infidelity_of_an_example_does_not_depend_on_batch_size_or_rows_per_forward():
+    """With the draws fixed, only the order of float sums differs between groupings. In float64
+    each logit is then within forward_error_bound x its magnitude (tests/numerics.py); a term
+    a.I - (F(x) - F(x - I)) within twice that, and the mean of its square within 2 delta / rms + (delta / rms)^2
+    of itself (relative), rms being the root of the unnormalised infidelity."""
     small, small_result = digits_ig(8)
     large, large_result = digits_ig(32)
     assert torch.equal(large.inputs[:8], small.inputs)
+    model = copy.deepcopy(small.workload_model).double()
 
-    def per_example(prepared, result, rows: int) -> list[float]:
-        options = {"infidelity_samples": 10, "rows_per_forward": rows}
-        return evaluate_fidelity(prepared, result, ["infidelity"], **options)["infidelity"]["per_example"]
+    def scores(prepared: PreparedRun, result: AttributionResult, rows: int) -> Infidelity:
+        inputs, attributions = prepared.inputs.double(), result.attributions.double()
+        target = prepared.kwargs["target"]
+        return infidelity_score(model, inputs, attributions, target, n_samples=10, rows_per_forward=rows)
 
-    reference = per_example(small, small_result, 256)
-    for rows in (40, 16, 7):
-        assert per_example(small, small_result, rows) == pytest.approx(reference, rel=1e-5)
-    assert per_example(large, large_result, 256)[:8] == pytest.approx(reference, rel=1e-5)
-    assert len(set(reference)) == 8  # examples get different noise
+    reference = scores(small, small_result, 256)
+    with torch.no_grad():
+        largest_logit = model(small.inputs.double()).abs().amax(dim=1)
+    delta = 2 * forward_error_bound(model, torch.float64) * 1.5 * largest_logit  # noise of 0.01 moves logits little
+    rms = reference.unnormalized.sqrt()
+    relative = 4 * (delta / rms + (delta / rms) ** 2)  # the fitted scale's own change at most doubles it
+    others = [scores(small, small_result, rows) for rows in (40, 16, 7)]
+    others.append(scores(large, large_result, 256))
+    for other in others:
+        for field in ("unnormalized", "normalized"):
+            got, want = getattr(other, field)[:8], getattr(reference, field)
+            assert ((got - want).abs() <= relative * want.abs()).all(), (field, (got - want).abs() / want.abs())
+    assert len(set(reference.normalized.tolist())) == 8  # examples get different noise
+    assert relative.max() < 1e-6  # the bound is tight enough to catch a change of noise or pairing
 
 
+@pytest.mark.numerics
 def test_sensitivity_of_an_example_does_not_depend_on_batch_size_or_chunking():
+    """Float64 Saliency, so only the order of sums differs: each gradient is within e = 2 x
+    forward_error_bound of itself (a forward and a backward), so a score |dPhi| / |Phi| within
+    2e / score + e of itself (relative)."""
+    model = copy.deepcopy(prepare(RunConfig("Saliency", "digits_cnn")).workload_model).double()
+    saliency = Saliency(model)
+
     def scores(batch_size: int, rows: int) -> torch.Tensor:
         prepared = prepare(RunConfig("Saliency", "digits_cnn", batch_size=batch_size))
         return sensitivity_score(
-            prepared.attributor.attribute, prepared.inputs, {"target": prepared.kwargs["target"]},
+            saliency.attribute, prepared.inputs.double(), {"target": prepared.kwargs["target"]},
             n_samples=6, radius=0.05, seed=3, rows_per_call=rows,
         )  # fmt: skip
 
     reference = scores(4, 24)
-    assert torch.allclose(scores(4, 8), reference, rtol=1e-5)
-    assert torch.allclose(scores(8, 16)[:4], reference, rtol=1e-5)
-    assert torch.all(reference > 0)
+    gradient_error = 2 * forward_error_bound(model, torch.float64)
+    relative = 2 * gradient_error / reference + gradient_error
+    for other in (scores(4, 8), scores(8, 16)[:4]):
+        assert ((other - reference).abs() <= relative * reference).all()
+    assert torch.all(reference > 0) and relative.max() < 1e-6
 
 
 def test_the_standard_error_is_the_spread_of_the_draws_over_root_n():

@@ -156,7 +156,8 @@ def test_search_rejects_bad_requests(kinds, sizes, message):
 
 
 @pytest.mark.parametrize(
-    ("field", "bad"), [("min_repeats", 0), ("max_warmup", 1.5), ("tolerance", 0.0), ("budget_s", -1.0), ("budget_s", True)]
+    ("field", "bad"),
+    [("min_repeats", 0), ("max_warmup", 1.5), ("tolerance", 0.0), ("budget_s", -1.0), ("budget_s", True)],
 )
 def test_search_rule_rejects_bad_settings(field, bad):
     with pytest.raises(ValueError, match=field):

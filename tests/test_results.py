@@ -3,55 +3,23 @@ old files (own batch, read as before and marked so), the suspect flag and the sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attrib_core.analysis.results import OLD_BASIS, efficiency_warnings, load_results
+from tests.results_files import NEW, record, table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _record(method: str, batch: int, median_s: float, passes: dict, calibration: dict) -> dict:
-    key = f"digits_cnn-{method}-cpu-b{batch}-fp32-contiguous"
-    data = [median_s] * 5
-    return {
-        "name": f"test_cell[{key}]",
-        "stats": {"median": median_s, "min": median_s, "max": median_s, "rounds": 5, "data": data},
-        "extra_info": {
-            "schema_version": 1,
-            "cell_key": key,
-            "cell": {"workload": "digits_cnn", "method": method, "device": "cpu", "batch_size": batch},
-            "status": "ok",
-            "passes": passes,
-            "calibration": calibration,
-        },
-    }
-
-
-def _table(tmp_path: Path, records: list[dict]):
-    data = {
-        "machine_info": {"attrib_bench": {"schema_version": 1, "preset": "t", "environment": {"gpus": []}}},
-        "commit_info": {"id": "abc"},
-        "datetime": "2026-01-01T00:00:00",
-        "benchmarks": records,
-    }
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(data))
-    return load_results([path]).set_index("method")
-
-
-NEW = {"basis": "best batch", "forward_s_per_sample": 1e-3, "best_batch_size": {"forward": 8}}
-
-
 def test_limit_uses_the_pass_each_method_backward_makes(tmp_path):
-    df = _table(
+    df = table(
         tmp_path,
         [
             # Saliency: 4 full passes at 4 ms a row = 16 ms; measured 20 ms -> 0.8
-            _record(
+            record(
                 "Saliency",
                 4,
                 0.020,
@@ -59,7 +27,7 @@ def test_limit_uses_the_pass_each_method_backward_makes(tmp_path):
                 {**NEW, "forward_backward_s_per_sample": 4e-3, "best_batch_size": {"forward_backward": 16}},
             ),
             # LayerGradCam: 4 rows to the layer at 2.5 ms = 10 ms (a full backward would say 16 ms)
-            _record(
+            record(
                 "LayerGradCam",
                 4,
                 0.010,
@@ -67,7 +35,7 @@ def test_limit_uses_the_pass_each_method_backward_makes(tmp_path):
                 {**NEW, "forward_backward_to_layer_s_per_sample": 2.5e-3, "forward_backward_s_per_sample": 4e-3},
             ),
             # IG with delta: 40 backward rows x 4 ms + 8 forward-only rows x 1 ms = 168 ms
-            _record(
+            record(
                 "IntegratedGradients",
                 4,
                 0.200,
@@ -75,7 +43,7 @@ def test_limit_uses_the_pass_each_method_backward_makes(tmp_path):
                 {**NEW, "forward_backward_s_per_sample": 4e-3},
             ),
             # a forward-only method: 20 rows x 1 ms = 20 ms, in 19 ms -> suspect
-            _record("Occlusion", 4, 0.019, {"forward": 20, "backward": 0, "backward_kind": "forward_backward"}, NEW),
+            record("Occlusion", 4, 0.019, {"forward": 20, "backward": 0, "backward_kind": "forward_backward"}, NEW),
         ],
     )
     assert df.loc["Saliency", "limit_s"] == pytest.approx(0.016)
@@ -98,7 +66,7 @@ def test_limit_uses_the_pass_each_method_backward_makes(tmp_path):
 
 def test_a_method_without_forward_only_rows_needs_no_forward_calibration(tmp_path):
     calibration = {"basis": "best batch", "forward_backward_s_per_sample": 2e-3}  # no forward measured
-    df = _table(tmp_path, [_record("Saliency", 2, 0.004, {"forward": 2, "backward": 2}, calibration)])
+    df = table(tmp_path, [record("Saliency", 2, 0.004, {"forward": 2, "backward": 2}, calibration)])
     assert df.loc["Saliency", "efficiency"] == pytest.approx(1.0)
 
 
@@ -107,7 +75,7 @@ def test_paired_rounds_give_the_limit_and_the_measured_time(tmp_path):
     # and the cell 30 ms a call, where the benchmark's median says 20 ms: 24 / 30 = 0.8
     paired = {"cell_median_s": 0.030, "forward_backward_s_per_sample": 6e-3, "best_batch_size": {"forward_backward": 4}}
     calibration = {**NEW, "forward_backward_s_per_sample": 4e-3, "paired": paired}
-    df = _table(tmp_path, [_record("Saliency", 4, 0.020, {"forward": 4, "backward": 4}, calibration)])
+    df = table(tmp_path, [record("Saliency", 4, 0.020, {"forward": 4, "backward": 4}, calibration)])
     assert df.loc["Saliency", "limit_s"] == pytest.approx(0.024)
     assert df.loc["Saliency", "efficiency"] == pytest.approx(0.8)
     assert df.loc["Saliency", "efficiency_basis"] == "best batch, paired with the cell"
@@ -128,16 +96,14 @@ def test_old_files_are_read_as_before_and_marked_own_batch():
 
 def test_sanity_check_names_single_pass_cells_outside_the_range(tmp_path):
     passes = {"forward": 4, "backward": 4}
-    df = _table(
+    df = table(
         tmp_path,
         [
-            _record("Saliency", 4, 0.0100, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 1.00
-            _record("InputXGradient", 4, 0.0200, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 0.50
-            _record("GuidedBackprop", 4, 0.0050, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 2.00
+            record("Saliency", 4, 0.0100, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 1.00
+            record("InputXGradient", 4, 0.0200, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 0.50
+            record("GuidedBackprop", 4, 0.0050, passes, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),  # 2.00
             # not single-pass (8 rows for 4 examples): far off, but not this check's business
-            _record(
-                "DeepLift", 4, 0.1, {"forward": 8, "backward": 8}, {**NEW, "forward_backward_s_per_sample": 2.5e-3}
-            ),
+            record("DeepLift", 4, 0.1, {"forward": 8, "backward": 8}, {**NEW, "forward_backward_s_per_sample": 2.5e-3}),
         ],
     ).reset_index()
     lines = efficiency_warnings(df)

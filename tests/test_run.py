@@ -11,12 +11,14 @@ from attrib_core.devices import available_devices
 from attrib_core.methods import METHODS, KnobError, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import (
+    PRECISIONS,
     AutocastForward,
     RunConfig,
     placed_model,
     prepare,
     run_attribution,
 )
+from tests.numerics import relative_error, rounding_bound
 from tests.torch_fixtures import SMALL_WORKLOADS, small_knobs
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
@@ -148,20 +150,22 @@ def test_available_devices_lists_cpu_first():
         ("NeuronIntegratedGradients", {"n_steps": 4}),
     ],
 )
+@pytest.mark.numerics
 @pytest.mark.parametrize(("precision", "memory_format"), [("bf16", "contiguous"), ("fp32", "channels_last")])
 def test_precision_and_memory_format_give_close_fp32_attributions(method, knobs, precision, memory_format):
+    """Both runs are held to the float64 attribution, within what rounding in their dtype explains
+    on this model (tests/numerics.py): bf16 keeps ~3 significant digits, fp32 in channels_last
+    sums in another order. A broken wrapper or layout moves the maps by far more."""
     options = {"batch_size": 4, "knobs": knobs}
-    reference = run_attribution(method, "digits_cnn", **options).attributions
+    contiguous = prepare(RunConfig(method, "digits_cnn", **options))
     result = run_attribution(method, "digits_cnn", precision=precision, memory_format=memory_format, **options)
     attributions = result.attributions
     assert attributions.dtype == torch.float32
-    assert attributions.shape == reference.shape
     assert torch.isfinite(attributions).all()
-    if precision == "fp32":  # the same arithmetic in another layout: equal up to rounding
-        torch.testing.assert_close(attributions, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
-    else:  # bf16 keeps ~3 significant digits: the maps must still agree in direction
-        cosine = nn.functional.cosine_similarity(attributions.flatten(1), reference.flatten(1))
-        assert (cosine > 0.98).all(), cosine
+    reference, bound = rounding_bound(contiguous, PRECISIONS[precision] or torch.float32)
+    assert attributions.shape == reference.shape
+    assert relative_error(attributions, reference) <= bound
+    assert relative_error(contiguous().attributions, reference) <= bound
 
 
 def test_bf16_wraps_the_model_in_autocast_and_keeps_layer_hooks_on_the_real_model(digits):

@@ -149,6 +149,9 @@ def limit_columns(calibration: dict[str, Any], passes: dict[str, Any]) -> dict[s
         "calib_backward_s_per_sample": times.get(f"{backward_kind}_s_per_sample") if backward_kind else None,
         "calib_best_batch_size": best.get(backward_kind, best.get("forward")) if new else calibration.get("batch_size"),
         "calib_paired_median_s": paired.get("cell_median_s"),
+        "calib_rows_per_call": calibration.get("rows_per_call"),
+        "calib_stable": calibration.get("stable"),
+        "calib_budget_exhausted": calibration.get("budget_exhausted"),
         "efficiency_basis": _basis(calibration, paired),
     }
 
@@ -188,6 +191,13 @@ def measured_s(df: pd.DataFrame) -> pd.Series:
     """The cell's time efficiency holds against the limit: the paired rounds' median where the
     run has them (same window as the limit's passes), else the benchmark's median."""
     return df["calib_paired_median_s"].fillna(df["median_s"]) if "calib_paired_median_s" in df else df["median_s"]
+
+
+def efficiency_label(value: float | None) -> str:
+    """An efficiency as people read it: 2 decimals, and "suspect" where the limit was measured wrong."""
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value:.2f} suspect" if value > SUSPECT_ABOVE else f"{value:.2f}"
 
 
 def efficiency_warnings(
