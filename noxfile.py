@@ -114,17 +114,51 @@ def write_lock(path: Path, pins: list[str], what: str, install: str, use: str) -
     path.write_text(header + "\n".join(pins) + "\n")
 
 
-def run_pytest(session: nox.Session, python: str, *args: str, what: str) -> None:
+def run_pytest(session: nox.Session, python: str, *args: str, what: str, env: dict | None = None) -> None:
     """pytest, where exit 5 (nothing collected) is an error with a message, not a silent pass."""
-    code = session.run(python, "-m", "pytest", *args, external=True, success_codes=[0, PYTEST_NO_TESTS])
+    code = session.run(python, "-m", "pytest", *args, external=True, env=env, success_codes=[0, PYTEST_NO_TESTS])
     if code == PYTEST_NO_TESTS:
         session.error(f"no {what} were collected (pytest exit 5): check the path and any -k filter")
 
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The harness's own tests (fast, CPU; CUDA-only tests skip without a GPU)."""
-    run_pytest(session, torch_python(session), "tests", *session.posargs, what="tests")
+    """The harness's own tests, less those marked slow (CPU; CUDA-only tests skip without a GPU)."""
+    run_pytest(session, torch_python(session), "tests", "-m", "not slow", *session.posargs, what="tests")
+
+
+@nox.session(name="tests-slow", venv_backend="none")
+def tests_slow(session: nox.Session) -> None:
+    """The slow tests: retraining, subprocess isolation, kill and resume, A/B sessions, whole-preset runs."""
+    run_pytest(session, torch_python(session), "tests", "-m", "slow", *session.posargs, what="slow tests")
+
+
+@nox.session(name="tests-portable", venv_backend="none")
+def tests_portable(session: nox.Session) -> None:
+    """The tests again under each older CPU's kernels that this CPU can run (torch's
+    ATEN_CPU_CAPABILITY, with oneDNN's ONEDNN_MAX_CPU_ISA capped at the same level), so a
+    tolerance that holds only on this machine's rounding fails here. Slow tests are left out
+    unless you pass `-m slow` (or `-m ""`)."""
+    python = torch_python(session)
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    native = session.run(python, "-c", probe, external=True, silent=True).strip()
+    passed = []
+    for setting in kernel_settings(native):
+        label = " ".join(f"{name}={value}" for name, value in setting.items())
+        session.log(f"tests with {label} (this CPU: {native})")
+        run_pytest(session, python, "tests", "-m", "not slow", *session.posargs, env=setting, what="tests")
+        passed.append(label)
+    session.log("passed under: " + "; ".join(passed))
+
+
+def kernel_settings(native: str) -> list[dict[str, str]]:
+    """x86: ATen's kernel levels up to this CPU's (default, avx2, avx512), each with oneDNN capped at
+    the matching ISA (SSE4.1, AVX2, AVX-512 without bf16 or AMX); elsewhere the portable `default`."""
+    levels = [("default", "SSE41"), ("avx2", "AVX2"), ("avx512", "AVX512_CORE")]
+    rank = {"DEFAULT": 0, "AVX2": 1, "AVX512": 2}.get(native.upper())
+    if rank is None:
+        return [{"ATEN_CPU_CAPABILITY": "default"}]
+    return [{"ATEN_CPU_CAPABILITY": aten, "ONEDNN_MAX_CPU_ISA": onednn} for aten, onednn in levels[: rank + 1]]
 
 
 @nox.session(venv_backend="none")

@@ -163,6 +163,7 @@ def test_worker_refuses_unknown_setting_and_cell(tiny_preset):
         worker.op_time({"key": "nope", "rounds": 1})
 
 
+@pytest.mark.slow
 def test_sides_sharing_no_cells_is_exit_2(tiny_preset, tmp_path, capsys):
     out = tmp_path / "ab"
     code = ab.main(["--preset", str(tiny_preset), "-k", "NoSuchMethod", "--workers", "1", "--results-dir", str(out)])
@@ -174,6 +175,7 @@ def test_sides_sharing_no_cells_is_exit_2(tiny_preset, tmp_path, capsys):
 # --- a real session -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tmp_path):
     """Side B sets channels_last, which the tabular cell cannot take: that cell fails on B (recorded,
     not timed on either side) and the two digits cells are timed."""
@@ -258,6 +260,7 @@ def test_regress_ab_refuses_pytest_arguments_and_mixed_modes(tmp_path):
         regress.main(["--base", "HEAD", "--baseline", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_regress_ab_against_head_runs_both_sides_and_decides(tiny_preset, tmp_path, capsys):
     """A worktree of HEAD against the working tree, one worker a side, 3 quads: the plumbing
     end to end (the verdict itself depends on this machine's load; the proof measures rates)."""

@@ -152,6 +152,7 @@ def start_and_kill(preset: Path, out: Path, sig: int) -> Path:
     return journals[0]
 
 
+@pytest.mark.slow
 def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
@@ -170,6 +171,7 @@ def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
     assert sorted(df.method) == ["FeaturePermutation", "IntegratedGradients", "Saliency"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_what_was_measured_and_resume_refuses_a_changed_preset(tmp_path):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
@@ -203,6 +205,7 @@ batch_size = [1]
 """
 
 
+@pytest.mark.slow
 def test_isolation_records_a_hang_a_crash_and_a_memory_blowup_and_goes_on(tmp_path):
     preset = tmp_path / "faults.toml"
     preset.write_text(ISOLATED)
@@ -227,6 +230,7 @@ def example_run(tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.slow
 def test_the_example_plugin_runs_end_to_end(example_run):
     proc, out = example_run
     assert proc.returncode == 0, proc.stdout + proc.stderr

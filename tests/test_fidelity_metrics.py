@@ -143,7 +143,6 @@ def test_each_example_gets_the_same_noise_draws_whatever_the_batch_and_grouping(
     assert len({tuple(row.flatten()[:4].tolist()) for row in together}) == 80  # every pair its own draw
 
 
-@pytest.mark.numerics
 def test_infidelity_of_an_example_does_not_depend_on_batch_size_or_rows_per_forward():
     """With the draws fixed, only the order of float sums differs between groupings. In float64
     each logit is then within forward_error_bound x its magnitude (tests/numerics.py); a term
@@ -175,7 +174,6 @@ def test_infidelity_of_an_example_does_not_depend_on_batch_size_or_rows_per_forw
     assert relative.max() < 1e-6  # the bound is tight enough to catch a change of noise or pairing
 
 
-@pytest.mark.numerics
 def test_sensitivity_of_an_example_does_not_depend_on_batch_size_or_chunking():
     """Float64 Saliency, so only the order of sums differs: each gradient is within e = 2 x
     forward_error_bound of itself (a forward and a backward), so a score |dPhi| / |Phi| within

@@ -15,8 +15,9 @@ from attrib_core.analysis.merge import merge
 from attrib_core.analysis.results import load_results
 
 pytest.importorskip("submitit", reason="the `cluster` extra (submitit) is not installed")
-
 from bench.launch_slurm import ShardTask, build_parser, executor_for, run_sweep
+
+pytestmark = pytest.mark.slow  # a 3-task array of real bench runs
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = """

@@ -102,6 +102,7 @@ def test_workloads_without_masks_get_not_applicable_with_a_reason(one_thread) ->
         assert "'digits_cnn' has no ground-truth masks" in record["reason"] and name in record["reason"]
 
 
+@pytest.mark.slow
 def test_cells_of_the_shapes_workload_score_each_example_against_its_mask(one_thread) -> None:
     from attrib_core.fidelity import evaluate_fidelity
     from attrib_core.run import RunConfig, prepare

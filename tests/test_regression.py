@@ -411,6 +411,7 @@ n_steps = [8]
 """
 
 
+@pytest.mark.slow
 def test_end_to_end_injected_slowdown_is_measured_and_a_run_against_itself_passes(tmp_path, capsys):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)

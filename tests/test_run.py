@@ -150,7 +150,6 @@ def test_available_devices_lists_cpu_first():
         ("NeuronIntegratedGradients", {"n_steps": 4}),
     ],
 )
-@pytest.mark.numerics
 @pytest.mark.parametrize(("precision", "memory_format"), [("bf16", "contiguous"), ("fp32", "channels_last")])
 def test_precision_and_memory_format_give_close_fp32_attributions(method, knobs, precision, memory_format):
     """Both runs are held to the float64 attribution, within what rounding in their dtype explains

@@ -26,6 +26,7 @@ def test_batch_rows_cover_the_dataset_with_a_short_last_batch():
     assert batch_rows(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
 
 
+@pytest.mark.slow
 def test_two_ranks_gather_the_single_process_result(tmp_path):
     out = tmp_path / "tp.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29533"]
