@@ -1,4 +1,5 @@
-"""Sessions: tests, lint, bench (the main job); report, compare, history and regress read results; lock.
+"""Sessions: tests (and tests-slow, tests-portable), lint, docs, bench (the main job); report, compare,
+history and regress read results; lock.
 
 Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
 Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch), built
@@ -217,6 +218,13 @@ def lint(session: nox.Session) -> None:
     session.install("-q", "-c", str(BENCH_LOCK), "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (docs/, mkdocs.yml) into site/; --strict, so a broken link fails."""
+    session.install("-q", "-c", str(BENCH_LOCK), "mkdocs>=1.6,<2")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(venv_backend="none")

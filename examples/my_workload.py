@@ -4,7 +4,7 @@
 returns the workload contract as a plain mapping: the model, real held-out inputs, the
 classes to explain, a baseline, and optionally a layer, feature mask and weights label.
 `examples/my_preset.toml` names it as `"my_workload.py:make_workload"`; see
-docs_byo_section.md ("Benchmark your own model") for every key.
+docs/own-models.md ("Benchmark your own model") for every key.
 """
 
 from __future__ import annotations

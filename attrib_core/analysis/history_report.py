@@ -1,6 +1,6 @@
 """`attrib-bench history FOLDER... [--out DIR]`: the history page: every cell over commits, steps marked.
 
-Reads every results file of the folders (a history store, see the README) through
+Reads every results file of the folders (a history store, see docs/history.md) through
 attrib_core.analysis.results, detects steps per cell and metric (attrib_core.analysis.steps)
 and writes one offline page: history.html (figures embedded), history.md, a PNG per metric,
 steps.csv (every step) and series.csv (every series examined, with its noise). No torch.

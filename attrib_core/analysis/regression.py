@@ -56,7 +56,7 @@ class RegressionInputError(ValueError):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What counts as a regression; defaults chosen from measured noise (see the README)."""
+    """What counts as a regression; defaults chosen from measured noise (see docs/ab-regress.md)."""
 
     alpha: float = 0.05  # family-wise, over every cell's time plus the run-level member
     min_effect: float = 1.03  # the smallest time ratio called slower / faster
