@@ -170,18 +170,7 @@ def bench(session: nox.Session) -> None:
     nox -s bench -- -k IntegratedGradients  pytest arguments pass through
     nox -s bench -- --resume              continue an interrupted run (its own preset)
     """
-    run_pytest(
-        session,
-        torch_python(session),
-        "bench",
-        "-p",
-        "no:cacheprovider",
-        "--benchmark-columns=min,median,iqr,rounds",
-        "--benchmark-sort=name",
-        "--benchmark-name=short",
-        *session.posargs,
-        what="benchmark cells",
-    )
+    session.run(torch_python(session), "-m", "attrib_core.cli", "bench", *session.posargs, external=True)
 
 
 @nox.session

@@ -1,8 +1,9 @@
-"""`attrib-bench report|compare|history|merge|regress`: the installed package's console script.
+"""`attrib-bench bench|report|compare|history|merge|regress`: the installed package's console script.
 
-report, compare, history and merge read results files (no torch). regress runs the benchmark suite, which
-lives in a checkout of the repository (bench/); from an installed wheel alone it can still
-compare two existing runs: `attrib-bench regress --compare BASE NEW`.
+bench runs the benchmark suite, which ships with the package (attrib_core/suite), in any folder.
+report, compare, history and merge read results files (no torch). regress's A/B still runs this
+repository's suite in checkouts of two revisions; from an installed wheel alone it compares two
+existing runs: `attrib-bench regress --compare BASE NEW`.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-ANALYSIS_COMMANDS = {
+MODULE_COMMANDS = {
+    "bench": "attrib_core.suite.command",
     "report": "attrib_core.analysis.report",
     "compare": "attrib_core.analysis.compare",
     "history": "attrib_core.analysis.history_report",
     "merge": "attrib_core.analysis.merge",
 }
-COMMANDS = (*ANALYSIS_COMMANDS, "regress")
-USAGE = "usage: attrib-bench {report,compare,history,merge,regress} [ARGS...]   (attrib-bench COMMAND --help for more)"
+COMMANDS = (*MODULE_COMMANDS, "regress")
+USAGE = "usage: attrib-bench {bench,report,compare,history,merge,regress} [ARGS...]  (COMMAND --help: more)"
 
 
 def _regress(argv: list[str]) -> int:
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if name == "regress":
         return _regress(rest)
-    return importlib.import_module(ANALYSIS_COMMANDS[name]).main(rest)
+    return importlib.import_module(MODULE_COMMANDS[name]).main(rest)
 
 
 if __name__ == "__main__":

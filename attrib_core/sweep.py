@@ -25,6 +25,7 @@ from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS, workload_spec
 from attrib_core.workloads.plugins import TABLE_KEYS, resolve_reference
 
+PRESET_DIR = Path(__file__).resolve().parent / "presets"  # the presets that ship: smoke, standard, ...
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
 TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed", "workloads"}

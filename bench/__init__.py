@@ -1,5 +1,2 @@
-"""The benchmark suite (pytest-benchmark), its presets, and the launchers that run it."""
-
-from pathlib import Path
-
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
+"""This repository's benchmark suite entry (a thin conftest over attrib_core.suite), the A/B
+runner, launchers and proofs."""

@@ -51,6 +51,21 @@ def _need(module: str, *names: str):
     return [getattr(mod, n) for n in names] if names else mod
 
 
+def _need_moved(modules: tuple[str, ...], *names: str):
+    """`_need` from the first of `modules` the side's code has: a module that moved between
+    revisions (the suite into attrib_core.suite, the presets into attrib_core) is found on both sides."""
+    for module in modules[:-1]:
+        try:
+            return _need(module, *names)
+        except MissingAPI:
+            continue
+    return _need(modules[-1], *names)
+
+
+SUITE_CELLS = ("attrib_core.suite.cells", "bench.cells")  # the newer layout first
+PRESETS = ("attrib_core.sweep", "bench")
+
+
 class Worker:
     def __init__(self) -> None:
         self.cells: dict[str, object] = {}  # key -> RunConfig
@@ -64,7 +79,7 @@ class Worker:
         (load_preset, cell_key) = _need("attrib_core.sweep", "load_preset", "cell_key")
         (environment, set_threads) = _need("attrib_core.measure", "environment", "set_threads")
         (available_devices,) = _need("attrib_core.devices", "available_devices")
-        (preset_dir,) = _need("bench", "PRESET_DIR")
+        (preset_dir,) = _need_moved(PRESETS, "PRESET_DIR")
         settings = dict(req.get("set") or {})
         unknown = sorted(set(settings) - set(RUN_FIELDS) - set(PROCESS_FIELDS))
         if unknown:
@@ -75,7 +90,7 @@ class Worker:
         threads = int(settings.get("threads") or self.preset.timing.threads or env["cpu_physical_cores"] or 1)
         set_threads(threads)
         devices = tuple(available_devices())
-        (cell_record,) = _need("bench.cells", "cell_record")
+        (cell_record,) = _need_moved(SUITE_CELLS, "cell_record")
         cells = []
         for config in self.preset.cells(devices):
             run_settings = {k: v for k, v in settings.items() if k in RUN_FIELDS}
@@ -109,7 +124,7 @@ class Worker:
 
         (prepare,) = _need("attrib_core.run", "prepare")
         (synchronized, synchronize) = _need("attrib_core.measure", "synchronized", "synchronize")
-        (cell_record,) = _need("bench.cells", "cell_record")
+        (cell_record,) = _need_moved(SUITE_CELLS, "cell_record")
         config = self.cells[key]
         prepared = prepare(config)
         info = {
@@ -162,7 +177,7 @@ class Worker:
         call, prepared, _, first = self._prepared(req["key"])
         (peak_memory,) = _need("attrib_core.measure", "peak_memory")
         (evaluate_fidelity,) = _need("attrib_core.fidelity", "evaluate_fidelity")
-        (calibration_cache, meaningful_fidelity) = _need("bench.cells", "CalibrationCache", "meaningful_fidelity")
+        (calibration_cache, meaningful_fidelity) = _need_moved(SUITE_CELLS, "CalibrationCache", "meaningful_fidelity")
         if not hasattr(self, "calibrations"):
             self.calibrations = calibration_cache()
         info = {"calibration": self._calibration(call, prepared)}

@@ -36,7 +36,7 @@ from attrib_core.analysis.results import (
     results_files,
 )
 from attrib_core.analysis.tables import to_markdown
-from bench import PRESET_DIR
+from attrib_core.sweep import PRESET_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 SINGLE_PASS = ("Saliency", "InputXGradient", "GuidedBackprop", "LayerGradCam", "LayerGradientXActivation")

@@ -1,25 +1,3 @@
-"""The sweep: one benchmark per cell of the selected preset (see bench/presets/)."""
+"""`pytest bench` collects the packaged suite's one test: a benchmark per cell of the preset."""
 
-from __future__ import annotations
-
-import pytest
-
-from bench.cells import measure_cell
-from bench.conftest import BenchRun, isolated_outcome, measured_record
-from bench.faults import fault_for
-
-
-def test_cell(cell_key: str, benchmark, bench_run: BenchRun) -> None:
-    if bench_run.isolation.enabled:
-        outcome, record = isolated_outcome(bench_run, cell_key, benchmark)
-    else:
-        cell = bench_run.cells[cell_key]
-        slowdown = bench_run.slowdowns.get(cell.method, 1.0)
-        fault = fault_for(cell_key, bench_run.faults)
-        outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown, fault)
-        record = measured_record(outcome, benchmark)
-    bench_run.record(outcome, record)
-    if outcome.status == "not_applicable":  # recorded with its reason; not a failure of the run
-        pytest.skip(outcome.extra_info["error"])
-    if outcome.status != "ok":
-        pytest.fail(outcome.extra_info["error"], pytrace=False)
+from attrib_core.suite.test_cells import test_cell  # noqa: F401

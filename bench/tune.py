@@ -29,10 +29,10 @@ from attrib_core.measure import environment
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import NotApplicable
+from attrib_core.suite import durable
 from attrib_core.tune import FidelityTarget, TuneError, TuneRequest, check_budget, check_request, tune
 from attrib_core.tune_memory import MemoryBudgetError, parse_bytes
 from attrib_core.tune_space import parse_fixed
-from bench import durable
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 EXIT_BAD_INPUT = 2

@@ -258,7 +258,7 @@ def test_a_broken_plugin_stops_the_run_before_the_first_cell(tmp_path):
 
 
 def test_random_weights_keep_time_and_memory_but_not_fidelity(tmp_path):
-    from bench.cells import RANDOM_WEIGHTS, meaningful_fidelity
+    from attrib_core.suite.cells import RANDOM_WEIGHTS, meaningful_fidelity
 
     records = {"deletion": {"status": "ok", "value": 0.01, "per_example": [0.01], "reason": None, "time_s": 0.1}}
     assert meaningful_fidelity(records, "trained:abc") is records

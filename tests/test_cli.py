@@ -25,4 +25,57 @@ def test_regress_without_a_checkout_compares_existing_runs_only(without_checkout
 
 def test_an_unknown_command_lists_the_valid_ones(capsys):
     assert cli.main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'; valid: report, compare" in capsys.readouterr().err
+    assert "unknown command 'frobnicate'; valid: bench, report, compare" in capsys.readouterr().err
+
+
+PLUGIN_MODEL = """
+import torch
+from torch import nn
+
+
+def make(n_features=5):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(n_features, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    inputs = torch.randn(6, n_features)
+    return {"model": model, "inputs": inputs, "targets": torch.tensor([0, 1, 2, 0, 1, 2]),
+            "baseline": torch.zeros(1, n_features)}
+"""
+PLUGIN_PRESET = """
+name = "mine"
+[timing]
+min_rounds = 3
+max_rounds = 3
+max_time_s = 0.01
+threads = 1
+[fidelity]
+metrics = ["completeness"]
+[workloads.mine]
+factory = "model.py:make"
+[[sweep]]
+workload = "mine"
+method = ["Saliency", "IntegratedGradients"]
+batch_size = [2]
+[sweep.knobs]
+n_steps = [4]
+"""
+
+
+def test_bench_runs_the_packaged_suite_on_a_plugin_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    """As a user would after `pip install attrib-bench`: a folder with a model file and a preset,
+    no checkout of this repository; results land in that folder's results/."""
+    (tmp_path / "model.py").write_text(PLUGIN_MODEL)
+    (tmp_path / "mine.toml").write_text(PLUGIN_PRESET)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--preset", "mine.toml", "-q"]) == 0
+    (written,) = (tmp_path / "results").glob("*_mine.json")
+    from attrib_core.analysis.results import load_results
+
+    df = load_results([written])
+    assert sorted(df["method"]) == ["IntegratedGradients", "Saliency"] and set(df["status"]) == {"ok"}
+
+
+def test_bench_refuses_an_unknown_preset_with_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--preset", "no-such-preset"]) == 2
+    assert "no-such-preset" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

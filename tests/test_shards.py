@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from attrib_core.devices import available_devices
-from attrib_core.sweep import Timing, cell_key, load_preset
-from bench import PRESET_DIR
-from bench.shards import (
+from attrib_core.suite.shards import (
     NO_CALIBRATION,
     ShardError,
     assign,
@@ -20,6 +18,7 @@ from bench.shards import (
     shard_loads,
     weighted_rows,
 )
+from attrib_core.sweep import PRESET_DIR, Timing, cell_key, load_preset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from attrib_core.run import RunConfig
-from attrib_core.sweep import PresetError, cell_key, load_preset, preset_names
-from bench import PRESET_DIR
+from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset, preset_names
 
 
 def write(tmp_path: Path, text: str) -> Path:

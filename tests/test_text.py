@@ -27,12 +27,11 @@ from attrib_core.methods import METHODS, get_method
 from attrib_core.models.small import accuracy
 from attrib_core.models.text import PAD_ID, UNKNOWN_ID
 from attrib_core.run import RunConfig, prepare, run_attribution
-from attrib_core.sweep import load_preset
+from attrib_core.suite.cells import gallery_map
+from attrib_core.sweep import PRESET_DIR, load_preset
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
 from attrib_core.workloads import movie_reviews as mr
 from attrib_core.workloads.text import NEUTRAL_MARGIN, SEQUENCE_LENGTH, Vocabulary, sentiment_split
-from bench import PRESET_DIR
-from bench.cells import gallery_map
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

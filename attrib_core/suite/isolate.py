@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from typing import Any
 
 from attrib_core import journal
 from attrib_core.formatting import seconds, size_bytes
+from attrib_core.suite import suite_command
 
-REPO = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 
 
@@ -75,20 +74,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def child_command(preset_path: Path, key: str, child_journal: Path, passthrough: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(REPO / "bench"),
-        "-p",
-        "no:cacheprovider",
+    return suite_command(
         "-q",
-        f"--rootdir={REPO}",
+        f"--rootdir={Path.cwd()}",
         f"--preset={preset_path}",
         f"--only-cell={key}",
         f"--child-journal={child_journal}",
         *passthrough,
-    ]
+    )
 
 
 def run_isolated(
@@ -104,7 +97,6 @@ def run_isolated(
     started = time.perf_counter()
     proc = subprocess.Popen(
         child_command(preset_path, key, child_journal, passthrough),
-        cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -22,15 +22,15 @@ from attrib_core import journal
 from attrib_core.comparable import MUST_MATCH, incompatibilities  # noqa: F401  (resume's check; merge's too)
 from attrib_core.formatting import timestamp
 
-REPO = Path(__file__).resolve().parent.parent
 COUNTER = re.compile(r"^(\d{4})_")
 
 
 def code_state() -> dict[str, Any]:
-    """The commit and a hash of uncommitted changes to tracked files (None outside git)."""
+    """The commit and a hash of uncommitted changes to tracked files of the repository the run
+    starts in (the project whose models are measured; None outside git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=REPO, capture_output=True, check=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        diff = subprocess.run(["git", "diff", "HEAD"], capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "uncommitted_sha256": None}
     return {"commit": head.stdout.strip(), "uncommitted_sha256": hashlib.sha256(diff.stdout).hexdigest()}
