@@ -475,6 +475,25 @@ def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_pat
     plt.close(figure.figure)
 
 
+def test_the_printed_table_marks_an_efficiency_above_the_suspect_line(tmp_path: Path, capsys):
+    """A limit measured wrong (here: the default's paired call made 100x shorter than it was) reads far
+    above 1; the table prints it as suspect, never as a plain number."""
+    from bench.tune import print_answer
+
+    req = TuneRequest("tabular_mlp", ("Saliency",), batch_size=4, compile=False, threads=(1,), time_budget_s=10)
+    [(tuning, finals, measurer)] = tune(req, log=lambda _: None)
+    data = tune_output.document(req, [(tuning, finals, measurer)], {}, {}, "test", {"wall_s": 1.0})
+    for record in data["benchmarks"]:
+        paired = (record["extra_info"].get("calibration") or {}).get("paired")
+        if paired and not record["extra_info"]["cell_key"].endswith("-search"):
+            paired["cell_median_s"] /= 100
+    path = tmp_path / "tune.json"
+    path.write_text(schema.dumps(data))
+    print_answer(path)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Saliency")]
+    assert rows and all(" suspect" in row for row in rows), rows
+
+
 def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not():
     from attrib_core.tune import units_needed
 
