@@ -199,7 +199,7 @@ def regress(session: nox.Session) -> None:
     """A/B: the working tree against the merge-base with origin/main (or `-- --base REV`), on the
     CI preset, interleaved on this machine; exits non-zero on a regression. `-- --baseline DIR`
     / `--update-baseline`: the history mode against committed results files."""
-    session.run(torch_python(session), "-m", "bench.regress", *session.posargs, external=True)
+    session.run(torch_python(session), "-m", "attrib_core.cli", "regress", *session.posargs, external=True)
 
 
 @nox.session
@@ -263,4 +263,4 @@ def tune(session: nox.Session) -> None:
     nox -s tune -- --workload resnet18 --method Occlusion --max-error 2.7 --time-budget 120
     Writes results/NNNN_<machine>_<time>_<commit>_tune-<workload>.json (report and compare read it).
     """
-    session.run(torch_python(session), "-m", "bench.tune", *session.posargs, external=True)
+    session.run(torch_python(session), "-m", "attrib_core.cli", "tune", *session.posargs, external=True)

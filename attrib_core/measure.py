@@ -295,6 +295,15 @@ def environment() -> dict[str, Any]:
     }
 
 
+def machine_label() -> str:
+    """The machine's name in results file names: the GPU's, else the CPU model and its cores."""
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = f"{environment()['cpu_model'] or 'cpu'}-{os.cpu_count()}c"
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
 def _cpuinfo() -> list[dict[str, str]]:
     """One dict per logical processor listed in /proc/cpuinfo (empty where there is none)."""
     try:

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from attrib_core.registry import Registry
-from attrib_core.workloads import WORKLOADS, WorkloadSpec
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -186,37 +185,6 @@ class MethodSpec:
         return (
             (self.kind == "feature" and self.family == "gradient") or self.kind == "neuron" or self.interpolates_inputs
         )
-
-    def unsupported_reason(self, workload: WorkloadSpec) -> str | None:
-        """Why this method cannot run on the workload, or None if it can. Works from the
-        spec's traits, so validating a preset builds nothing; prepare() asks again with the
-        traits observed on the built model."""
-        traits, name = workload.traits, workload.name
-        if self.name in traits.not_applicable:
-            return f"{self.name} does not apply to workload {name!r}: {traits.not_applicable[self.name]}"
-        if self.kind != "feature" and traits.layer_name == "":
-            return f"{self.name} is a {self.kind} method but workload {name!r} declares no layer"
-        if self.needs_spatial_layer and traits.spatial_layer is False:
-            what = (
-                f": its layer {traits.layer_name!r} has no (N, C, H, W) output"
-                if traits.is_image
-                else f" is not an image model (input kind {traits.input_kind!r}; image workloads: "
-                + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")
-                + ", torchvision:<model>)"
-            )
-            return f"{self.name} needs a convolutional layer; workload {name!r}{what}"
-        if self.needs_float_inputs and traits.input_kind == "tokens":
-            return (
-                f"{self.name} needs gradients with respect to the inputs, and workload {name!r} takes integer "
-                "token ids; use a layer method on the embedding (e.g. LayerIntegratedGradients) or a "
-                "perturbation method"
-            )
-        if self.backward_rules in traits.rule_limits:
-            return f"{self.name} does not apply to workload {name!r}: {traits.rule_limits[self.backward_rules]}"
-        return None
-
-    def applies_to(self, workload: WorkloadSpec) -> bool:
-        return self.unsupported_reason(workload) is None
 
     def attribute_kwargs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in knobs.items() if k not in self.runner_knobs}

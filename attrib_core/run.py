@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from attrib_core import inject
+from attrib_core.applicability import unsupported_reason
 from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
 from attrib_core.workloads import Workload, load_workload, observed_spec, workload_spec
@@ -165,7 +166,7 @@ def prepare(config: RunConfig) -> PreparedRun:
             f"memory_format 'channels_last' needs 4-d image inputs; {workload.name!r} is not an image "
             "(valid for it: contiguous)"
         )
-    reason = spec.unsupported_reason(observed_spec(config.workload))  # the built model's traits decide
+    reason = unsupported_reason(spec, observed_spec(config.workload))  # the built model's traits decide
     if reason:
         raise NotApplicable(reason)
     batch = config.batch_size

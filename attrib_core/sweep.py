@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attrib_core.applicability import applies_to
 from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
 from attrib_core.fidelity_metrics import FidelityOptions
 from attrib_core.formatting import knob_value
@@ -23,7 +24,8 @@ from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS, workload_spec
-from attrib_core.workloads.plugins import TABLE_KEYS, resolve_reference
+from attrib_core.workloads.catalog import resolve_reference
+from attrib_core.workloads.plugins import TABLE_KEYS
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"  # the presets that ship: smoke, standard, ...
 DEVICES = ("cpu", "cuda")
@@ -278,7 +280,7 @@ def _expand(group: Mapping[str, Any], seed: int) -> Iterator[RunConfig]:
     knob_names = list(group["knobs"])
     for workload in group["workload"]:
         static = workload_spec(workload)  # static metadata: nothing is built or trained here
-        applicable = [m for m in METHODS.names() if get_method(m).applies_to(static)]
+        applicable = [m for m in METHODS.names() if applies_to(get_method(m), static)]
         names = [n for m in group["method"] for n in (applicable if m == "all" else [m])]
         accepted_anywhere = {k for name in names for k in get_method(name).knob_names}
         for bad in (k for k in knob_names if k not in accepted_anywhere):

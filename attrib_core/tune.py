@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from attrib_core import measure, tune_screen
+from attrib_core.applicability import unsupported_reason
 from attrib_core.fidelity_metrics import FidelityOptions, reference_error
 from attrib_core.fidelity_references import reference_attributions
 from attrib_core.methods import CostInput, KnobError, MethodSpec, get_method
@@ -366,7 +367,7 @@ def check_request(request: TuneRequest) -> dict[str, MethodSpace]:
     spaces = {}
     for name in request.methods:
         spec = get_method(name)  # unknown method: names the known ones
-        reason = spec.unsupported_reason(wspec)
+        reason = unsupported_reason(spec, wspec)
         if reason:
             raise TuneError(reason)
         unknown = [k for k in request.fixed if k not in spec.knob_names]

@@ -18,7 +18,7 @@ Conditions (preset ci, 11 cells, sides the same code unless stated):
                   got slower (ATTRIB_BENCH_INJECT_METHOD_SLOWDOWN), its cells exactly F
   threads-1v2     A threads=1, B threads=2 (a real difference)
   fp32vbf16       A fp32, B bf16 (a real difference)
-  regress-wall    one `python -m bench.regress --base <code>` A/B run (what `nox -s regress` runs), timed
+  regress-wall    one `attrib-bench regress --base <code>` A/B run (what `nox -s regress` runs), timed
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.regress import AB_QUADS
+from attrib_core.ab.regress import AB_QUADS
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "ab-proof"
@@ -79,7 +79,7 @@ def planned_sessions() -> list[tuple[str, list[str]]]:
     return sessions
 
 
-REGRESS_WALL = "regress-wall"  # one `python -m bench.regress --base <code>` A/B run, for its wall time
+REGRESS_WALL = "regress-wall"  # one `attrib-bench regress --base <code>` A/B run, for its wall time
 
 
 def frozen_tree() -> tuple[Path, str]:
@@ -96,7 +96,14 @@ def collect(only: Sequence[str] = (), runs: Path = RUNS, quads: int = QUADS) -> 
     tree, sha = frozen_tree()
     print(f"code: {sha[:12]} (frozen in {tree}), {quads} quads per cell", flush=True)
     quad_args = ["--quads", str(quads)]
-    regress = [sys.executable, "-m", "bench.regress", "--base", sha, *quad_args]  # what `nox -s regress` runs on a PR
+    regress = [
+        sys.executable,
+        "-m",
+        "attrib_core.ab.regress",
+        "--base",
+        sha,
+        *quad_args,
+    ]  # what `nox -s regress` runs on a PR
     plan = planned_sessions()
     plan.insert(len(REAL), (REGRESS_WALL, None))  # early: a partial collection still has its wall time
     for name, args in plan:
@@ -107,7 +114,8 @@ def collect(only: Sequence[str] = (), runs: Path = RUNS, quads: int = QUADS) -> 
             continue
         shutil.rmtree(folder, ignore_errors=True)  # a session cut short is run again from scratch
         folder.mkdir(parents=True)
-        command = [sys.executable, "-m", "bench.ab", *SESSION_ARGS, *quad_args, *args] if args is not None else regress
+        runner = "attrib_core.ab.session" if (tree / "attrib_core" / "ab" / "session.py").exists() else "bench.ab"
+        command = [sys.executable, "-m", runner, *SESSION_ARGS, *quad_args, *args] if args is not None else regress
         command += ["--results-dir", str(folder)]
         started = time.monotonic()
         load_before = os.getloadavg()

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from attrib_core.ab import session as ab
+from attrib_core.ab.regress import AB_QUADS
 from attrib_core.analysis.results import results_files
 from attrib_core.analysis.timing_rule import SLOWER, RuleSettings, compare_timing
-from bench import ab
-from bench.regress import AB_QUADS
 
 NAME = re.compile(r"^(?P<condition>aa|all-[\d.]+|ig-[\d.]+|igcall-[\d.]+)-(?P<rep>\d+)$")
 TOUCHED = "IntegratedGradients"  # the method the ig-* and igcall-* sessions slow down

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from attrib_core import schema
+from attrib_core.ab import session as ab
+from attrib_core.ab import sides as ab_sides
+from attrib_core.ab.sides import SideError, SideSpec
+from attrib_core.ab.worker import Worker
 from attrib_core.analysis.results import load_results
-from bench import ab, ab_sides
-from bench.ab_sides import SideError, SideSpec
-from bench.ab_worker import Worker
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -242,7 +243,7 @@ def test_tiny_session_writes_one_valid_file_per_process_with_blocks(tmp_path):
 
 
 def test_regress_ab_unknown_base_is_exit_2_one_line(tmp_path, capsys):
-    from bench import regress
+    from attrib_core.ab import regress
 
     code = regress.main(["--base", "no-such-revision-xyz", "--results-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
@@ -251,7 +252,7 @@ def test_regress_ab_unknown_base_is_exit_2_one_line(tmp_path, capsys):
 
 
 def test_regress_ab_refuses_pytest_arguments_and_mixed_modes(tmp_path):
-    from bench import regress
+    from attrib_core.ab import regress
 
     with pytest.raises(SystemExit) as info:
         regress.main(["--", "--inject-slowdown", "IntegratedGradients=2"])
@@ -264,7 +265,7 @@ def test_regress_ab_refuses_pytest_arguments_and_mixed_modes(tmp_path):
 def test_regress_ab_against_head_runs_both_sides_and_decides(tiny_preset, tmp_path, capsys):
     """A worktree of HEAD against the working tree, one worker a side, 3 quads: the plumbing
     end to end (the verdict itself depends on this machine's load; the proof measures rates)."""
-    from bench import regress
+    from attrib_core.ab import regress
 
     out = tmp_path / "r"
     args = ["--base", "HEAD", "--preset", str(tiny_preset), "--workers", "1", "--quads", "3", "--block-s", "0.002"]
@@ -278,7 +279,7 @@ def test_regress_ab_against_head_runs_both_sides_and_decides(tiny_preset, tmp_pa
 
 
 def test_worker_names_a_missing_api_of_the_sides_code():
-    from bench import ab_worker
+    from attrib_core.ab import worker as ab_worker
 
     with pytest.raises(ab_worker.MissingAPI, match=r"attrib_core\.run .* lacks prepare_v2"):
         ab_worker._need("attrib_core.run", "prepare", "prepare_v2")

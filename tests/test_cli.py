@@ -1,26 +1,34 @@
 """attrib_core.cli: the installed package's console script, with and without a checkout."""
 
-import sys
-
 import pytest
 
 from attrib_core import cli
 
 
-@pytest.fixture
-def without_checkout(monkeypatch):
-    """As after `pip install .` elsewhere: the bench/ suite cannot be imported."""
-    monkeypatch.setitem(sys.modules, "bench.regress", None)
-
-
-def test_regress_without_a_checkout_compares_existing_runs_only(without_checkout, tmp_path, capsys):
+def test_regress_outside_a_git_repository_compares_existing_runs_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp either
     assert cli.main(["regress"]) == 2
-    assert "--compare BASE NEW" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not in a git repository" in err and "--compare BASE NEW" in err
+    assert not (tmp_path / "results").exists()
     bad = tmp_path / "empty.json"
     bad.write_text("")
     assert cli.main(["regress", "--compare", str(bad), str(bad)]) == 2  # one line, no traceback
     err = capsys.readouterr().err
     assert "empty.json: empty file" in err and "Traceback" not in err
+
+
+def test_help_lists_every_command_and_each_command_has_its_own_help(capsys):
+    assert cli.main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("bench", "report", "compare", "regress", "ab", "tune", "history", "merge"):
+        assert f"  {name} " in listed
+        with pytest.raises(SystemExit) as exited:  # argparse (and pytest's --help) end in exit 0
+            code = cli.main([name, "--help"])
+            raise SystemExit(code)
+        assert exited.value.code in (0, None), name
+        assert "usage" in capsys.readouterr().out.lower(), name
 
 
 def test_an_unknown_command_lists_the_valid_ones(capsys):

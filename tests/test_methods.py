@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from attrib_core.applicability import applies_to
 from attrib_core.methods import (
     IG_METHODS,
     METHODS,
@@ -55,11 +56,11 @@ def applies(method: str, workload: str) -> bool:
 def test_every_method_runs_with_the_right_shape(method, workload):
     spec = get_method(method)
     w = load_workload(workload)
-    assert spec.applies_to(WORKLOADS.get(workload)) == applies(method, workload)  # static: nothing built
-    assert spec.applies_to(observed_spec(workload)) == applies(method, workload)  # observed on the model
+    assert applies_to(spec, WORKLOADS.get(workload)) == applies(method, workload)  # static: nothing built
+    assert applies_to(spec, observed_spec(workload)) == applies(method, workload)  # observed on the model
     batch_size = max(2, spec.min_batch_size)
     config = RunConfig(method, workload, batch_size=batch_size, knobs=small_knobs(method))
-    if not spec.applies_to(WORKLOADS.get(workload)):
+    if not applies_to(spec, WORKLOADS.get(workload)):
         with pytest.raises(NotApplicable, match=rf"{method}.*{workload}"):
             prepare(config)
         return
@@ -74,7 +75,7 @@ def test_every_method_runs_with_the_right_shape(method, workload):
 
 @pytest.mark.parametrize("method", RESNET_CHEAP_METHODS)
 def test_cheap_methods_run_on_resnet18(method, resnet):
-    assert get_method(method).applies_to(observed_spec("resnet18"))
+    assert applies_to(get_method(method), observed_spec("resnet18"))
     prepared = prepare(RunConfig(method, "resnet18", batch_size=1))
     result = prepared()
     assert tuple(result.attributions.shape) == expected_shape(method, resnet, prepared.inputs, prepared.knobs)

@@ -9,17 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.methods import get_method
 from attrib_core.run import NotApplicable, RunConfig, prepare
 from attrib_core.sweep import PresetError, load_preset
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec, workload_spec
-from attrib_core.workloads.plugins import (
-    ENTRY_POINT_GROUP,
-    WorkloadContractError,
-    check_workloads,
-    parse_reference,
-    resolve_reference,
-)
+from attrib_core.workloads.catalog import check_workloads, resolve_reference
+from attrib_core.workloads.plugins import ENTRY_POINT_GROUP, WorkloadContractError, parse_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -243,15 +239,15 @@ def test_validating_a_preset_imports_and_builds_nothing(plugin_dir):
 def test_undeclared_traits_rule_nothing_out_and_the_run_decides(plugin_dir):
     declare(plugin_dir, "good", "undeclared")
     static = WORKLOADS.get("undeclared")
-    assert get_method("LayerGradCam").applies_to(static)  # unknown: listed for "all"
-    assert not get_method("LayerGradCam").applies_to(observed_spec("undeclared"))
+    assert applies_to(get_method("LayerGradCam"), static)  # unknown: listed for "all"
+    assert not applies_to(get_method("LayerGradCam"), observed_spec("undeclared"))
     with pytest.raises(NotApplicable, match=r"LayerGradCam needs a convolutional layer; workload 'undeclared'"):
         prepare(RunConfig("LayerGradCam", "undeclared"))
 
 
 def test_a_plugin_that_declares_wrongly_is_caught_when_the_cell_runs(plugin_dir):
     declare(plugin_dir, "good", "liar", input_kind="features", layer="hidden", spatial_layer=True)
-    assert get_method("LayerGradCam").applies_to(WORKLOADS.get("liar"))  # it says its layer is spatial
+    assert applies_to(get_method("LayerGradCam"), WORKLOADS.get("liar"))  # it says its layer is spatial
     with pytest.raises(NotApplicable, match=r"LayerGradCam needs a convolutional layer"):
         prepare(RunConfig("LayerGradCam", "liar"))
 
@@ -265,9 +261,9 @@ def test_declared_input_kind_must_match_the_inputs(plugin_dir):
 def test_token_inputs_allow_embedding_layer_and_perturbation_methods_only(plugin_dir):
     declare(plugin_dir, "tokens", "token_model", input_kind="tokens", layer="0")
     static = WORKLOADS.get("token_model")
-    assert get_method("LayerIntegratedGradients").applies_to(static)
-    assert get_method("FeatureAblation").applies_to(static)
-    reason = get_method("Saliency").unsupported_reason(static)
+    assert applies_to(get_method("LayerIntegratedGradients"), static)
+    assert applies_to(get_method("FeatureAblation"), static)
+    reason = unsupported_reason(get_method("Saliency"), static)
     assert "takes integer token ids" in reason and "LayerIntegratedGradients" in reason
     assert observed_spec("token_model").traits.input_kind == "tokens"
     result = prepare(RunConfig("LayerIntegratedGradients", "token_model", batch_size=2, knobs={"n_steps": 4}))()

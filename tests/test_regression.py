@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attrib_core.ab import regress
 from attrib_core.analysis import verdicts as verdict_output
 from attrib_core.analysis.regression import (
     CHANGED,
@@ -26,7 +27,6 @@ from attrib_core.analysis.regression import (
 )
 from attrib_core.analysis.results import load_results, results_files
 from attrib_core.analysis.timing_rule import RUN_LEVEL
-from bench import regress
 
 ROUNDS = 20
 ENV = {"cpu_model": "Test CPU", "cpu_logical_cores": 2, "torch_version": "2.4.0", "captum_version": "0.8.0", "gpus": []}

@@ -21,6 +21,7 @@ from attrib_core import measure
 from attrib_core.analysis.gallery import gallery_figure, wrap_tokens
 from attrib_core.analysis.results import record_row
 from attrib_core.analysis.style import method_style
+from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.fidelity import evaluate_fidelity
 from attrib_core.fidelity_metrics import broadcast_to_inputs, completeness_error, perturbation_curve
 from attrib_core.methods import METHODS, get_method
@@ -175,8 +176,8 @@ def test_workload_pieces_fit_token_inputs(sentiment):
 def test_exactly_the_methods_that_can_use_token_ids_apply(sentiment):
     declared, observed = WORKLOADS.get("sentiment_cnn"), observed_spec("sentiment_cnn")
     for spec in (declared, observed):  # what validation trusts (nothing built) and what the run sees
-        assert {m for m in METHODS.names() if get_method(m).applies_to(spec)} == APPLICABLE
-    reason = get_method("IntegratedGradients").unsupported_reason(declared)
+        assert {m for m in METHODS.names() if applies_to(get_method(m), spec)} == APPLICABLE
+    reason = unsupported_reason(get_method("IntegratedGradients"), declared)
     assert "token ids" in reason and "LayerIntegratedGradients" in reason
     with pytest.raises(ValueError, match="LayerConductance needs gradients with respect to the inputs"):
         prepare(RunConfig("LayerConductance", "sentiment_cnn"))

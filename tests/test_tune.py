@@ -478,7 +478,7 @@ def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_pat
 def test_the_printed_table_marks_an_efficiency_above_the_suspect_line(tmp_path: Path, capsys):
     """A limit measured wrong (here: the default's paired call made 100x shorter than it was) reads far
     above 1; the table prints it as suspect, never as a plain number."""
-    from bench.tune import print_answer
+    from attrib_core.commands.tune import print_answer
 
     req = TuneRequest("tabular_mlp", ("Saliency",), batch_size=4, compile=False, threads=(1,), time_budget_s=10)
     [(tuning, finals, measurer)] = tune(req, log=lambda _: None)
@@ -531,7 +531,7 @@ def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
     ],
 )
 def test_command_refuses_bad_input_with_one_line_and_exit_2(args, message, capsys, tmp_path):
-    from bench.tune import main
+    from attrib_core.commands.tune import main
 
     assert main(["--workload", "digits_cnn", "--results-dir", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err

@@ -10,12 +10,13 @@ import pytest
 import torch
 import torchvision
 
+from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.methods import METHODS, get_method
 from attrib_core.models.resnet import distinct_relus
 from attrib_core.run import NotApplicable, RunConfig, prepare
 from attrib_core.workloads import WORKLOADS, load_workload, observed_spec, workload_spec
 from attrib_core.workloads.builtin import photos
-from attrib_core.workloads.plugins import resolve_reference
+from attrib_core.workloads.catalog import resolve_reference
 from attrib_core.workloads.traits import scan_model
 from attrib_core.workloads.zoo import FAMILIES, family_of, load_zoo_model, zoo_traits
 
@@ -69,14 +70,14 @@ def test_which_methods_apply_is_known_without_building_anything():
     for model in ZOO:
         spec = workload_spec(f"torchvision:{model}")
         assert spec.source == "torchvision" and spec.is_image
-        applies[model] = {m.name for m in METHODS if m.applies_to(spec)}
+        applies[model] = {m.name for m in METHODS if applies_to(m, spec)}
     assert set(RULE_METHODS) <= applies["resnet18"] and set(RULE_METHODS) <= applies["resnet50"]
     for model in ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16"):
         assert not set(RULE_METHODS) & applies[model], model
     assert "LayerGradCam" not in applies["vit_b_16"] and "LayerGradCam" in applies["convnext_tiny"]
-    reason = get_method("LayerGradCam").unsupported_reason(workload_spec("torchvision:vit_b_16"))
+    reason = unsupported_reason(get_method("LayerGradCam"), workload_spec("torchvision:vit_b_16"))
     assert "layer 'encoder.layers' has no (N, C, H, W) output" in reason
-    reason = get_method("DeepLift").unsupported_reason(workload_spec("torchvision:efficientnet_b0"))
+    reason = unsupported_reason(get_method("DeepLift"), workload_spec("torchvision:efficientnet_b0"))
     assert "uses SiLU, for which Captum's DeepLift has no rule" in reason
     assert all("IntegratedGradients" in methods for methods in applies.values())
 

@@ -1,7 +1,7 @@
 """Regression verdicts as a user reads them: results files in, a table and an exit status out.
 
 Torch-free, so `attrib-bench regress --compare BASE NEW` works from an installed wheel; the
-launcher that runs the benchmark (bench/regress.py) prints through the same functions.
+launcher that runs the benchmark (attrib_core/ab/regress.py) prints through the same functions.
 """
 
 from __future__ import annotations

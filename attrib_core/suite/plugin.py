@@ -28,7 +28,8 @@ from attrib_core.suite import durable, isolate, shards
 from attrib_core.suite.cells import CalibrationCache, CellOutcome, cell_record, ground_truth_arrays
 from attrib_core.suite.faults import parse_faults, parse_slowdowns
 from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset
-from attrib_core.workloads.plugins import WorkloadContractError, check_workloads
+from attrib_core.workloads.catalog import check_workloads
+from attrib_core.workloads.plugins import WorkloadContractError
 
 DEFAULT_PRESET = "standard"
 # pytest-benchmark options that act on its own table, which this suite replaces by its summary
@@ -219,7 +220,7 @@ class BenchRun:
             self.journal = journal.Journal.reopen(self.resumed)
             self.results_path = self.resumed.results_path
             return
-        machine = self.config.getoption("--machine-name") or _machine_label()
+        machine = self.config.getoption("--machine-name") or measure.machine_label()
         name = self.preset.name
         if self.shard is not None:  # the shards of one sweep share `<preset>-sweep<id>-shard-`
             name = f"{name}-sweep{self.shard['sweep_id']}-{self.shard['label']}"
@@ -280,15 +281,6 @@ def _refuse_table_only_options(config: pytest.Config) -> None:
                 f"{flag} acts on pytest-benchmark's own table, which attrib-bench replaces by its summary: "
                 f"add --benchmark-table to use it, or use `nox -s regress` (A/B verdicts) and `nox -s report` (plots)"
             )
-
-
-def _machine_label() -> str:
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-    else:
-        name = measure.environment()["cpu_model"] or "cpu"
-        name = f"{name}-{os.cpu_count()}c"
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
 @pytest.hookimpl(tryfirst=True)

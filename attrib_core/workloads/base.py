@@ -5,8 +5,6 @@ Workloads are built lazily and cached per process: a sweep loads each model once
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +15,7 @@ from torch import nn
 from attrib_core.cache import cache_dir, stable_hash
 from attrib_core.fileio import atomic_save
 from attrib_core.registry import Registry
-from attrib_core.workloads.traits import Traits, observe_traits
+from attrib_core.workloads.traits import Traits
 
 
 @dataclass(frozen=True)
@@ -149,40 +147,6 @@ def register_workload(
         return build
 
     return decorate
-
-
-_BUILT: dict[int, tuple[WorkloadSpec, Workload]] = {}
-
-
-def workload_spec(name: str) -> WorkloadSpec:
-    """The registered spec, or a `torchvision:` / plug-in reference resolved and registered now
-    (importing nothing from the user and building nothing)."""
-    if name not in WORKLOADS:
-        from attrib_core.workloads.plugins import resolve_reference
-
-        resolve_reference(name)
-    return WORKLOADS.get(name)
-
-
-def load_workload(name: str) -> Workload:
-    """Build (once per process and definition) the named workload."""
-    spec = workload_spec(name)
-    if id(spec) not in _BUILT:
-        _BUILT[id(spec)] = (spec, spec.build())
-    return _BUILT[id(spec)][1]
-
-
-@functools.cache
-def _observed(spec_id: int) -> Traits:
-    spec, workload = _BUILT[spec_id]
-    return observe_traits(workload, spec.traits.not_applicable)
-
-
-def observed_spec(name: str) -> WorkloadSpec:
-    """The spec with the traits observed on the built model (what prepare() trusts)."""
-    spec = workload_spec(name)
-    load_workload(name)
-    return dataclasses.replace(spec, traits=_observed(id(spec)))
 
 
 def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:

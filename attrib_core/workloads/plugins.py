@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attrib_core.registry import UnknownNameError
+from attrib_core.methods import METHODS
 from attrib_core.workloads.base import WORKLOADS, Workload, WorkloadSpec, patch_mask
 from attrib_core.workloads.traits import INPUT_KINDS, Traits
 
@@ -119,45 +119,6 @@ def unknown_workload_message(name: str) -> str:
     return f"unknown workload {name!r}; known: {builtin}, or {REFERENCE_FORMS}{installed}"
 
 
-def resolve_reference(
-    reference: str,
-    *,
-    key: str | None = None,
-    base_dir: Path | None = None,
-    origin: str = "",
-    args: Mapping[str, Any] | None = None,
-    declared: Mapping[str, Any] | None = None,
-) -> WorkloadSpec:
-    """Register (or reuse) the spec that `reference` names, under `key` (default: the reference
-    itself). A plug-in declared again with another definition replaces the earlier one."""
-    key = key or reference
-    ref = parse_reference(reference, base_dir)
-    if ref is None:
-        raise UnknownNameError(unknown_workload_message(reference))
-    declared = dict(declared or {})
-    args = dict(args or {})
-    _check_declared(declared, origin or f"workload {key!r}")
-    definition = {"reference": ref.describe(), "args": args, "declared": declared}
-    existing = WORKLOADS.get(key) if key in WORKLOADS else None
-    if existing is not None:
-        if existing.source == "builtin":
-            raise ValueError(f"{origin or key}: {key!r} is a built-in workload; give the plug-in another name")
-        if existing.definition == definition:
-            return existing
-    origin = origin or f"workload {key!r}"
-    if ref.kind == "torchvision":
-        from attrib_core.workloads.zoo import zoo_spec
-
-        spec = zoo_spec(key, ref.target, args, declared, origin, definition)
-    else:
-        spec = plugin_spec(key, ref, args, declared, origin, definition)
-    if existing is None:
-        WORKLOADS.register(key, spec)
-    else:
-        WORKLOADS.replace(key, spec)
-    return spec
-
-
 def declared_traits(declared: Mapping[str, Any], defaults: Traits | None = None) -> Traits:
     """Traits from a preset table; anything it leaves out stays unknown (None) or the default's."""
     base = defaults or Traits(input_kind=None, layer_name=None, spatial_layer=None)
@@ -179,15 +140,13 @@ def declared_traits(declared: Mapping[str, Any], defaults: Traits | None = None)
     )
 
 
-def _check_declared(declared: Mapping[str, Any], origin: str) -> None:
+def check_declared(declared: Mapping[str, Any], origin: str) -> None:
     kind = declared.get("input_kind")
     if kind is not None and kind not in INPUT_KINDS:
         raise ValueError(f"{origin}: input_kind {kind!r} is not valid; valid: {', '.join(INPUT_KINDS)}")
     for name in ("method_defaults", "not_applicable"):
         if not isinstance(declared.get(name, {}), Mapping):
             raise ValueError(f"{origin}: {name} must be a table (method -> ...), got {declared[name]!r}")
-    from attrib_core.methods import METHODS
-
     for name in (*declared.get("method_defaults", {}), *declared.get("not_applicable", {})):
         if name not in METHODS:
             raise ValueError(f"{origin}: unknown method {name!r}; valid: {', '.join(METHODS.names())}")
@@ -238,17 +197,6 @@ def knob_tuples(method_defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, d
         method: {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
         for method, knobs in method_defaults.items()
     }
-
-
-def check_workloads(names: list[str]) -> None:
-    """Build every torchvision / plug-in workload now and check its contract (raising
-    WorkloadContractError naming the preset key), so a broken plug-in stops the run before
-    its first cell. Built-ins are built lazily, by the first cell that needs them."""
-    from attrib_core.workloads.base import load_workload, workload_spec
-
-    for name in names:
-        if workload_spec(name).source != "builtin":
-            load_workload(name)
 
 
 # --- importing the factory ----------------------------------------------------------------

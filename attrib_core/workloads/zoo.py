@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from attrib_core.workloads.base import Workload, WorkloadSpec, patch_mask
+from attrib_core.workloads.builtin import photos
+from attrib_core.workloads.plugins import check_contract, declared_traits, knob_tuples
 from attrib_core.workloads.traits import Traits, rule_limits_from_modules
 
 ARGS = ("image_size", "weights")
@@ -103,8 +105,6 @@ def zoo_spec(
     key: str, model_name: str, args: Mapping[str, Any], declared: Mapping[str, Any], origin: str, definition: dict
 ) -> WorkloadSpec:
     """The spec of `torchvision:<model_name>`: static metadata only, nothing built."""
-    from attrib_core.workloads.plugins import declared_traits, knob_tuples
-
     known = classification_models()
     if model_name not in known:
         valid = ", ".join(known)
@@ -184,8 +184,6 @@ def build_zoo_workload(
     method_defaults: Mapping[str, Mapping[str, Any]],
 ) -> Workload:
     from attrib_core.models.resnet import distinct_relus
-    from attrib_core.workloads.builtin import photos
-    from attrib_core.workloads.plugins import check_contract
 
     family = family_of(model_name) or Family((), "", False, ())
     model, label = load_zoo_model(model_name, choice, size)

@@ -1,4 +1,4 @@
-"""`nox -s tune -- --workload W [--method M ...] [--memory-budget 2GiB] [--max-error E | --min-spearman S]
+"""`attrib-bench tune --workload W [--method M ...] [--memory-budget 2GiB] [--max-error E | --min-spearman S]
 [--time-budget 180] [--fix KNOB=VALUE ...]`: the fastest faithful setting of each method on this machine.
 
 Thin: the search is attrib_core.tune; this parses the command line, writes the results file
@@ -10,22 +10,19 @@ Bad input exits 2 with one line, before any search runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest_benchmark
-import torch
 from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import get_commit_info
 
-from attrib_core import schema, tune_output
+from attrib_core import measure, schema, tune_output
 from attrib_core.analysis.results import efficiency_label, load_results
 from attrib_core.analysis.tables import to_markdown
 from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_table
 from attrib_core.fileio import atomic_write
-from attrib_core.measure import environment
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import NotApplicable
@@ -34,13 +31,13 @@ from attrib_core.tune import FidelityTarget, TuneError, TuneRequest, check_budge
 from attrib_core.tune_memory import MemoryBudgetError, parse_bytes
 from attrib_core.tune_space import parse_fixed
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_DIR = Path("results")  # in the folder the command runs in
 EXIT_BAD_INPUT = 2
 TABLE_COLUMNS = ["method", "setting", "median_s", "peak_MiB", "rel_error", "efficiency", "speedup"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nox -s tune --", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="attrib-bench tune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", required=True, help="a registered workload (e.g. resnet18, shapes_resnet18)")
     parser.add_argument("--method", action="append", required=True, help="a method to tune (repeatable)")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -105,15 +102,6 @@ def _number(option: str, text: str) -> float:
         raise TuneError(f"{option} {text!r} is not valid; expected a number or 'default'") from None
 
 
-def machine_label() -> str:
-    name = (
-        torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"{environment()['cpu_model']}-{os.cpu_count()}c"
-    )
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -147,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     run["finished"] = schema.now_utc()
     run["wall_s"] = time.perf_counter() - started
-    machine = args.machine_name or machine_label()
+    machine = args.machine_name or measure.machine_label()
     path = durable.results_path(args.results_dir, machine, commit_info.get("id"), f"tune-{request.workload}")
     data = tune_output.document(
         request, results, pytest_benchmark_generate_machine_info(), commit_info, pytest_benchmark.__version__, run

@@ -1,4 +1,4 @@
-"""One side's long-lived timing process in an A/B session (bench/ab.py starts it).
+"""One side's long-lived timing process in an A/B session (attrib_core/ab/session.py starts it).
 
 Run as a script with cwd and PYTHONPATH set to the side's source tree, so `attrib_core`
 is that side's code (a worktree of a revision, or the working tree). JSON lines in on

@@ -1,12 +1,12 @@
 """A/B timing: a base (A) and a candidate (B) on one machine, in one window, interleaved.
 
-    python -m bench.ab --base main                     main against the working tree
-    python -m bench.ab --base HEAD --candidate HEAD    A/A: the same code on both sides
-    python -m bench.ab --base-pip captum==0.8.0        two environments, same code
-    python -m bench.ab --base-set threads=1 --candidate-set threads=2    two settings of the cells
-    python -m bench.ab --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=1.1   a made slowdown
+    attrib-bench ab --base main                     main against the working tree
+    attrib-bench ab --base HEAD --candidate HEAD    A/A: the same code on both sides
+    attrib-bench ab --base-pip captum==0.8.0        two environments, same code
+    attrib-bench ab --base-set threads=1 --candidate-set threads=2    two settings of the cells
+    attrib-bench ab --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=1.1   a made slowdown
 
-Each side runs in --workers long-lived processes (bench/ab_worker.py, started on the side's
+Each side runs in --workers long-lived processes (attrib_core/ab/worker.py, started on the side's
 own source tree and environment). The schedule is Q quads per cell; a quad is four blocks of
 k rounds in the order A, B, B, A, its two A blocks (and two B blocks) in two different worker
 processes, the cells in a new shuffled order every quad (fixed seed). Drift then hits both
@@ -19,7 +19,7 @@ and the noise context; `attrib-bench compare` and `regress --compare` read them.
 
 The verdicts are the one timing rule's (attrib_core.analysis.timing_rule, paired by quad):
 per cell and for the run as a whole (geometric mean over cells), Holm at --alpha, a change
-only past --min-effect. `nox -s regress` is the gate built on this runner (bench/regress.py).
+only past --min-effect. `nox -s regress` is the gate built on this runner (attrib_core/ab/regress.py).
 
 Exit status: 0 the session ran (whatever the verdicts; it is a measurement, not a gate),
 2 bad input (a revision that does not exist, a pip spec pip cannot resolve, sides that share
@@ -46,13 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from attrib_core import schema
+from attrib_core.ab import sides as ab_sides
+from attrib_core.ab.sides import Side, SideError, SideSpec
 from attrib_core.formatting import timestamp
-from bench import ab_sides
-from bench.ab_sides import Side, SideError, SideSpec
 
-REPO = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).resolve().parent / "ab_worker.py"
-RUN_DIR = REPO / "results" / "ab"
+WORKER = Path(__file__).resolve().parent / "worker.py"  # run as a script, on the side's code (see worker.py)
+RUN_DIR = Path("results") / "ab"  # in the repository the session runs in
 EXIT_OK, EXIT_SLOWER, EXIT_BAD_INPUT = 0, 1, 2
 MAX_BLOCK_ROUNDS = 200
 SEED = 20261129
@@ -100,7 +99,7 @@ def block_rounds(call_s: float, block_s: float) -> int:
 
 
 class WorkerProcess:
-    """One bench/ab_worker.py process; requests are JSON lines."""
+    """One attrib_core/ab/worker.py process; requests are JSON lines."""
 
     def __init__(self, name: str, side: Side, log_path: Path) -> None:
         self.name = name
@@ -366,7 +365,7 @@ def write_process_file(
             {
                 "group": schema.record_group(extra["cell"]),
                 "name": name,
-                "fullname": f"bench/ab.py::{name}",
+                "fullname": f"attrib_core/ab/session.py::{name}",
                 "params": schema.record_params(key),
                 "param": key,
                 "extra_info": extra,
@@ -378,7 +377,7 @@ def write_process_file(
         records.append(
             schema.failed_record(
                 f"ab[{own_keys[match_key]}]",
-                f"bench/ab.py::ab[{own_keys[match_key]}]",
+                f"attrib_core/ab/session.py::ab[{own_keys[match_key]}]",
                 own_keys[match_key],
                 {
                     "schema_version": schema.SCHEMA_VERSION,
@@ -473,7 +472,7 @@ def verdict_lines(files: Sequence[Path], alpha: float = 0.05, min_effect: float 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bench.ab",
+        prog="attrib-bench ab",
         description="Time a base (A) and a candidate (B) on this machine, interleaved (ABBA blocks).",
         epilog="Settings (--*-set): " + ", ".join(ab_sides.SETTABLE) + ". Cells are paired by key with the "
         "set fields left out. Pip overlays are installed with --no-deps into a cache folder keyed by the spec "

@@ -1,15 +1,15 @@
 """Regression check: the candidate (the working tree) against a base, A/B on this machine.
 
-    python -m bench.regress                       A/B: base = merge-base of HEAD and origin/main (or main)
-    python -m bench.regress --base REV            A/B against REV (a pull request: --base origin/<base branch>)
-    python -m bench.regress --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=1.1    a made slowdown (proof)
-    python -m bench.regress --baseline DIR        history mode: run the preset, compare with committed files
-    python -m bench.regress --update-baseline     history mode: run it and record the results as the baseline
-    python -m bench.regress --compare BASE NEW    compare results files or folders; runs nothing
+    attrib-bench regress                       A/B: base = merge-base of HEAD and origin/main (or main)
+    attrib-bench regress --base REV            A/B against REV (a pull request: --base origin/<base branch>)
+    attrib-bench regress --candidate-env ATTRIB_BENCH_INJECT_MODEL_SLOWDOWN=1.1    a made slowdown (proof)
+    attrib-bench regress --baseline DIR        history mode: run the preset, compare with committed files
+    attrib-bench regress --update-baseline     history mode: run it and record the results as the baseline
+    attrib-bench regress --compare BASE NEW    compare results files or folders; runs nothing
 
 A/B (the default): the base revision is checked out with `git worktree add --detach` into a
 temporary folder and both sides run the preset (ci) in the same window, interleaved in ABBA
-blocks across --workers processes per side (bench/ab.py), so the machine's drift hits both
+blocks across --workers processes per side (attrib_core/ab/session.py), so the machine's drift hits both
 alike and nothing needs normalising. One results file per worker process goes to
 results/regress/<UTC time>/. Time is decided by the one timing rule (paired by quad: Holm
 over every cell plus the run as a whole); memory and fidelity by attrib_core/analysis/regression.py.
@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from attrib_core.ab import session as ab
+from attrib_core.ab import sides as ab_sides
 from attrib_core.analysis.regression import (
     RegressionInputError,
     compare,
@@ -53,11 +55,10 @@ from attrib_core.analysis.verdicts import (
     thresholds_from,
 )
 from attrib_core.formatting import timestamp
-from bench import ab, ab_sides
+from attrib_core.suite import suite_command
 
-REPO = Path(__file__).resolve().parent.parent
-BASELINE_DIR = REPO / "results" / "baselines"
-RUN_DIR = REPO / "results" / "regress"
+BASELINE_DIR = Path("results") / "baselines"  # in the repository the command runs in
+RUN_DIR = Path("results") / "regress"
 # 20 quads: the A/B proof (bench/ab_proof.py, results/ab-proof-q20) caught a 1.10x slowdown of one
 # method in 2 of 11 cells in 10 runs of 10 (3 at 6 quads, 8 at 12), A/A clean; ci takes about a minute
 AB_QUADS, AB_BLOCK_S = 20, 0.025
@@ -103,11 +104,10 @@ def run_preset(
     """Run the preset's cells in a pytest subprocess; return the results file it wrote."""
     results_dir.mkdir(parents=True, exist_ok=True)
     before = set(results_files(results_dir))
-    command = [python, "-m", "pytest", "bench", "-p", "no:cacheprovider", f"--preset={preset}"]
-    command += [f"--results-dir={results_dir}", *pytest_args]
+    command = suite_command(f"--preset={preset}", f"--results-dir={results_dir}", *pytest_args, python=python)
     if not quiet:
         print("running:", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=REPO, capture_output=quiet, text=True)
+    done = subprocess.run(command, capture_output=quiet, text=True)
     written = sorted(set(results_files(results_dir)) - before, key=lambda p: p.stat().st_mtime)
     if done.returncode not in PYTEST_RECORDED or not written:
         tail = ("\n" + (done.stdout + done.stderr)[-3000:]) if quiet else ""
@@ -151,7 +151,7 @@ def record_baseline(results: Sequence[Path], baseline: Path) -> None:
 
 
 def add_ab_arguments(parser) -> None:
-    group = parser.add_argument_group("A/B mode (the default; see bench/ab.py)")
+    group = parser.add_argument_group("A/B mode (the default; see attrib_core/ab/session.py)")
     group.add_argument("--base", metavar="REV", help="base revision (default: merge-base of HEAD and origin/main)")
     group.add_argument(
         "--candidate-env", action="append", default=[], metavar="K=V", help="environment variable of the candidate"
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not baseline.exists():
             raise RegressError(
                 f"no baseline at {baseline}; record one on this machine with: "
-                f"python -m bench.regress --preset {args.preset} --update-baseline"
+                f"attrib-bench regress --preset {args.preset} --update-baseline"
             )
         base = read_runs(run_files(baseline, "baseline"), "baseline")  # before running: a bad baseline fails fast
         results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)

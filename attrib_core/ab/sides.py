@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+
+def repo_root() -> Path:
+    """The repository under test: the git work tree the command runs in (its top level)."""
+    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SideError(
+            f"{Path.cwd()} is not in a git repository: an A/B compares two of its revisions "
+            "(results files that exist already: attrib-bench regress --compare BASE NEW)"
+        )
+    return Path(done.stdout.strip())
+
+
 PIP_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attrib-bench" / "ab-pip"
 SETTABLE = ("threads", "precision", "memory_format", "batch_size", "device")  # what --*-set accepts
 INT_SETTINGS = ("threads", "batch_size")
@@ -100,15 +111,17 @@ def parse_settings(values: Sequence[str], what: str) -> dict[str, Any]:
     return settings
 
 
-def git(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd or repo_root(), capture_output=True, text=True)
 
 
 def resolve_rev(rev: str) -> str:
     """The commit a revision names, or a SideError that names the revision."""
     done = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if done.returncode != 0 or not done.stdout.strip():
-        raise SideError(f"revision {rev!r} does not exist in {REPO} (try a branch, tag or commit: git log --oneline)")
+        raise SideError(
+            f"revision {rev!r} does not exist in {repo_root()} (try a branch, tag or commit: git log --oneline)"
+        )
     return done.stdout.strip()
 
 
@@ -163,7 +176,7 @@ def made(spec: SideSpec) -> Iterator[Side]:
     try:
         if spec.rev is None:
             commit, dirty = working_tree_state()
-            tree = REPO
+            tree = repo_root()
         else:
             commit, dirty = resolve_rev(spec.rev), False
             worktree = Path(tempfile.mkdtemp(prefix=f"attrib-bench-ab-{spec.name}-"))

@@ -1,0 +1,40 @@
+"""Which methods apply to which workloads, and why not: a relation between the two registries,
+kept apart from both, so the method registry needs no workload code and the workloads none of
+the methods' rules. Works from a spec's traits, so validating a preset builds nothing;
+prepare() asks again with the traits observed on the built model."""
+
+from __future__ import annotations
+
+from attrib_core.methods import MethodSpec
+from attrib_core.workloads import WORKLOADS, WorkloadSpec
+
+
+def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None:
+    """Why `method` cannot run on `workload`, or None if it can."""
+    traits, name = workload.traits, workload.name
+    if method.name in traits.not_applicable:
+        return f"{method.name} does not apply to workload {name!r}: {traits.not_applicable[method.name]}"
+    if method.kind != "feature" and traits.layer_name == "":
+        return f"{method.name} is a {method.kind} method but workload {name!r} declares no layer"
+    if method.needs_spatial_layer and traits.spatial_layer is False:
+        what = (
+            f": its layer {traits.layer_name!r} has no (N, C, H, W) output"
+            if traits.is_image
+            else f" is not an image model (input kind {traits.input_kind!r}; image workloads: "
+            + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")
+            + ", torchvision:<model>)"
+        )
+        return f"{method.name} needs a convolutional layer; workload {name!r}{what}"
+    if method.needs_float_inputs and traits.input_kind == "tokens":
+        return (
+            f"{method.name} needs gradients with respect to the inputs, and workload {name!r} takes integer "
+            "token ids; use a layer method on the embedding (e.g. LayerIntegratedGradients) or a "
+            "perturbation method"
+        )
+    if method.backward_rules in traits.rule_limits:
+        return f"{method.name} does not apply to workload {name!r}: {traits.rule_limits[method.backward_rules]}"
+    return None
+
+
+def applies_to(method: MethodSpec, workload: WorkloadSpec) -> bool:
+    return unsupported_reason(method, workload) is None
