@@ -1,7 +1,8 @@
 """Atomic file writes: a reader (or a process killed mid-write) sees the old file or the new
 one, never half of one. Each write goes to a unique temporary file in the same folder, so
 two processes writing the same path (two shards training the same cached model) never
-share a temporary file; the last rename wins and both leave a whole file."""
+share a temporary file; the last rename wins and both leave a whole file. And the one way to
+name a new folder for a run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+
+from attrib_core.formatting import timestamp
 
 
 @contextmanager
@@ -45,3 +49,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def new_run_dir(results_dir: Path) -> Path:
+    """results_dir/<UTC time>[-n]/: a folder for one run or session, never an existing one (not created)."""
+    stamp = timestamp(datetime.now(UTC))
+    folder, n = results_dir / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = results_dir / f"{stamp}-{n}"
+    return folder

@@ -1,2 +1,5 @@
-"""This repository's benchmark suite entry (a thin conftest over attrib_core.suite), the A/B
-runner, launchers and proofs."""
+"""This repository's `pytest bench` (a thin conftest over attrib_core.suite), launchers and proofs."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout these scripts run in

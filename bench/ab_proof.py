@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attrib_core.ab.regress import AB_QUADS
+from bench import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "results" / "ab-proof"
 RUNS = OUT / "runs"
 FACTORS = ("1.05", "1.1", "1.25", "2")

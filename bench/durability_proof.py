@@ -32,12 +32,12 @@ from pathlib import Path
 from attrib_core import journal, schema
 from attrib_core.analysis.results import load_results
 from attrib_core.formatting import seconds
-
-REPO = Path(__file__).resolve().parent.parent
+from attrib_core.suite import suite_command
+from bench import REPO
 
 
 def bench_command(preset: str, out: Path, *extra: str) -> list[str]:
-    pytest = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q"]
+    pytest = suite_command("-q")
     return [*pytest, f"--preset={preset}", f"--results-dir={out}", "--machine-name=proof", *extra]
 
 

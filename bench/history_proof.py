@@ -23,8 +23,9 @@ import pandas as pd
 
 from attrib_core.analysis.history import TIME, TIME_RAW, history_steps, load_history, metrics_of, noise_between_runs
 from attrib_core.analysis.steps import PENALTY_PER_LOG_N, Series, detect_steps
+from attrib_core.suite import suite_command
+from bench import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # The ci preset exists from 9be10c6 on; 60b8ccb is the first commit that applies its thread
 # count, so from there on the cells' times are comparable. Oldest first.
 COMMITS = (
@@ -50,7 +51,7 @@ def git(*args: str, cwd: Path = REPO) -> str:
 
 def run_ci(worktree: Path, out: Path, inject: list[str]) -> None:
     """The ci preset, run in `worktree` (its own code) by this interpreter; results into `out`."""
-    command = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider", "--preset", "ci"]
+    command = suite_command("-q", "--preset", "ci")
     command += ["--results-dir", str(out), "--machine-name", MACHINE]
     for value in inject:
         command += ["--inject-slowdown", value]

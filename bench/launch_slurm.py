@@ -23,8 +23,9 @@ from pathlib import Path
 
 from attrib_core.analysis.merge import MergeError, default_out, merge
 from attrib_core.journal import SUFFIX as JOURNAL_SUFFIX
+from attrib_core.suite import suite_command
+from bench import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PYTEST_OK = (0, 1)  # 1: some cells failed, and are recorded as failed in the shard's file
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -54,13 +55,7 @@ class ShardTask:
         folder = Path(self.results_dir)
         journals = sorted(folder.glob(self.stem_glob + JOURNAL_SUFFIX))
         resume = [f"--resume={journals[-1]}"] if journals else []
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench",
-            "-p",
-            "no:cacheprovider",
+        command = suite_command(
             "-q",
             f"--preset={self.preset}",
             f"--shard={self.index}/{self.of}",
@@ -69,7 +64,7 @@ class ShardTask:
             *resume,
             *self.pytest_args,
             *self.attempt_args,
-        ]
+        )
         print(" ".join(command), flush=True)
         code = subprocess.run(command, cwd=REPO, check=False).returncode
         done = [p for p in sorted(folder.glob(self.stem_glob + ".json")) if not p.name.endswith(JOURNAL_SUFFIX)]

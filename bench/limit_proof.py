@@ -36,9 +36,10 @@ from attrib_core.analysis.results import (
     results_files,
 )
 from attrib_core.analysis.tables import to_markdown
+from attrib_core.suite import suite_command
 from attrib_core.sweep import PRESET_DIR
+from bench import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SINGLE_PASS = ("Saliency", "InputXGradient", "GuidedBackprop", "LayerGradCam", "LayerGradientXActivation")
 SINGLE_PASS += ("LayerActivation", "NeuronGradient")
 SELECTION = "cpu and (" + " or ".join(SINGLE_PASS) + ") and not NoiseTunnel"
@@ -53,7 +54,7 @@ SLOW_COLUMNS += ["calib_rows_per_call", "calib_budget_exhausted"]
 
 def run_cells(preset: str, folder: Path, selection: str = SELECTION, env: dict[str, str] | None = None) -> Path:
     """Run the preset's selected cells into `folder`; the results file it wrote."""
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", f"--preset={preset}"]
+    command = suite_command("-q", f"--preset={preset}")
     environment = {**os.environ, **(env or {})}
     subprocess.run([*command, "-k", selection, f"--results-dir={folder}"], cwd=REPO, check=False, env=environment)
     files = results_files(folder)

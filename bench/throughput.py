@@ -41,8 +41,8 @@ import torch.distributed as dist
 from attrib_core import measure, schema
 from attrib_core.fileio import atomic_write
 from attrib_core.run import PreparedRun, RunConfig, prepare
+from bench import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CUDA_TOLERANCE = {"rtol": 1e-4, "atol": 1e-6}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import pytest
 
 from attrib_core import schema
 from attrib_core.analysis.results import load_results
-
-REPO = Path(__file__).resolve().parent.parent
+from attrib_core.suite import suite_command
+from tests import REPO
 
 TINY = """
 name = "tiny"
@@ -41,7 +40,7 @@ batch_size = [1]   # FeaturePermutation needs >= 2 rows: this cell fails, the sw
 
 def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *args],
+        suite_command("-q", *args),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -126,7 +125,7 @@ def start_and_kill(preset: Path, out: Path, sig: int) -> Path:
     cell, send `sig`. Returns the journal left behind."""
     args = [f"--preset={preset}", f"--results-dir={out}", "--machine-name=testbox", "--inject-fault=Integrated=hang"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *args],
+        suite_command("-q", *args),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

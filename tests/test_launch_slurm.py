@@ -5,7 +5,6 @@ merged run has the same cells and schema as the same preset run in one piece."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,14 @@ import pytest
 from attrib_core import schema
 from attrib_core.analysis.merge import merge
 from attrib_core.analysis.results import load_results
+from attrib_core.suite import suite_command
+from tests import REPO
 
 pytest.importorskip("submitit", reason="the `cluster` extra (submitit) is not installed")
 from bench.launch_slurm import ShardTask, build_parser, executor_for, run_sweep
 
 pytestmark = pytest.mark.slow  # a 3-task array of real bench runs
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = """
 name = "tiny"
 [timing]
@@ -60,18 +60,7 @@ def sweep(tmp_path_factory):
     paths = run_sweep(executor_for(args), tasks, retries=1, log=log.append)
     merged = merge(paths, tmp / "merged.json")
     single = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            f"--preset={preset}",
-            f"--results-dir={tmp / 'single'}",
-            "--machine-name=box",
-        ],
+        suite_command("-q", f"--preset={preset}", f"--results-dir={tmp / 'single'}", "--machine-name=box"),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -20,8 +20,8 @@ from attrib_core.analysis.pareto import pareto_front, staircase
 from attrib_core.analysis.results import ResultsError, load_results
 from attrib_core.analysis.runs import newest_in, resolve_paths
 from attrib_core.analysis.style import add_labels, method_style
+from tests import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMOKE_A = FIXTURES / "smoke_a.json"
 IG_ONLY = FIXTURES / "ig_only.json"

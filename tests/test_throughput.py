@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.throughput import batch_rows, blocks
-
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO
 
 
 @pytest.mark.parametrize(("n_batches", "world"), [(10, 3), (2, 2), (1, 3), (7, 1)])

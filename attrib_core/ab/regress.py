@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from attrib_core.ab import session as ab
@@ -54,7 +53,7 @@ from attrib_core.analysis.verdicts import (
     split_pytest_args,
     thresholds_from,
 )
-from attrib_core.formatting import timestamp
+from attrib_core.fileio import new_run_dir
 from attrib_core.suite import suite_command
 
 BASELINE_DIR = Path("results") / "baselines"  # in the repository the command runs in
@@ -78,16 +77,6 @@ def preset_name(preset: str) -> str:
 
 def default_baseline(preset: str) -> Path:
     return BASELINE_DIR / preset_name(preset)
-
-
-def new_run_dir(results_dir: Path) -> Path:
-    """results_dir/<UTC time>[-n]/: one folder per regression run, never an existing one."""
-    stamp = timestamp(datetime.now(UTC))
-    folder, n = results_dir / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = results_dir / f"{stamp}-{n}"
-    return folder
 
 
 def run_processes(

@@ -41,14 +41,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attrib_core import schema
 from attrib_core.ab import sides as ab_sides
 from attrib_core.ab.sides import Side, SideError, SideSpec
-from attrib_core.formatting import timestamp
+from attrib_core.fileio import new_run_dir
 
 WORKER = Path(__file__).resolve().parent / "worker.py"  # run as a script, on the side's code (see worker.py)
 RUN_DIR = Path("results") / "ab"  # in the repository the session runs in
@@ -519,15 +518,6 @@ def specs_from(args: argparse.Namespace) -> tuple[SideSpec, SideSpec]:
     return specs[0], specs[1]
 
 
-def new_session_dir(results_dir: Path) -> Path:
-    stamp = timestamp(datetime.now(UTC))
-    folder, n = results_dir / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = results_dir / f"{stamp}-{n}"
-    return folder
-
-
 def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Options:
     for name, least in (("workers", 1), ("quads", 1)):
         if getattr(args, name) < least:
@@ -557,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = check_options(args, parser)
-    out_dir = new_session_dir(args.results_dir)
+    out_dir = new_run_dir(args.results_dir)
     try:
         base, candidate = specs_from(args)
         session = run_session(base, candidate, opts, out_dir)
