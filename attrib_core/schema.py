@@ -92,6 +92,17 @@ def cell_identity(**fields: Any) -> CellIdentity:
     return CellIdentity(**{name: fields[name] for name in CELL_FIELDS})
 
 
+def jsonable_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Knob values as JSON holds them (tuples, such as window shapes, become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
+
+
+def cell_record(config: Any) -> CellIdentity:
+    """The identifying part of a record, from a RunConfig (anything with its fields): the cell key's fields."""
+    fields = {name: getattr(config, name) for name in CELL_FIELDS if name != "knobs"}
+    return cell_identity(**fields, knobs=jsonable_knobs(config.knobs))
+
+
 def record_group(cell: Mapping[str, Any]) -> str:
     """pytest-benchmark's group: one table per workload and method in `pytest-benchmark compare`."""
     return f"{cell['workload']}/{cell['method']}"

@@ -35,11 +35,7 @@ def tune_key(cand: Candidate, default_threads: int) -> str:
     return key if cand.phase == "final" else key + "-search"
 
 
-def _jsonable(knobs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
-
-
-PAIRED_ROUNDS = 2  # the call first, then last: default's and tuned's efficiency from one window
+TUNE_PAIRED_ROUNDS = 2  # the call first, then last: default's and tuned's efficiency from one window
 
 
 class Calibrations:
@@ -76,7 +72,7 @@ class Calibrations:
             timer = limit.pass_timer(self.measurer.prepared(cand))
             for kind, batch in best.items():  # this timer's batches are new: warm them as the search did
                 limit.warm_up(timer, kind, batch, limit.SearchRule())
-            return limit.paired_rounds(lambda: self.measurer.call(cand)[0], timer, best, PAIRED_ROUNDS)
+            return limit.paired_rounds(lambda: self.measurer.call(cand)[0], timer, best, TUNE_PAIRED_ROUNDS)
 
 
 def record(
@@ -90,16 +86,7 @@ def record(
     """One results-file record for a configuration tried."""
     key = tune_key(cand, default_threads)
     config = cand.config
-    cell = schema.cell_identity(
-        workload=config.workload,
-        method=config.method,
-        device=config.device,
-        batch_size=config.batch_size,
-        precision=config.precision,
-        memory_format=config.memory_format,
-        knobs=_jsonable(config.knobs),
-        seed=config.seed,
-    )
+    cell = schema.cell_record(config)
     fidelity = {}
     if cand.quality is not None:
         fidelity["reference_error"] = {
@@ -119,7 +106,7 @@ def record(
         "error": cand.error,
         "method_kind": spec.kind,
         "method_family": spec.family,
-        "resolved_knobs": _jsonable(config.knobs),
+        "resolved_knobs": schema.jsonable_knobs(config.knobs),
         "knob_labels": {name: spec.knob_labels[name] for name in config.knobs},
         "weights": weights,
         "passes": cand.passes,
@@ -259,7 +246,7 @@ def document(
         "device": request.device,
         "memory_budget_bytes": request.memory_budget_bytes,
         "time_budget_s": request.time_budget_s,
-        "fixed": _jsonable(request.fixed),
+        "fixed": schema.jsonable_knobs(request.fixed),
         "compile": request.compile,
         "reference_steps": request.reference_steps,
         "final_rounds": request.final_rounds,

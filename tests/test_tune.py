@@ -644,6 +644,6 @@ def test_default_and_tuned_efficiency_come_from_calls_and_passes_timed_alternate
     assert "paired" not in calibrations.get(cand)  # path steps: the limit alone
     paired = calibrations.get(cand, paired=True)["paired"]
     assert paired["cell_median_s"] == 3.0 and paired["forward_s_per_sample"] == 0.5 / 4
-    assert paired["rounds"] == tune_output.PAIRED_ROUNDS == 2
+    assert paired["rounds"] == tune_output.TUNE_PAIRED_ROUNDS == 2
     # a warm-up pass, then the call first in one round and last in the next, the passes on the cell's threads
     assert events == ["forward@4:2t", "call", "forward@4:2t", "forward@4:2t", "call"]

@@ -63,6 +63,7 @@ def _need_moved(modules: tuple[str, ...], *names: str):
 
 
 SUITE_CELLS = ("attrib_core.suite.cells", "bench.cells")  # the newer layout first
+CELL_RECORD = ("attrib_core.schema", "bench.cells")
 PRESETS = ("attrib_core.sweep", "bench")
 
 
@@ -90,7 +91,7 @@ class Worker:
         threads = int(settings.get("threads") or self.preset.timing.threads or env["cpu_physical_cores"] or 1)
         set_threads(threads)
         devices = tuple(available_devices())
-        (cell_record,) = _need_moved(SUITE_CELLS, "cell_record")
+        (cell_record,) = _need_moved(CELL_RECORD, "cell_record")
         cells = []
         for config in self.preset.cells(devices):
             run_settings = {k: v for k, v in settings.items() if k in RUN_FIELDS}
@@ -124,7 +125,7 @@ class Worker:
 
         (prepare,) = _need("attrib_core.run", "prepare")
         (synchronized, synchronize) = _need("attrib_core.measure", "synchronized", "synchronize")
-        (cell_record,) = _need_moved(SUITE_CELLS, "cell_record")
+        (cell_record,) = _need_moved(CELL_RECORD, "cell_record")
         config = self.cells[key]
         prepared = prepare(config)
         info = {

@@ -28,8 +28,8 @@ from attrib_core.workloads import load_workload
 
 T = TypeVar("T")
 
-PAIRED_BUDGET_S = 2.0  # time for the cell-and-limit rounds of one cell; within PAIRED_ROUNDS
-PAIRED_ROUNDS = (3, 10)
+PAIRED_BUDGET_S = 2.0  # time for the cell-and-limit rounds of one cell; within PAIRED_ROUNDS_RANGE
+PAIRED_ROUNDS_RANGE = (3, 10)  # at least, at most
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
 RANDOM_WEIGHTS = "not meaningful: random weights"
 
@@ -55,20 +55,6 @@ def meaningful_fidelity(records: dict[str, dict[str, Any]], weights: str) -> dic
     if weights != "random":
         return records
     return {name: {**record, "status": "not_meaningful", "reason": RANDOM_WEIGHTS} for name, record in records.items()}
-
-
-def cell_record(config: RunConfig) -> schema.CellIdentity:
-    """The identifying part of a record: same fields as the cell key."""
-    return schema.cell_identity(
-        workload=config.workload,
-        method=config.method,
-        device=config.device,
-        batch_size=config.batch_size,
-        precision=config.precision,
-        memory_format=config.memory_format,
-        knobs=_jsonable(dict(config.knobs)),
-        seed=config.seed,
-    )
 
 
 def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) -> np.ndarray:
@@ -128,7 +114,8 @@ class CalibrationCache:
         for kind, batch in best.items():  # warm the passes' new batches; their time sizes the rounds
             _, last_s = limit.warm_up(timer, kind, batch, self.rule)
             round_s += last_s
-        rounds = max(PAIRED_ROUNDS[0], min(PAIRED_ROUNDS[1], math.ceil(PAIRED_BUDGET_S / max(round_s, 1e-9))))
+        fewest, most = PAIRED_ROUNDS_RANGE
+        rounds = max(fewest, min(most, math.ceil(PAIRED_BUDGET_S / max(round_s, 1e-9))))
 
         def time_cell() -> float:
             start = time.perf_counter()
@@ -157,7 +144,11 @@ def measure_cell(
     `slowdown` > 1 and `fault` inject faults (see bench/faults.py) and are recorded in the cell.
     """
     key = cell_key(config)
-    info: dict[str, Any] = {"schema_version": schema.SCHEMA_VERSION, "cell_key": key, "cell": cell_record(config)}
+    info: dict[str, Any] = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "cell_key": key,
+        "cell": schema.cell_record(config),
+    }
     benchmark.group = schema.record_group(info["cell"])
     info["status"] = "incomplete"  # stays so if the run is interrupted (Ctrl-C) part-way through the cell
     if slowdown != 1.0:
@@ -173,7 +164,7 @@ def measure_cell(
             info.update(
                 method_kind=prepared.spec.kind,
                 method_family=prepared.spec.family,
-                resolved_knobs=_jsonable(prepared.knobs),
+                resolved_knobs=schema.jsonable_knobs(prepared.knobs),
                 knob_labels={name: prepared.spec.knob_labels[name] for name in prepared.knobs},
                 weights=prepared.workload.weights,
                 passes={
@@ -240,7 +231,3 @@ class Phases:
         started = time.perf_counter()
         yield
         self.seconds[name] = time.perf_counter() - started
-
-
-def _jsonable(knobs: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}

@@ -25,7 +25,7 @@ from attrib_core.analysis.self_check import self_check
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.suite import durable, isolate, shards
-from attrib_core.suite.cells import CalibrationCache, CellOutcome, cell_record, ground_truth_arrays
+from attrib_core.suite.cells import CalibrationCache, CellOutcome, ground_truth_arrays
 from attrib_core.suite.faults import parse_faults, parse_slowdowns
 from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset
 from attrib_core.workloads.catalog import check_workloads
@@ -387,7 +387,7 @@ def isolated_outcome(run: BenchRun, key: str, benchmark) -> tuple[CellOutcome, d
     extra = {
         "schema_version": schema.SCHEMA_VERSION,
         "cell_key": key,
-        "cell": cell_record(run.cells[key]),
+        "cell": schema.cell_record(run.cells[key]),
         "status": "failed",
         "error": child.error,
         "isolation": {"process_wall_s": child.wall_s},
