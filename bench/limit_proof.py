@@ -71,13 +71,17 @@ def table(paths: list[Path]) -> tuple[str, list[str]]:
     return to_markdown(shown), efficiency_warnings(df)
 
 
-def without_fidelity(preset: str, folder: Path) -> Path:
-    """The preset with its fidelity metrics left out (the same cells, timed and calibrated the
-    same way: fidelity runs after both), so hours of reference passes on slow kernels are not spent."""
+def slow_cpu_preset(preset: str, folder: Path) -> Path:
+    """The preset on one thread, its fidelity metrics left out: the same cells, timed and
+    calibrated the same way (fidelity runs after both), without hours of reference passes
+    on slow kernels. The suite sets torch's threads from the preset, so one thread is said there."""
     source = Path(preset) if Path(preset).is_file() else PRESET_DIR / f"{preset}.toml"
     text, count = re.subn(r"(?ms)^metrics\s*=\s*\[.*?\]", "metrics = []", source.read_text(), count=1)
     if not count:
         text = text + "\n[fidelity]\nmetrics = []\n"
+    text, count = re.subn(r"(?m)^\[timing\]\s*$", "[timing]\nthreads = 1", text, count=1)
+    if not count:
+        text = text + "\n[timing]\nthreads = 1\n"
     path = folder / source.name
     path.write_text(text)
     return path
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = args.files
     elif args.slow_cpu:
         folder = Path(tempfile.mkdtemp(prefix="limit_proof_slow_"))
-        paths = [run_cells(str(without_fidelity(args.preset, folder)), folder, SLOW_SELECTION, SLOW_CPU)]
+        paths = [run_cells(str(slow_cpu_preset(args.preset, folder)), folder, SLOW_SELECTION, SLOW_CPU)]
     else:
         paths = [run_cells(args.preset, Path(tempfile.mkdtemp(prefix="limit_proof_")))]
     if args.slow_cpu:
