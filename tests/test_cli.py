@@ -87,3 +87,34 @@ def test_bench_refuses_an_unknown_preset_with_exit_2(tmp_path, monkeypatch, caps
     assert cli.main(["bench", "--preset", "no-such-preset"]) == 2
     assert "no-such-preset" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_regress_runs_an_ab_between_two_commits_of_a_users_own_repository(tmp_path, monkeypatch, capsys):
+    """A repository of the user's (a plug-in model and a preset, no attrib-bench checkout): the second
+    commit makes the hidden layer 16x wider, so each call's peak memory grows ~15x, a regression
+    whatever the machine's noise; the A/B gate says so and exits 1."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "model.py").write_text(
+        PLUGIN_MODEL.replace(
+            "nn.Linear(n_features, 8), nn.ReLU(), nn.Linear(8, 3)",
+            "nn.Linear(n_features, 32), nn.ReLU(), nn.Linear(32, 3)",
+        )
+    )
+    (tmp_path / "mine.toml").write_text(PLUGIN_PRESET)
+    (tmp_path / ".gitignore").write_text("results/\n")
+    git("init", "-q")
+    git("-c", "user.name=u", "-c", "user.email=u@example.com", "add", "-A")
+    git("-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-qm", "model")
+    wider = (tmp_path / "model.py").read_text().replace("32", "512")
+    (tmp_path / "model.py").write_text(wider)
+    git("-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-qam", "wider")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["regress", "--base", "HEAD~1", "--preset", "mine.toml", "--quads", "4"]) == 1
+    out = capsys.readouterr().out
+    assert "memory" in out and "REGRESSION" in out
+    assert list((tmp_path / "results" / "regress").iterdir())  # the session's files, in the user's folder
