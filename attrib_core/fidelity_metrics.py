@@ -31,7 +31,7 @@ TARGETS = ("label", "predicted")
 INSERTION_STARTS = ("baseline", "blur")
 # Noise draws per example for infidelity. On digits_cnn (IG-32, batch 8) 10 draws let the
 # 30-seed ranges of IG and of a random-noise map overlap; 50 keep them apart with a margin
-# (see bench/fidelity_proof.py and docs/metrics.md).
+# (see experiments/fidelity/proof.py and docs/metrics.md).
 INFIDELITY_SAMPLES = 50
 
 

@@ -1,9 +1,9 @@
-"""bench/limit_proof.py: the table of single-pass cells and its exit status."""
+"""experiments/limit/proof.py: the table of single-pass cells and its exit status."""
 
 from pathlib import Path
 
 from attrib_core.analysis.results import efficiency_warnings, load_results
-from bench import limit_proof
+from experiments.limit import proof as limit_proof
 
 SMOKE = Path(__file__).parent / "fixtures" / "smoke_a.json"
 

@@ -58,7 +58,7 @@ from attrib_core.suite import suite_command
 
 BASELINE_DIR = Path("results") / "baselines"  # in the repository the command runs in
 RUN_DIR = Path("results") / "regress"
-# 20 quads: the A/B proof (bench/ab_proof.py, results/ab-proof-q20) caught a 1.10x slowdown of one
+# 20 quads: the A/B proof (experiments/ab/proof.py, experiments/ab/ab-proof-q20) caught a 1.10x slowdown of one
 # method in 2 of 11 cells in 10 runs of 10 (3 at 6 quads, 8 at 12), A/A clean; ci takes about a minute
 AB_QUADS, AB_BLOCK_S = 20, 0.025
 PYTEST_RECORDED = (0, 1)  # 1: some cells failed, and the results file records them

@@ -15,7 +15,7 @@ per step, L1 so that one odd run cannot drag a level), solved exactly by PELT fr
 3. PELT with the L1 cost, segments of at least `min_segment` commits (default 2: a single odd
    run is indistinguishable from a busy machine; a new level shows once a second commit
    confirms it) and a penalty `PENALTY_PER_LOG_N * ln(n)` per step. The constant is calibrated
-   by simulation (`python -m bench.history_proof synthetic --penalty C`, its noise-only
+   by simulation (`python -m experiments.history.proof synthetic --penalty C`, its noise-only
    column): at 2.6, pure noise of 50 commits gave a step in 1 of 1200 histories, where 1.5
    gave one in 0.5-2% and found a 10% step less often (docs/measurements/history-proof.md). Real noise
    is heavier-tailed than the simulation's, hence the margin.

@@ -1,7 +1,7 @@
 """Proof that a killed sweep loses no finished cell and resumes to the same cell set.
 
-    python -m bench.durability_proof                 smoke preset, 10 kills at random moments
-    python -m bench.durability_proof --kills 3 --preset ci --seed 1
+    python -m experiments.durability.proof                 smoke preset, 10 kills at random moments
+    python -m experiments.durability.proof --kills 3 --preset ci --seed 1
 
 1. One uninterrupted run of the preset: the reference cell set and statuses.
 2. A second run, SIGKILLed (the whole process group, as the OOM killer or a CI timeout
@@ -94,7 +94,7 @@ def journal_append_cost(records: list[dict], folder: Path, repeats: int = 200) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.durability_proof", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.durability.proof", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

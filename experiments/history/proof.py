@@ -1,8 +1,8 @@
 """Does step detection work? A real history of this repository, and synthetic histories.
 
-    python -m bench.history_proof record      rerun the ci preset at past commits (minutes of CPU)
-    python -m bench.history_proof evaluate    steps found in that history, and in identical reruns
-    python -m bench.history_proof synthetic   detection rate and false steps, 50 points, 10% step
+    python -m experiments.history.proof record      rerun the ci preset at past commits (minutes of CPU)
+    python -m experiments.history.proof evaluate    steps found in that history, and in identical reruns
+    python -m experiments.history.proof synthetic   detection rate and false steps, 50 points, 10% step
 
 record: one git worktree per commit under --worktrees, the `ci` preset run there with this
 interpreter (old commits carry their own bench/ and attrib_core/, the results schema is the
@@ -155,7 +155,7 @@ def synthetic(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.history_proof", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.history.proof", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="rerun the ci preset at past commits (about 40 s per run)")
     rec.add_argument("--commits", nargs="+", default=list(COMMITS), help="oldest first")
@@ -163,9 +163,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     rec.add_argument("--inject", nargs="+", default=[INJECT], help="METHOD=FACTOR, each passed to --inject-slowdown")
     rec.add_argument("--noise-runs", type=int, default=4, help="extra identical runs of the newest commit")
     rec.add_argument("--worktrees", type=Path, default=Path("/tmp/attrib-history"))
-    rec.add_argument("--out", type=Path, default=REPO / "results" / "history-proof")
+    rec.add_argument("--out", type=Path, default=REPO / "experiments" / "history" / "history-proof")
     ev = sub.add_parser("evaluate", help="steps found in recorded histories")
-    ev.add_argument("folders", nargs="*", type=Path, default=[REPO / "results" / "history-proof"])
+    ev.add_argument("folders", nargs="*", type=Path, default=[REPO / "experiments" / "history" / "history-proof"])
     syn = sub.add_parser("synthetic", help="detection rate and false steps on synthetic histories")
     syn.add_argument("--trials", type=int, default=200)
     syn.add_argument("--points", type=int, default=50)

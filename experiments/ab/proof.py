@@ -1,12 +1,12 @@
 """Issue 10's proof for A/B verdicts: false alarms of A/A runs, power against made slowdowns,
 real differences found with their size, and the wall time of an A/B session.
 
-    python -m bench.ab_proof collect     run the A/B sessions (skips those already done)
-    python -m bench.ab_proof analyse     apply the comparison rule; write results/ab-proof/ab_proof.md + .png
+    python -m experiments.ab.proof collect     run the A/B sessions (skips those already done)
+    python -m experiments.ab.proof analyse     apply the comparison rule; write ab-proof/ab_proof.md + .png here
 
 `collect` freezes the code first: it makes one `git worktree` of HEAD and runs every session
 from it, both sides on that tree, so edits made while it runs change nothing. Each session
-goes to results/ab-proof/runs/<name>/ (the results files, the driver's output, done.json with
+goes to experiments/ab/ab-proof/runs/<name>/ (the results files, the driver's output, done.json with
 the command and wall time); a session without done.json is run again. Sessions are taken
 round-robin over the conditions, so a partial collection still covers each of them.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from attrib_core.ab.regress import AB_QUADS
 from bench import REPO
 
-OUT = REPO / "results" / "ab-proof"
+OUT = REPO / "experiments" / "ab" / "ab-proof"
 RUNS = OUT / "runs"
 FACTORS = ("1.05", "1.1", "1.25", "2")
 REPEATS = 10
@@ -139,21 +139,21 @@ def collect(only: Sequence[str] = (), runs: Path = RUNS, quads: int = QUADS) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ab_proof", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.ab.proof", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="phase", required=True)
     c = sub.add_parser("collect", help="run the A/B sessions not done yet")
     c.add_argument("--only", action="append", default=[], help="only sessions whose name starts with this")
     c.add_argument("--quads", type=int, default=QUADS, help=f"ABBA quads per cell (default {QUADS}, as regress)")
     a = sub.add_parser("analyse", help="verdicts, table and figure from the collected sessions")
     for phase in (c, a):  # a second collection (another machine, another day) beside the first
-        phase.add_argument("--out", type=Path, default=OUT, help="the proof folder (default results/ab-proof)")
+        phase.add_argument("--out", type=Path, default=OUT, help="the proof folder (default experiments/ab/ab-proof)")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # sessions run in the frozen tree: a relative folder would land there
     if args.phase == "collect":
         if args.quads < 3:
             parser.error(f"--quads {args.quads}: the paired rule needs at least 3 quads")
         return collect(args.only, args.out / "runs", args.quads)
-    from bench.ab_proof_analysis import analyse
+    from experiments.ab.analysis import analyse
 
     return analyse(args.out / "runs", args.out)
 

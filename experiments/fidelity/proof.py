@@ -9,8 +9,8 @@ the same script measures the code before and after the change:
 4. the spread over 30 cell seeds of IG's infidelity against a random-noise map's, at
    each `--samples` count: min, max, and whether the two ranges overlap.
 
-    python -m bench.fidelity_proof                  all four, samples 10 and the default
-    python -m bench.fidelity_proof --samples 10 20 50 --seeds 30
+    python -m experiments.fidelity.proof                  all four, samples 10 and the default
+    python -m experiments.fidelity.proof --samples 10 20 50 --seeds 30
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def spread(samples_list: list[int], n_seeds: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     default = FidelityOptions().infidelity_samples
-    parser = argparse.ArgumentParser(prog="python -m bench.fidelity_proof", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.fidelity.proof", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, nargs="+", default=sorted({10, default}), help="spread study counts")
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--only", choices=("sign", "rows", "batch", "spread"), nargs="+")

@@ -1,4 +1,4 @@
-"""The A/B proof's analysis (`python -m bench.ab_proof analyse`): the one timing rule on every
+"""The A/B proof's analysis (`python -m experiments.ab.proof analyse`): the one timing rule on every
 collected session, rates per condition against issue 10's targets, a markdown table and a figure.
 
 Torch-free: reads the sessions' results files only. A session counts as an alarm when the
@@ -193,7 +193,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
 def analyse(runs: Path, out: Path) -> int:
     df = collect_rows(runs)
     if df.empty:
-        print(f"no finished sessions in {runs}: run `python -m bench.ab_proof collect` first")
+        print(f"no finished sessions in {runs}: run `python -m experiments.ab.proof collect` first")
         return 2
     table = condition_table(df)
     cpu = df["cpu_model"].dropna().iloc[0] if df["cpu_model"].notna().any() else "unknown CPU"
@@ -203,7 +203,7 @@ def analyse(runs: Path, out: Path) -> int:
         f"Machine: {cpu}, shared with other jobs (1-min load average per session below). "
         f"Preset ci (11 cells), 2 worker processes per side, {quads_used(df)} ABBA quads per cell, 25 ms blocks, "
         f"verdicts by attrib_core/analysis/timing_rule.py (Holm at 0.05 over the cells + the run, min effect 1.03). "
-        f"Regenerate: `python -m bench.ab_proof collect && python -m bench.ab_proof analyse`.",
+        f"Regenerate: `python -m experiments.ab.proof collect && python -m experiments.ab.proof analyse`.",
         "",
         markdown(table),
         "",

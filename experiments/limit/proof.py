@@ -1,8 +1,8 @@
 """Proof of the limit: single-pass cells of a preset (and LayerGradCam's) should read about 1.
 
-    python -m bench.limit_proof                       run them (standard preset, CPU) and print the table
-    python -m bench.limit_proof results/FILE.json     the table of a run already made
-    python -m bench.limit_proof --slow-cpu            resnet18's IG and single-pass cells on one thread
+    python -m experiments.limit.proof                       run them (standard preset, CPU) and print the table
+    python -m experiments.limit.proof results/FILE.json     the table of a run already made
+    python -m experiments.limit.proof --slow-cpu            resnet18's IG and single-pass cells on one thread
                                                       with the oldest x86 kernels (calls of seconds)
 
 With --slow-cpu the check is the one that holds for every cell, single-pass or not: no

@@ -1,0 +1,1 @@
+"""The ab proof and its outputs."""

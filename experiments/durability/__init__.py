@@ -1,0 +1,1 @@
+"""The durability proof and its outputs."""

@@ -1,0 +1,1 @@
+"""The fidelity proof and its outputs."""

@@ -1,0 +1,1 @@
+"""The history proof and its outputs."""

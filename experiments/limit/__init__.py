@@ -1,0 +1,1 @@
+"""The limit proof and its outputs."""
