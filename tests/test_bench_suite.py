@@ -14,16 +14,11 @@ import pytest
 from attrib_core import schema
 from attrib_core.analysis.results import load_results
 from attrib_core.suite import suite_command
-from tests import REPO
+from tests import QUICK_TIMING, REPO
 
-TINY = """
+TINY = f"""
 name = "tiny"
-[timing]
-min_rounds = 3
-max_rounds = 3
-max_time_s = 0.01
-threads = 1
-[fidelity]
+{QUICK_TIMING}[fidelity]
 metrics = ["completeness", "deletion"]
 [[sweep]]
 workload = "digits_cnn"

@@ -3,6 +3,7 @@
 import pytest
 
 from attrib_core import cli
+from tests import QUICK_TIMING
 
 
 def test_regress_outside_a_git_repository_compares_existing_runs_only(tmp_path, monkeypatch, capsys):
@@ -48,14 +49,9 @@ def make(n_features=5):
     return {"model": model, "inputs": inputs, "targets": torch.tensor([0, 1, 2, 0, 1, 2]),
             "baseline": torch.zeros(1, n_features)}
 """
-PLUGIN_PRESET = """
+PLUGIN_PRESET = f"""
 name = "mine"
-[timing]
-min_rounds = 3
-max_rounds = 3
-max_time_s = 0.01
-threads = 1
-[fidelity]
+{QUICK_TIMING}[fidelity]
 metrics = ["completeness"]
 [workloads.mine]
 factory = "model.py:make"

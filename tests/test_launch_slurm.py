@@ -13,21 +13,16 @@ from attrib_core import schema
 from attrib_core.analysis.merge import merge
 from attrib_core.analysis.results import load_results
 from attrib_core.suite import suite_command
-from tests import REPO
+from tests import QUICK_TIMING, REPO
 
 pytest.importorskip("submitit", reason="the `cluster` extra (submitit) is not installed")
 from bench.launch_slurm import ShardTask, build_parser, executor_for, run_sweep
 
 pytestmark = pytest.mark.slow  # a 3-task array of real bench runs
 
-TINY = """
+TINY = f"""
 name = "tiny"
-[timing]
-min_rounds = 3
-max_rounds = 3
-max_time_s = 0.01
-threads = 1
-[fidelity]
+{QUICK_TIMING}[fidelity]
 metrics = ["completeness", "deletion"]
 [[sweep]]
 workload = "digits_cnn"
