@@ -464,13 +464,13 @@ def test_real_tune_on_tabular_mlp_writes_a_results_file_the_report_reads(tmp_pat
     df = load_results([path])
     assert len(df) == len(tuning.tried) + len(finals)
     assert df["cell_key"].is_unique
-    table = tuned_table(df, tune_summaries([path]), search_points(df, [path]))
+    table = tuned_table(df, tune_summaries(df), search_points(df))
     assert list(table["setting"]) == ["default", "tuned"]
     default, tuned = table.iloc[0], table.iloc[1]
     assert tuned["rel_error"] <= default["rel_error"] * (1 + req.target.tolerance)
     assert default["speedup"] == 1.0 and math.isfinite(tuned["speedup"])
     assert tuned["peak_MiB"] > 0 and math.isfinite(tuned["efficiency"])
-    figure, report_table = tuned_report(df, [path])  # what nox -s report adds
+    figure, report_table = tuned_report(df)  # what nox -s report adds
     assert figure.figure is not None and report_table.equals(table)
     plt.close(figure.figure)
 

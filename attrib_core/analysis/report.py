@@ -81,7 +81,9 @@ def warnings(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def render_steps(df: pd.DataFrame, paths: list[Path]) -> list[Callable[[], list[plots.Rendered]]]:
+def render_steps(
+    df: pd.DataFrame, paths: list[Path], tuned_answer: tuple[plots.Rendered, pd.DataFrame]
+) -> list[Callable[[], list[plots.Rendered]]]:
     style = method_style(df["method"])
     return [
         lambda: [plots.tradeoff_figure(df, style)],
@@ -90,7 +92,7 @@ def render_steps(df: pd.DataFrame, paths: list[Path]) -> list[Callable[[], list[
         lambda: [plots.ig_internal_batch_figure(df)],
         lambda: [plots.batch_size_figure(df, style)],
         lambda: [plots.efficiency_figure(df, style)],
-        lambda: [tuned.tuned_report(df, paths)[0]],
+        lambda: [tuned_answer[0]],
         lambda: gallery.gallery_figures(df, paths, style),
     ]
 
@@ -101,9 +103,10 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
     if df.empty:
         raise ResultsError(f"{', '.join(map(str, paths))}: no benchmark records to report")
     df = add_labels(df)
+    tuned_answer = tuned.tuned_report(df)  # the figure and the table, from the one table read above
     with staged(out) as scratch:
         sections = []
-        for step in render_steps(df, paths):
+        for step in render_steps(df, paths, tuned_answer):
             for rendered in step():
                 section = html.Section(rendered.title, rendered.caption)
                 if rendered.figure is None:
@@ -118,7 +121,7 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     front.to_csv(scratch / "pareto.csv", index=False)
                     section.tables.append(front)
                 if rendered.name == "tuned" and rendered.figure is not None:  # a tune run: default against tuned
-                    table = tuned.tuned_report(df, paths)[1]
+                    table = tuned_answer[1]
                     table.to_csv(scratch / "tuned.csv", index=False)
                     section.tables.append(table.round(4))
                 sections.append(section)

@@ -61,7 +61,14 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "commit": (commit.get("id") or "")[:12] or None,
         "commit_time": commit.get("time"),  # orders a history by commit, not by when it was run
         "commit_dirty": commit.get("dirty"),
+        # a tune run's answer per method (attrib_core.tune_output), so tables need not read the file again
+        "tune_summary": _tune_summary(meta),
     }
+
+
+def _tune_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
+    tune = (meta.get("run") or {}).get("tune")
+    return {k: v for k, v in tune.items() if k != "request"} if tune else None
 
 
 def machine_label(env: dict[str, Any]) -> str:
@@ -91,6 +98,8 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         knob_labels=extra.get("knob_labels") or {},  # short knob names for labels (from the registry)
         injected_slowdown=extra.get("injected_slowdown", 1.0),  # fault injection (tests of checks), 1 = none
     )
+    tune = extra.get("tune") or {}  # a configuration a tune run tried: which stage, which role
+    row.update(tune_phase=tune.get("phase"), tune_role=tune.get("role"), tune_first_call_s=tune.get("first_call_s"))
     tokens = extra.get("example_tokens")  # text workloads: the words under the first example's map
     row["example_tokens"] = tuple(tokens) if tokens is not None else None
     stats = record.get("stats") or {}
@@ -114,6 +123,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
             row[f"fid_{metric}_time_s"] = result.get("time_s")
             # v1 files recorded the direction only for curves and scores; the rest are errors
             row[f"fid_{metric}_lower_is_better"] = result.get("lower_is_better", True)
+            row[f"fid_{metric}_raw"] = result.get("value")  # kept whatever the weights: tune's distance
     return row
 
 

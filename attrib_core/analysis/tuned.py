@@ -9,8 +9,7 @@ tune summary (machine_info.attrib_bench.run['tune']).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -30,15 +29,12 @@ AXIS_LABELS = {
 }
 
 
-def tune_summaries(paths: Iterable[str | Path]) -> dict[str, dict[str, dict[str, Any]]]:
+def tune_summaries(df: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
     """file name -> method -> its tune summary; files that are not tune runs are left out."""
-    out = {}
-    for path in map(Path, paths):
-        run = schema.read(path)["machine_info"]["attrib_bench"].get("run") or {}
-        tune = run.get("tune")
-        if tune:
-            out[path.name] = {k: v for k, v in tune.items() if k != "request"}
-    return out
+    if "tune_summary" not in df:
+        return {}
+    firsts = df.dropna(subset=["tune_summary"]).groupby("file", sort=False)["tune_summary"].first()
+    return dict(firsts.items())
 
 
 def _row(df: pd.DataFrame, file: str, key: str) -> pd.Series:
@@ -87,34 +83,28 @@ def tuned_table(
     return pd.DataFrame(rows)
 
 
-def search_points(df: pd.DataFrame, paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Every configuration tried: (method, time_s, rel_error), read from the records' fidelity entries."""
-    rows = []
-    for path in map(Path, paths):
-        for record in schema.records(schema.read(path)):
-            extra = record["extra_info"]
-            tune = extra.get("tune")
-            fid = (extra.get("fidelity") or {}).get("reference_error") or {}
-            if not tune or fid.get("value") is None:
-                continue
-            stats = record.get("stats")
-            time_s = stats["median"] if stats else tune.get("first_call_s")  # fidelity settings: one call
-            if time_s is None:
-                continue
-            rows.append(
-                {
-                    "file": path.name,
-                    "workload": extra["cell"]["workload"],
-                    "method": extra["cell"]["method"],
-                    "cell_key": extra["cell_key"],
-                    "time_s": time_s,
-                    "timed": bool(stats),
-                    "rel_error": fid["value"],
-                    "phase": tune["phase"],
-                    "role": tune["role"],
-                }
-            )
-    return pd.DataFrame(rows)
+def search_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Every configuration tried: (method, time_s, rel_error), from the records' tune and fidelity entries."""
+    columns = ["file", "workload", "method", "cell_key", "time_s", "timed", "rel_error", "phase", "role"]
+    if "tune_phase" not in df or "fid_reference_error_raw" not in df:
+        return pd.DataFrame(columns=columns)
+    tried = df[df["tune_phase"].notna() & df["fid_reference_error_raw"].notna()]
+    timed = tried["median_s"].notna()
+    time_s = tried["median_s"].where(timed, tried["tune_first_call_s"])  # fidelity settings: one call
+    points = pd.DataFrame(
+        {
+            "file": tried["file"],
+            "workload": tried["workload"],
+            "method": tried["method"],
+            "cell_key": tried["cell_key"],
+            "time_s": time_s,
+            "timed": timed,
+            "rel_error": tried["fid_reference_error_raw"].astype(float),
+            "phase": tried["tune_phase"],
+            "role": tried["tune_role"],
+        }
+    )
+    return points[points["time_s"].notna()].reset_index(drop=True)[columns]
 
 
 def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Rendered:
@@ -176,11 +166,11 @@ def tuned_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Mapp
     return Rendered("tuned", title, caption, fig)
 
 
-def tuned_report(df: pd.DataFrame, paths: list[Path]) -> tuple[Rendered, pd.DataFrame]:
-    summaries = tune_summaries(paths)
+def tuned_report(df: pd.DataFrame) -> tuple[Rendered, pd.DataFrame]:
+    summaries = tune_summaries(df)
     if not summaries:
         return Rendered(
             "tuned", "Tuned against default", "", skipped="no tune run among the results files"
         ), pd.DataFrame()
-    points = search_points(df, paths)
+    points = search_points(df)
     return tuned_figure(points, summaries), tuned_table(df, summaries, points)

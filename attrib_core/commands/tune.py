@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_answer(path: Path) -> None:
     """The default-against-tuned table, read back from the file just written, and each method's snippet."""
     df = load_results([path])
-    summaries = tune_summaries([path])
-    table = tuned_table(df, summaries, search_points(df, [path]))
+    summaries = tune_summaries(df)
+    table = tuned_table(df, summaries, search_points(df))
     print()
     shown = table[TABLE_COLUMNS].round(4)
     shown["rel_error"] = table["rel_error"].map("{:.3g}".format)  # 9.6e-5 and 1.2e-4 both round to 0.0001
