@@ -41,11 +41,8 @@ from attrib_core.fidelity_metrics import (
 from attrib_core.fidelity_references import recipe_for, reference_attributions
 from attrib_core.localisation import LOCALISATION_METRICS
 from attrib_core.measure import synchronize
+from attrib_core.registry import Registry
 from attrib_core.run import AttributionResult, PreparedRun
-
-DEFAULT_METRICS = ("completeness", "reference_error", "deletion", "insertion")
-OPT_IN_METRICS = ("stability", "infidelity", "sensitivity")  # extra attribution calls or many forwards
-METRICS = DEFAULT_METRICS + OPT_IN_METRICS + tuple(LOCALISATION_METRICS)  # localisation: workloads with masks
 
 # --- evaluate_fidelity: the records a benchmark cell stores -----------------------------
 
@@ -423,22 +420,36 @@ def _localisation(name: str) -> Callable[[_Cell], dict[str, Any]]:
     return metric
 
 
-METRIC_FUNCTIONS: dict[str, Callable[[_Cell], dict[str, Any]]] = {
-    "completeness": _completeness,
-    "reference_error": _reference_error,
-    "deletion": _curve("deletion"),
-    "insertion": _curve("insertion"),
-    "stability": _stability,
-    "infidelity": _infidelity,
-    "sensitivity": _sensitivity,
-    **{name: _localisation(name) for name in LOCALISATION_METRICS},
-}
+@dataclass(frozen=True)
+class Metric:
+    """A fidelity metric: how its record for a cell is computed, and whether a preset that names
+    no metrics gets it (the cheap ones)."""
+
+    name: str
+    evaluate: Callable[[_Cell], dict[str, Any]]
+    default: bool = False
+
+
+METRIC_REGISTRY: Registry[Metric] = Registry("fidelity metric")
+for _metric in (  # one entry adds a metric
+    Metric("completeness", _completeness, default=True),
+    Metric("reference_error", _reference_error, default=True),
+    Metric("deletion", _curve("deletion"), default=True),
+    Metric("insertion", _curve("insertion"), default=True),
+    Metric("stability", _stability),  # extra attribution calls
+    Metric("infidelity", _infidelity),  # many forwards
+    Metric("sensitivity", _sensitivity),  # many attribution calls
+    *(Metric(name, _localisation(name)) for name in LOCALISATION_METRICS),  # workloads with masks
+):
+    METRIC_REGISTRY.register(_metric.name, _metric)
+DEFAULT_METRICS = tuple(m.name for m in METRIC_REGISTRY if m.default)
+METRICS = tuple(METRIC_REGISTRY.names())
 
 
 def check_metric_names(metrics: str | Iterable[str]) -> tuple[str, ...]:
     names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     for name in names:
-        if name not in METRIC_FUNCTIONS:
+        if name not in METRIC_REGISTRY:
             raise ValueError(
                 f"unknown fidelity metric {name!r}; valid: {', '.join(METRICS)} (default: {', '.join(DEFAULT_METRICS)})"
             )
@@ -446,7 +457,7 @@ def check_metric_names(metrics: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def evaluate_fidelity(
-    prepared: PreparedRun, result: AttributionResult, metrics: str | Iterable[str] = DEFAULT_METRICS, **options: Any
+    prepared: PreparedRun, result: AttributionResult, metrics: str | Iterable[str] | None = None, **options: Any
 ) -> dict[str, dict[str, Any]]:
     """Each requested metric's JSON-able record for one cell, with its own compute time.
 
@@ -457,7 +468,7 @@ def evaluate_fidelity(
     target="predicted" the attributions are recomputed for the predicted class where it
     differs from the label (that time is `target_recompute_s`, not in any metric's time_s).
     """
-    names = check_metric_names(metrics)
+    names = check_metric_names(DEFAULT_METRICS if metrics is None else metrics)
     settings = FidelityOptions.from_mapping(options)
     check_attributions(result.attributions, prepared.inputs, prepared.spec.kind)
     device = prepared.inputs.device
@@ -469,7 +480,7 @@ def evaluate_fidelity(
     for name in names:
         synchronize(device)
         start = time.perf_counter()
-        record = METRIC_FUNCTIONS[name](cell)
+        record = METRIC_REGISTRY.get(name).evaluate(cell)
         synchronize(device)
         record["time_s"] = time.perf_counter() - start
         record.update(target)

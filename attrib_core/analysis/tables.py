@@ -14,8 +14,8 @@ import pandas as pd
 
 from attrib_core.analysis.style import all_knobs_label, knob_columns
 
-FIDELITY = ("reference_error", "completeness", "deletion", "insertion")
-LOCALISATION = ("relevance_mass", "pointing_game", "relevance_rank", "top_k_intersection")  # workloads with masks
+FIDELITY = ("reference_error", "completeness", "deletion", "insertion")  # always a column, in this order
+FIDELITY_FIELDS = ("_status", "_time_s", "_lower_is_better", "_raw")  # a metric's other columns
 NOISY = 0.5  # IQR above this share of the median: the timing of that cell is not to be trusted
 
 
@@ -54,15 +54,20 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     for metric in FIDELITY:
         column = f"fid_{metric}"
         out[column] = df[column] if column in df.columns else None
-    for metric in LOCALISATION:  # columns only for runs that measured them
-        column = f"fid_{metric}"
-        if column in df.columns and df[column].notna().any():
-            out[column] = df[column]
+    for column in other_metric_columns(df):  # any other metric, for runs that measured it
+        out[column] = df[column]
     out["weights"] = df["weights"]
     out["error"] = df["error"]
     if df["file"].nunique() > 1:
         out.insert(0, "file", df["file"])
     return out.sort_values(["workload", "device", "method", "median_ms"], na_position="last").reset_index(drop=True)
+
+
+def other_metric_columns(df: pd.DataFrame) -> list[str]:
+    """The value columns of every fidelity metric beyond FIDELITY that some cell measured (sorted)."""
+    shown = {f"fid_{metric}" for metric in FIDELITY}
+    values = [c for c in df.columns if c.startswith("fid_") and not c.endswith(FIDELITY_FIELDS) and c not in shown]
+    return sorted(c for c in values if df[c].notna().any())
 
 
 def _cell(value: Any) -> str:
