@@ -18,7 +18,7 @@ from attrib_core.analysis.results import load_results
 from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_report, tuned_table
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
-from attrib_core.run import RunConfig
+from attrib_core.run import PreparedRun, RunConfig
 from attrib_core.tune import (
     Candidate,
     FidelityTarget,
@@ -36,6 +36,7 @@ from attrib_core.tune import (
 )
 from attrib_core.tune_memory import MemoryBudgetError, chunk_rows, fit, parse_bytes
 from attrib_core.tune_space import batching_values, parse_fixed
+from tests.numerics import relative_error, rounding_bound
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -382,6 +383,10 @@ def test_same_result_tolerance_separates_fp32_order_from_bf16_on_real_outputs():
 
 
 def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps():
+    """The reference (cached on disk, so perhaps computed by another process, batching or CPU's
+    kernels) and the same integral computed here are both float32 runs of one float64 value: each
+    within what float32 rounding explains on this model (tests/numerics.py), and so is the distance
+    between 32 and 64 steps, to within the sum of those bounds."""
     from attrib_core.fidelity_metrics import reference_error
     from attrib_core.run import prepare
     from attrib_core.tune import reference_for
@@ -389,14 +394,17 @@ def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps
     config = RunConfig(IG, "digits_cnn", batch_size=2, knobs={"n_steps": 50, "method": "gausslegendre"})
     reference = reference_for(config, 64)
 
-    def integral(steps: int) -> torch.Tensor:
-        knobs = {"n_steps": steps, "method": "gausslegendre"}
-        return prepare(dataclasses.replace(config, knobs=knobs))().attributions
+    def steps(n: int) -> PreparedRun:
+        return prepare(dataclasses.replace(config, knobs={"n_steps": n, "method": "gausslegendre"}))
 
-    fine, coarse = integral(64), integral(32)
-    assert torch.allclose(reference.attributions, fine, rtol=1e-4, atol=1e-7)
+    exact_fine, fine_bound = rounding_bound(steps(64), torch.float32)
+    _, coarse_bound = rounding_bound(steps(32), torch.float32)
+    fine, coarse = steps(64)().attributions, steps(32)().attributions
+    assert relative_error(reference.attributions, exact_fine) <= fine_bound
+    assert relative_error(fine, exact_fine) <= fine_bound
     expected = float(reference_error(coarse, fine).rel_l2.mean())
-    assert reference.resolution == pytest.approx(expected, rel=1e-3) and reference.resolution > 0
+    moved = 2 * (fine_bound + coarse_bound) * (1 + expected)  # both ends of each distance may move
+    assert abs(reference.resolution - expected) <= moved and reference.resolution > 0
     assert "32 steps" in reference.note
     occlusion = reference_for(RunConfig("Occlusion", "digits_cnn", batch_size=2), 64)
     assert occlusion.resolution is None  # no half-steps estimate for a window
