@@ -1,6 +1,6 @@
 """When two runs' cells may stand in one results file (torch-free).
 
-A resumed run continues a journal (bench/durable.py) and `attrib-bench merge` joins the
+A resumed run continues a journal (attrib_core/suite/durable.py) and `attrib-bench merge` joins the
 shards of a sweep (attrib_core/analysis/merge.py); both are only meaningful if every cell was
 measured on the same preset, code and environment. `incompatibilities` names what differs.
 A header here is `{"machine_info": ..., "code": {"commit", "uncommitted_sha256"}}`: a

@@ -51,7 +51,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class Isolation:
-    """Each cell in its own process, cut at a wall-time and a memory limit (see bench/isolate.py)."""
+    """Each cell in its own process, cut at a wall-time and a memory limit (see attrib_core/suite/isolate.py)."""
 
     enabled: bool = False
     cell_timeout_s: float = 1800.0

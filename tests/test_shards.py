@@ -1,4 +1,4 @@
-"""bench/shards.py: `--shard i/N` splits a preset's cells deterministically, disjointly and
+"""attrib_core/suite/shards.py: `--shard i/N` splits a preset's cells deterministically, disjointly and
 completely, balanced on the cost model's predicted cost (not on cell count)."""
 
 from __future__ import annotations

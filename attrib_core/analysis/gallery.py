@@ -1,7 +1,7 @@
 """Attribution gallery: each method's map of the same input, side by side.
 
 The maps come from the results file's companion `<results>.maps.npz` (the first example of
-each ok cell, channels summed, pooled to at most 112 px a side; see bench/cells.py), so the
+each ok cell, channels summed, pooled to at most 112 px a side; see attrib_core/suite/cells.py), so the
 report shows what the methods produced without running a model. One figure per workload:
 2-D maps as images in a diverging colormap (red positive, blue negative, each map scaled to
 its own 99.5th percentile of |attribution|, as Captum's visualisations clip outliers),

@@ -44,7 +44,7 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "file": path.name,
         "path": str(path),
-        "ab_session": ab.get("session"),  # A/B side files (bench/ab): pairing needs one session
+        "ab_session": ab.get("session"),  # A/B side files (attrib_core/ab): pairing needs one session
         "ab_side": ab.get("side"),
         "ab_label": ab.get("label"),
         # what attrib_core.noise found around the run (load, governor, busy neighbours)

@@ -1,6 +1,6 @@
 """Which results files to read: named files, folders (their newest file) or machine names.
 
-Results files are named [NNNN_]<machine>_<UTC time>_<commit>_<preset>.json (bench/durable.py;
+Results files are named [NNNN_]<machine>_<UTC time>_<commit>_<preset>.json (attrib_core/suite/durable.py;
 files before schema 2 have no counter),
 so the newest run of a machine is found from names alone; the report and compare share
 this so that "the newest file" means the same thing everywhere.

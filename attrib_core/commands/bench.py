@@ -22,11 +22,11 @@ EXIT_FAILED_CELL, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
 def main(argv: Sequence[str] | None = None) -> int:
     import pytest
 
-    from attrib_core.suite import PLUGIN, SUITE_TESTS
+    from attrib_core.suite import suite_args
 
     args = list(sys.argv[1:] if argv is None else argv)
     table = ["--benchmark-columns=min,median,iqr,rounds", "--benchmark-sort=name", "--benchmark-name=short"]
-    code = pytest.main([str(SUITE_TESTS), "-p", PLUGIN, "-p", "no:cacheprovider", *table, *args])
+    code = pytest.main(suite_args(*table, *args))
     exits = {
         pytest.ExitCode.OK: 0,
         pytest.ExitCode.TESTS_FAILED: EXIT_FAILED_CELL,

@@ -11,6 +11,11 @@ SUITE_TESTS = Path(__file__).resolve().parent / "test_cells.py"
 PLUGIN = "attrib_core.suite.plugin"
 
 
+def suite_args(*pytest_args: str) -> list[str]:
+    """pytest's arguments that run the suite: its test module with its plugin, then `pytest_args`."""
+    return [str(SUITE_TESTS), "-p", PLUGIN, "-p", "no:cacheprovider", *pytest_args]
+
+
 def suite_command(*pytest_args: str, python: str = sys.executable) -> list[str]:
-    """`python -m pytest` over the suite's test module with its plugin, then `pytest_args`."""
-    return [python, "-m", "pytest", str(SUITE_TESTS), "-p", PLUGIN, "-p", "no:cacheprovider", *pytest_args]
+    """`python -m pytest` with suite_args: the command line a subprocess runs the suite with."""
+    return [python, "-m", "pytest", *suite_args(*pytest_args)]

@@ -141,7 +141,7 @@ def measure_cell(
 ) -> CellOutcome:
     """Time, profile and score one cell; never raises for a failing method.
 
-    `slowdown` > 1 and `fault` inject faults (see bench/faults.py) and are recorded in the cell.
+    `slowdown` > 1 and `fault` inject faults (see attrib_core/suite/faults.py) and are recorded in the cell.
     """
     key = cell_key(config)
     info: dict[str, Any] = {

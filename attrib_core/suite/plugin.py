@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--shard",
         metavar="I/N",
-        help="run only shard I of N: a deterministic subset of the cells, balanced on predicted cost (bench/shards.py)",
+        help="run only shard I of N: a deterministic subset of the cells, balanced on predicted cost (suite/shards.py)",
     )
     group.addoption(
         "--shard-calibration",
