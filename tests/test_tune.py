@@ -1,4 +1,4 @@
-"""attrib_core.tune (+ tune_space, tune_memory, tune_output): input checks before any search, memory
+"""attrib_core.tune (search stages, space, memory, output): input checks before any search, memory
 pruning and successive halving on fake measurements, the snippet, and one real run on tabular_mlp."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from attrib_core import schema, tune_output
+from attrib_core import schema
 from attrib_core.analysis.results import load_results
 from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_report, tuned_table
 from attrib_core.methods import KnobError
@@ -22,7 +22,6 @@ from attrib_core.run import PreparedRun, RunConfig
 from attrib_core.tune import (
     Candidate,
     FidelityTarget,
-    Measurer,
     Quality,
     Search,
     TargetUnreachable,
@@ -34,8 +33,12 @@ from attrib_core.tune import (
     gain_shares,
     tune,
 )
-from attrib_core.tune_memory import MemoryBudgetError, chunk_rows, fit, parse_bytes
-from attrib_core.tune_space import batching_values, parse_fixed
+from attrib_core.tune import output as tune_output
+from attrib_core.tune.fidelity_stage import fidelity_stage, units_needed
+from attrib_core.tune.measurer import Measurer
+from attrib_core.tune.memory import MemoryBudgetError, chunk_rows, fit, parse_bytes
+from attrib_core.tune.space import batching_values, parse_fixed
+from attrib_core.tune.speed_stage import SAME_RESULT_TOLERANCE, race
 from tests.numerics import relative_error, rounding_bound
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
@@ -184,8 +187,8 @@ def test_configurations_predicted_over_budget_are_never_run():
     ran_chunks = [chunk_rows(search.spec, c.config.knobs, search.cost_input(c.config)) for c in measurer.ran]
     # the default itself is the comparison's baseline and always runs; nothing else over budget does
     assert all(chunk * per_row + fixed <= budget * 1.2 for chunk in ran_chunks[1:])
-    over = [p for p in tuning.pruned if "memory budget" in p["reason"]]
-    assert over and all(p["predicted_peak_bytes"] * 1.10 > p["budget_bytes"] for p in over)
+    over = [p for p in tuning.pruned if "memory budget" in p.reason]
+    assert over and all(p.predicted_peak_bytes * 1.10 > p.budget_bytes for p in over)
     assert tuning.tuned.config.knobs["internal_batch_size"] is not None
 
 
@@ -204,7 +207,7 @@ def test_fidelity_stage_stops_each_chain_at_its_first_setting_meeting_the_target
     search = search_with(measurer)
     search.started = 0.0
     default = search.measure_default()
-    best = search.fidelity_stage(default)
+    best = fidelity_stage(search, default)
     assert (best.config.knobs["n_steps"], best.config.knobs["method"]) == (16, "gausslegendre")
     gl_steps = [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == "gausslegendre"]
     assert gl_steps == [50, 2, 3, 4, 6, 8, 12, 16]  # the default, then cheap to dear; 24 and up never run
@@ -225,7 +228,7 @@ def _race_batching(
     knobs = {**search.space.default_knobs, "internal_batch_size": start}
     current = search.candidate(Candidate(search._config(knobs), 1, phase="fidelity"))
     measurer.timed(current, 1)
-    return search.race("batching", current), measurer, search
+    return race(search, "batching", current), measurer, search
 
 
 def test_successive_halving_keeps_the_fastest_and_gives_losers_fewer_calls():
@@ -242,15 +245,15 @@ def test_batching_walk_stops_where_the_time_turns_upward_and_lists_the_rest_as_p
     assert winner.config.knobs["internal_batch_size"] == 25
     ran = [c.config.knobs["internal_batch_size"] for c in measurer.ran]
     assert 12 in ran and 6 not in ran
-    pruned = [p for p in search.pruned if "axis had turned" in p["reason"]]
-    assert len(pruned) == 1 and "internal_batch_size=6" in pruned[0]["cell_key"]
+    pruned = [p for p in search.pruned if "axis had turned" in p.reason]
+    assert len(pruned) == 1 and "internal_batch_size=6" in pruned[0].cell_key
 
 
 def test_batching_walk_runs_every_value_while_the_time_keeps_falling_or_stays_within_noise():
     winner, measurer, search = _race_batching({None: 1.0, 25: 1.1, 12: 0.8, 6: 0.7})  # 25: +10 %, under the turn
     assert winner.config.knobs["internal_batch_size"] == 6
     assert {25, 12, 6} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}
-    assert not [p for p in search.pruned if "axis had turned" in p["reason"]]
+    assert not [p for p in search.pruned if "axis had turned" in p.reason]
 
 
 def test_short_calls_race_whole_calls_without_probing_passes():
@@ -265,11 +268,11 @@ def test_long_calls_give_a_whole_call_only_to_the_neighbour_the_passes_rank_firs
     assert [c.config.knobs["internal_batch_size"] for c in measurer.predicted] == [None, 25, 12]
     assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [None, 25]  # whole calls
     assert sum(measurer.timed_calls.values()) == 1  # the current's one call before the race: no halving rounds
-    ranked_out = [p for p in search.pruned if "ranked out by its model passes" in p["reason"]]
-    assert len(ranked_out) == 1 and "internal_batch_size=12" in ranked_out[0]["cell_key"]
-    assert ranked_out[0]["predicted_s"] == 7.0
-    turned = [p for p in search.pruned if "axis had turned" in p["reason"]]
-    assert len(turned) == 1 and "internal_batch_size=6" in turned[0]["cell_key"]
+    ranked_out = [p for p in search.pruned if "ranked out by its model passes" in p.reason]
+    assert len(ranked_out) == 1 and "internal_batch_size=12" in ranked_out[0].cell_key
+    assert ranked_out[0].predicted_s == 7.0
+    turned = [p for p in search.pruned if "axis had turned" in p.reason]
+    assert len(turned) == 1 and "internal_batch_size=6" in turned[0].cell_key
 
 
 def test_long_calls_keep_the_current_setting_when_the_whole_call_contradicts_the_prediction():
@@ -287,7 +290,7 @@ def test_long_calls_run_nothing_when_no_neighbour_is_predicted_faster():
     )
     assert winner.config.knobs["internal_batch_size"] is None
     assert [c.config.knobs["internal_batch_size"] for c in measurer.ran] == [None]
-    assert len([p for p in search.pruned if "ranked out" in p["reason"]]) == 3
+    assert len([p for p in search.pruned if "ranked out" in p.reason]) == 3
 
 
 def test_long_calls_charge_the_time_outside_the_passes_to_each_model_call():
@@ -315,7 +318,7 @@ def test_a_screened_candidate_that_misses_the_fidelity_target_is_dropped_after_i
     current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
     measurer.first(current)
     current.meets_target = True
-    winner = search.race("precision", current)
+    winner = race(search, "precision", current)
     assert winner is current
     assert [c.config.precision for c in measurer.ran] == ["fp32", "bf16"]
 
@@ -341,7 +344,7 @@ def _race_same_math(axis: str, moved_by: float, target: FidelityTarget = DEFAULT
     current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
     measurer.first(current)
     current.meets_target = True
-    return search.race(axis, current), search
+    return race(search, axis, current), search
 
 
 def test_an_option_that_only_reorders_the_sums_meets_a_default_relative_target_by_giving_the_same_output():
@@ -368,7 +371,6 @@ def test_same_result_tolerance_separates_fp32_order_from_bf16_on_real_outputs():
     """The constant's reason, measured: channels_last (another fp32 order) stays well under it, bf16 over it."""
     from attrib_core.fidelity_metrics import reference_error
     from attrib_core.run import prepare
-    from attrib_core.tune import SAME_RESULT_TOLERANCE
 
     def output(**options) -> torch.Tensor:
         knobs = {"n_steps": 16, "method": "gausslegendre"}
@@ -389,7 +391,7 @@ def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps
     between 32 and 64 steps, to within the sum of those bounds."""
     from attrib_core.fidelity_metrics import reference_error
     from attrib_core.run import prepare
-    from attrib_core.tune import reference_for
+    from attrib_core.tune.final import reference_for
 
     config = RunConfig(IG, "digits_cnn", batch_size=2, knobs={"n_steps": 50, "method": "gausslegendre"})
     reference = reference_for(config, 64)
@@ -503,7 +505,6 @@ def test_the_printed_table_marks_an_efficiency_above_the_suspect_line(tmp_path: 
 
 
 def test_a_steadily_converging_chain_is_extrapolated_and_an_erratic_one_is_not():
-    from attrib_core.tune import units_needed
 
     # error halves when the cost doubles (first order): from 0.1 at 20 units, 1e-3 needs 2000
     assert units_needed([(5, 0.4), (10, 0.2), (20, 0.1)], 1e-3) == pytest.approx(2000)
@@ -521,11 +522,11 @@ def test_fidelity_stage_cuts_a_chain_that_converges_too_slowly():
 
     measurer = FakeMeasurer(lambda c: 0.01 * c.config.knobs["n_steps"], error)
     search = search_with(measurer, target=FidelityTarget("max_error", 1e-3))
-    best = search.fidelity_stage(search.measure_default())
+    best = fidelity_stage(search, search.measure_default())
     assert best.config.knobs["n_steps"] == 16
     for rule in ("riemann_trapezoid", "riemann_middle"):
         assert [c.config.knobs["n_steps"] for c in measurer.ran if c.config.knobs["method"] == rule] == [2, 3, 4]
-    assert sum("converges too slowly" in p["reason"] for p in search.pruned) == 2
+    assert sum("converges too slowly" in p.reason for p in search.pruned) == 2
 
 
 @pytest.mark.parametrize(
@@ -605,7 +606,7 @@ def test_a_probe_that_breaks_leaves_the_candidate_to_a_whole_call_that_records_t
     measurer.first(current)
     current.meets_target = True
     search.bound = 0.01
-    winner = search.race("precision", current)
+    winner = race(search, "precision", current)
     assert [c.config.precision for c in measurer.ran] == ["fp32", "bf16"]  # bf16 got its whole call
     assert winner.config.precision == "bf16"
 
@@ -622,7 +623,7 @@ def test_when_the_current_settings_passes_cannot_be_timed_the_axis_races_whole_c
     search = search_with(measurer, batch_size=1)
     current = search.candidate(Candidate(search._config(search.space.default_knobs), 1, phase="fidelity"))
     measurer.timed(current, 1)
-    winner = search.race("batching", current)
+    winner = race(search, "batching", current)
     assert winner.config.knobs["internal_batch_size"] == 25
     assert {25, 12} <= {c.config.knobs["internal_batch_size"] for c in measurer.ran}  # whole calls, as for short ones
     assert any("model passes could not be timed" in note for note in search.notes)

@@ -1,4 +1,4 @@
-"""attrib_core.tune_screen: predicting a whole call from its model passes (closed forms, a scripted
+"""attrib_core.tune.screen: predicting a whole call from its model passes (closed forms, a scripted
 clock, and the chunk size a real probe pushes through the model)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import itertools
 
 import pytest
 
-from attrib_core import limit, tune_screen
+from attrib_core import limit
 from attrib_core.methods import Passes
 from attrib_core.run import RunConfig, prepare
+from attrib_core.tune import screen as tune_screen
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 

@@ -61,7 +61,7 @@ def machine_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "commit": (commit.get("id") or "")[:12] or None,
         "commit_time": commit.get("time"),  # orders a history by commit, not by when it was run
         "commit_dirty": commit.get("dirty"),
-        # a tune run's answer per method (attrib_core.tune_output), so tables need not read the file again
+        # a tune run's answer per method (attrib_core.tune.output), so tables need not read the file again
         "tune_summary": _tune_summary(meta),
     }
 

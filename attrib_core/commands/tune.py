@@ -18,7 +18,7 @@ import pytest_benchmark
 from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import get_commit_info
 
-from attrib_core import measure, schema, tune_output
+from attrib_core import measure, schema
 from attrib_core.analysis.results import efficiency_label, load_results
 from attrib_core.analysis.tables import to_markdown
 from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_table
@@ -28,8 +28,9 @@ from attrib_core.registry import UnknownNameError
 from attrib_core.run import NotApplicable
 from attrib_core.suite import durable
 from attrib_core.tune import FidelityTarget, TuneError, TuneRequest, check_budget, check_request, tune
-from attrib_core.tune_memory import MemoryBudgetError, parse_bytes
-from attrib_core.tune_space import parse_fixed
+from attrib_core.tune import output as tune_output
+from attrib_core.tune.memory import MemoryBudgetError, parse_bytes
+from attrib_core.tune.space import parse_fixed
 
 RESULTS_DIR = Path("results")  # in the folder the command runs in
 EXIT_BAD_INPUT = 2

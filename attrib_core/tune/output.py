@@ -20,7 +20,10 @@ from pytest_benchmark.stats import Stats
 from attrib_core import limit, measure, schema
 from attrib_core.methods import MethodSpec, get_method
 from attrib_core.sweep import cell_key
-from attrib_core.tune import Candidate, Measurer, MethodTuning, TuneRequest, gain_shares
+from attrib_core.tune.final import gain_shares
+from attrib_core.tune.measurer import Measurer
+from attrib_core.tune.records import Candidate, MethodTuning
+from attrib_core.tune.request import TuneRequest
 from attrib_core.workloads import load_workload
 
 RANDOM_WEIGHTS = "not meaningful: random weights (the error still measures convergence to the reference)"
@@ -196,7 +199,7 @@ def summary(
             {"key": tune_key(c, default_threads), "time_s": c.time_estimate_s, "rel_error": c.quality.rel_error}
             for c in front
         ],
-        "pruned": tuning.pruned,
+        "pruned": [p.record() for p in tuning.pruned],
         "tried": len(tuning.tried),
         "search_s": tuning.search_s,
         "compile": _compile_note(tuning),
