@@ -131,7 +131,7 @@ class MethodSpec:
     check: Callable[[str, Mapping[str, Any]], None] | None = None
     description: str = ""
     defaults_note: str = field(default="")
-    # How fidelity's high-accuracy reference is made (attrib_core.fidelity_references):
+    # How fidelity's high-accuracy reference is made (attrib_core.fidelity.references):
     # "path" (the converged path integral), "occlusion" (a finer window), "more_samples"
     # (the same estimator with more of `sample_knob`), or None (no reference).
     reference: Literal["path", "occlusion", "more_samples"] | None = None

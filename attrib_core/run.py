@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from attrib_core import inject
-from attrib_core.applicability import unsupported_reason
 from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
 from attrib_core.workloads import Workload, load_workload, observed_spec, workload_spec
+from attrib_core.workloads.applicability import unsupported_reason
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}

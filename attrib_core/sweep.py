@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attrib_core.applicability import applies_to
 from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
-from attrib_core.fidelity_metrics import FidelityOptions
+from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.formatting import knob_value
 from attrib_core.methods import METHODS, get_method
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS, workload_spec
+from attrib_core.workloads.applicability import applies_to
 from attrib_core.workloads.catalog import resolve_reference
 from attrib_core.workloads.plugins import TABLE_KEYS
 

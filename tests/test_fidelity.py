@@ -12,14 +12,14 @@ from captum.attr import IntegratedGradients, Occlusion
 from torch import nn
 
 from attrib_core.fidelity import DEFAULT_METRICS, METRICS, evaluate_fidelity
-from attrib_core.fidelity_metrics import (
+from attrib_core.fidelity.references import reference_attributions
+from attrib_core.fidelity.scores import (
     check_attributions,
     completeness_error,
     perturbation_curve,
     reference_error,
     seed_spread,
 )
-from attrib_core.fidelity_references import reference_attributions
 from attrib_core.methods import IG_METHODS
 from attrib_core.run import AttributionResult, RunConfig, prepare
 

@@ -15,7 +15,8 @@ from captum.metrics import infidelity
 from torch import nn
 
 from attrib_core.fidelity import evaluate_fidelity
-from attrib_core.fidelity_metrics import (
+from attrib_core.fidelity.noise import CaptumSampleCursor, ExampleNoise
+from attrib_core.fidelity.scores import (
     FidelityOptions,
     Infidelity,
     OutputLinkError,
@@ -24,7 +25,6 @@ from attrib_core.fidelity_metrics import (
     perturbation_curve,
     sensitivity_score,
 )
-from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.run import AttributionResult, PreparedRun, RunConfig, prepare
 from attrib_core.sweep import PresetError, load_preset
 from tests.numerics import forward_error_bound

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise, example_digest, sample_seed
+from attrib_core.fidelity.noise import CaptumSampleCursor, ExampleNoise, example_digest, sample_seed
 
 
 def batch(n: int = 3) -> torch.Tensor:

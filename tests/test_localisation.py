@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attrib_core.localisation import (
+from attrib_core.fidelity.localisation import (
     LOCALISATION_METRICS,
     pointing_game,
     relevance_mass_accuracy,

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from attrib_core.applicability import applies_to
 from attrib_core.methods import (
     IG_METHODS,
     METHODS,
@@ -23,6 +22,7 @@ from attrib_core.methods import (
 )
 from attrib_core.run import NotApplicable, RunConfig, prepare, run_attribution
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
+from attrib_core.workloads.applicability import applies_to
 from tests.passes import measured_passes
 from tests.torch_fixtures import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_output_shape, small_knobs
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.methods import get_method
 from attrib_core.run import NotApplicable, RunConfig, prepare
 from attrib_core.sweep import PresetError, load_preset
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec, workload_spec
+from attrib_core.workloads.applicability import applies_to, unsupported_reason
 from attrib_core.workloads.catalog import check_workloads, resolve_reference
 from attrib_core.workloads.plugins import ENTRY_POINT_GROUP, WorkloadContractError, parse_reference
 

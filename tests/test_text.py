@@ -21,9 +21,8 @@ from attrib_core import measure
 from attrib_core.analysis.gallery import gallery_figure, wrap_tokens
 from attrib_core.analysis.results import record_row
 from attrib_core.analysis.style import method_style
-from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.fidelity import evaluate_fidelity
-from attrib_core.fidelity_metrics import broadcast_to_inputs, completeness_error, perturbation_curve
+from attrib_core.fidelity.scores import broadcast_to_inputs, completeness_error, perturbation_curve
 from attrib_core.methods import METHODS, get_method
 from attrib_core.models.small import accuracy
 from attrib_core.models.text import PAD_ID, UNKNOWN_ID
@@ -32,6 +31,7 @@ from attrib_core.suite.cells import gallery_map
 from attrib_core.sweep import PRESET_DIR, load_preset
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
 from attrib_core.workloads import movie_reviews as mr
+from attrib_core.workloads.applicability import applies_to, unsupported_reason
 from attrib_core.workloads.text import NEUTRAL_MARGIN, SEQUENCE_LENGTH, Vocabulary, sentiment_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -369,7 +369,7 @@ def test_a_bound_the_user_gave_and_a_change_of_precision_are_held_literally():
 
 def test_same_result_tolerance_separates_fp32_order_from_bf16_on_real_outputs():
     """The constant's reason, measured: channels_last (another fp32 order) stays well under it, bf16 over it."""
-    from attrib_core.fidelity_metrics import reference_error
+    from attrib_core.fidelity.scores import reference_error
     from attrib_core.run import prepare
 
     def output(**options) -> torch.Tensor:
@@ -389,7 +389,7 @@ def test_a_path_reference_states_its_own_error_as_its_distance_to_half_the_steps
     kernels) and the same integral computed here are both float32 runs of one float64 value: each
     within what float32 rounding explains on this model (tests/numerics.py), and so is the distance
     between 32 and 64 steps, to within the sum of those bounds."""
-    from attrib_core.fidelity_metrics import reference_error
+    from attrib_core.fidelity.scores import reference_error
     from attrib_core.run import prepare
     from attrib_core.tune.final import reference_for
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torchvision
 
-from attrib_core.applicability import applies_to, unsupported_reason
 from attrib_core.methods import METHODS, get_method
 from attrib_core.models.resnet import distinct_relus
 from attrib_core.run import NotApplicable, RunConfig, prepare
 from attrib_core.workloads import WORKLOADS, load_workload, observed_spec, workload_spec
+from attrib_core.workloads.applicability import applies_to, unsupported_reason
 from attrib_core.workloads.builtin import photos
 from attrib_core.workloads.catalog import resolve_reference
 from attrib_core.workloads.traits import scan_model

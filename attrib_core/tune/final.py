@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attrib_core.fidelity_metrics import FidelityOptions
-from attrib_core.fidelity_references import reference_attributions
+from attrib_core.fidelity.references import reference_attributions
+from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.run import NotApplicable, RunConfig, prepare
 from attrib_core.tune.measurer import Measurer, relative_distance
 from attrib_core.tune.records import Candidate, MethodTuning

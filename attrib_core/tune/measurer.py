@@ -10,11 +10,11 @@ from collections.abc import Callable
 import torch
 
 from attrib_core import measure
-from attrib_core.fidelity_metrics import reference_error
+from attrib_core.fidelity.scores import reference_error
 from attrib_core.run import PreparedRun, prepare
-from attrib_core.tune.screen import probe
 from attrib_core.tune.records import Candidate
 from attrib_core.tune.request import Quality
+from attrib_core.tune.screen import probe
 
 # --- measuring -----------------------------------------------------------------------------
 

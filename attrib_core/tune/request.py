@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from attrib_core import measure
-from attrib_core.applicability import unsupported_reason
 from attrib_core.methods import KnobError, get_method
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS
 from attrib_core.tune.memory import MemoryBudgetError
 from attrib_core.tune.space import MethodSpace, fidelity_settings, valid_settings
 from attrib_core.workloads import load_workload, workload_spec
+from attrib_core.workloads.applicability import unsupported_reason
 
 PRECISIONS_BY_DEVICE = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
 

@@ -41,7 +41,7 @@ class Workload:
     info: Mapping[str, Any] = field(default_factory=dict)
     # What the model's outputs are, so fidelity curves score them with the right link:
     # "logits" (softmax over classes), "single_logit" (sigmoid) or "regression" (raw);
-    # attrib_core.fidelity_metrics.OUTPUT_LINKS. A one-output model must not stay "logits".
+    # attrib_core.fidelity.scores.OUTPUT_LINKS. A one-output model must not stay "logits".
     output_kind: str = "logits"
     # Knobs of fidelity's high-accuracy reference per method, where the default (the finest
     # setting) is too costly, e.g. {"Occlusion": {"sliding_window_shapes": ..., "strides": ...}}.

@@ -23,7 +23,7 @@ import warnings
 import torch
 
 from attrib_core.fidelity import evaluate_fidelity
-from attrib_core.fidelity_metrics import FidelityOptions
+from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.run import AttributionResult, PreparedRun, RunConfig, prepare
 
 KNOBS = {"n_steps": 32}

@@ -1,7 +1,7 @@
 """Fidelity metrics: pure functions of (model, inputs, attributions, target, baselines).
 
 They return tensors, so tests and notebooks can call them on any model; the records a
-benchmark cell stores are built from them in `attrib_core.fidelity`. Also the options of
+benchmark cell stores are built from them in `attrib_core.fidelity.evaluate`. Also the options of
 the whole fidelity pass, which every part of it reads.
 """
 
@@ -18,7 +18,7 @@ from captum.metrics import sensitivity_max
 from scipy.stats import spearmanr
 from torch import nn
 
-from attrib_core.fidelity_noise import CaptumSampleCursor, ExampleNoise
+from attrib_core.fidelity.noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.methods import IG_METHODS
 
 # --- options ----------------------------------------------------------------------------

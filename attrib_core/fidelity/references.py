@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from attrib_core.cache import cache_dir, stable_hash
-from attrib_core.fidelity_metrics import FidelityOptions
+from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.fileio import atomic_save
 from attrib_core.measure import synchronize
 from attrib_core.methods import MethodSpec

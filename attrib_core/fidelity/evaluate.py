@@ -1,15 +1,10 @@
-"""Fidelity: how faithful an attribution is, recorded beside what it cost.
+"""The metric registry and `evaluate_fidelity`, which a benchmark cell calls once, outside its timed
+rounds, and which returns JSON-able records (floats, None, strings) with each metric's own compute
+time, so a report can show what checking fidelity costs next to what the attribution costs.
 
-Four modules: pure metric functions that return tensors (`fidelity_metrics`), per-example
-seeded noise (`fidelity_noise`), cached high-accuracy references (`fidelity_references`),
-and here `evaluate_fidelity`, which a
-benchmark cell calls once, outside its timed rounds, and which returns JSON-able
-records (floats, None, strings) with each metric's own compute time, so a report can show
-what checking fidelity costs next to what the attribution costs.
-
-A metric that does not apply to a method says so (status "not_applicable" and a reason);
-it never reports a silent zero. Records also say what was scored: the target (label or
-predicted class), the output link, and the baseline a curve removed to or started from.
+A metric that does not apply to a method says so (status "not_applicable" and a reason); it never
+reports a silent zero. Records also say what was scored: the target (label or predicted class), the
+output link, and the baseline a curve removed to or started from.
 """
 
 from __future__ import annotations
@@ -23,7 +18,9 @@ from typing import Any
 
 import torch
 
-from attrib_core.fidelity_metrics import (
+from attrib_core.fidelity.localisation import LOCALISATION_METRICS
+from attrib_core.fidelity.references import recipe_for, reference_attributions
+from attrib_core.fidelity.scores import (
     OUTPUT_LINKS,
     FidelityOptions,
     OutputLinkError,
@@ -38,8 +35,6 @@ from attrib_core.fidelity_metrics import (
     seed_spread,
     sensitivity_score,
 )
-from attrib_core.fidelity_references import recipe_for, reference_attributions
-from attrib_core.localisation import LOCALISATION_METRICS
 from attrib_core.measure import synchronize
 from attrib_core.registry import Registry
 from attrib_core.run import AttributionResult, PreparedRun
