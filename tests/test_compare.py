@@ -1,4 +1,4 @@
-"""attrib_core/analysis/compare.py on the committed fixtures: two smoke runs of the same code
+"""attrib_core/analysis/render/compare.py on the committed fixtures: two smoke runs of the same code
 on the same machine (A and B), a custom preset (IG only) that overlaps the smoke preset in
 part, and sides of several runs made from them (the timing rule needs 2 runs per side)."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attrib_core.analysis import compare
+from attrib_core.analysis.render import compare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMOKE_A = FIXTURES / "smoke_a.json"

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attrib_core.analysis import plots, report
 from attrib_core.analysis.pareto import pareto_front, staircase
+from attrib_core.analysis.render import plots, report
+from attrib_core.analysis.render.style import add_labels, method_style
 from attrib_core.analysis.results import ResultsError, load_results
 from attrib_core.analysis.runs import newest_in, resolve_paths
-from attrib_core.analysis.style import add_labels, method_style
 from tests import REPO
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -95,7 +95,7 @@ def test_pareto_front_when_higher_is_better() -> None:
 
 
 def test_tradeoff_points_mark_a_front_in_every_panel() -> None:
-    from attrib_core.analysis.plots import tradeoff_table
+    from attrib_core.analysis.render.plots import tradeoff_table
 
     points = tradeoff_table(add_labels(load_results([SMOKE_A])))
     assert not points.empty
@@ -267,7 +267,9 @@ def test_a_bad_file_among_good_ones_writes_nothing(tmp_path: Path, capsys) -> No
 
 def test_report_and_compare_do_not_import_torch() -> None:
     code = (
-        "import sys, attrib_core.analysis.report, attrib_core.analysis.compare, attrib_core.analysis.gallery\n"
+        "import sys\n"
+        "import attrib_core.analysis.render.report, attrib_core.analysis.render.compare\n"
+        "import attrib_core.analysis.render.gallery\n"
         "bad = sorted(m for m in ('torch', 'captum', 'torchvision') if m in sys.modules)\n"
         "assert not bad, bad"
     )

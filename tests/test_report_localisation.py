@@ -1,4 +1,4 @@
-"""The report's ground-truth parts (attrib_core.analysis.plots.localisation_*, gallery mask outlines),
+"""The report's ground-truth parts (attrib_core.analysis.render.plots.localisation_*, gallery mask outlines),
 on the committed smoke fixture with relevance mass values and a mask added by hand."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import Collection
 
-from attrib_core.analysis import gallery, plots
+from attrib_core.analysis.render import gallery, plots
+from attrib_core.analysis.render.style import add_labels, method_style
 from attrib_core.analysis.results import load_results
-from attrib_core.analysis.style import add_labels, method_style
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMOKE_A = FIXTURES / "smoke_a.json"

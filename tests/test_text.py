@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from attrib_core import measure
-from attrib_core.analysis.gallery import gallery_figure, wrap_tokens
+from attrib_core.analysis.render.gallery import gallery_figure, wrap_tokens
+from attrib_core.analysis.render.style import method_style
 from attrib_core.analysis.results import record_row
-from attrib_core.analysis.style import method_style
 from attrib_core.fidelity import evaluate_fidelity
 from attrib_core.fidelity.scores import broadcast_to_inputs, completeness_error, perturbation_curve
 from attrib_core.methods import METHODS, get_method

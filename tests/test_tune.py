@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from attrib_core import schema
+from attrib_core.analysis.render.tuned import search_points, tune_summaries, tuned_report, tuned_table
 from attrib_core.analysis.results import load_results
-from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_report, tuned_table
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import PreparedRun, RunConfig

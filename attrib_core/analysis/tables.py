@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from attrib_core.analysis.style import all_knobs_label, knob_columns
+from attrib_core.analysis.knobs import all_knobs_label, knob_columns
 
 FIDELITY = ("reference_error", "completeness", "deletion", "insertion")  # always a column, in this order
 FIDELITY_FIELDS = ("_status", "_time_s", "_lower_is_better", "_raw")  # a metric's other columns

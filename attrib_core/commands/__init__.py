@@ -19,13 +19,15 @@ class Command:
 
 COMMANDS = {
     "bench": Command("attrib_core.commands.bench", "run a preset's cells here; results to ./results", True),
-    "report": Command("attrib_core.analysis.report", "tables, plots and an HTML page from results files", False),
-    "compare": Command("attrib_core.analysis.compare", "two or more runs side by side, by one timing rule", False),
+    "report": Command("attrib_core.analysis.render.report", "tables, plots and an HTML page from results files", False),
+    "compare": Command(
+        "attrib_core.analysis.render.compare", "two or more runs side by side, by one timing rule", False
+    ),
     "regress": Command(
         "attrib_core.ab.regress", "the working tree against a base revision, A/B; exit 1 on a regression", True
     ),
     "ab": Command("attrib_core.ab.session", "any two versions A/B: revisions, pip overlays, settings", True),
     "tune": Command("attrib_core.commands.tune", "the fastest setting at least as faithful as the default", True),
-    "history": Command("attrib_core.analysis.history_report", "each cell over commits, with steps", False),
+    "history": Command("attrib_core.analysis.render.history_report", "each cell over commits, with steps", False),
     "merge": Command("attrib_core.analysis.merge", "the shards of one sweep into one results file", False),
 }

@@ -19,9 +19,9 @@ from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import get_commit_info
 
 from attrib_core import measure, schema
+from attrib_core.analysis.render.tuned import search_points, tune_summaries, tuned_table
 from attrib_core.analysis.results import efficiency_label, load_results
 from attrib_core.analysis.tables import to_markdown
-from attrib_core.analysis.tuned import search_points, tune_summaries, tuned_table
 from attrib_core.fileio import atomic_write
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from attrib_core import fidelity, limit, measure, schema
-from attrib_core.analysis.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
+from attrib_core.analysis.render.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
 from attrib_core.fidelity.scores import broadcast_to_inputs
 from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.suite.faults import faulty, slowed_down

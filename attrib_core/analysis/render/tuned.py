@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from attrib_core import schema
-from attrib_core.analysis.plots import Rendered, theme
+from attrib_core.analysis.render.plots import Rendered, theme
 
 AXIS_LABELS = {
     "fewer steps": "fewer steps",

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from attrib_core.analysis.plots import Rendered, theme
+from attrib_core.analysis.knobs import all_knobs_label, knob_columns
+from attrib_core.analysis.render.plots import Rendered, theme
+from attrib_core.analysis.render.style import MethodStyle
 from attrib_core.analysis.results import ResultsError
-from attrib_core.analysis.style import MethodStyle, all_knobs_label, knob_columns
 from attrib_core.formatting import seconds
 
 COLUMNS = 6

@@ -1,4 +1,4 @@
-"""`python -m attrib_core.analysis.compare A B [C ...] [--out DIR]`: how much faster is B than A, cell by cell?
+"""`python -m attrib_core.analysis.render.compare A B [C ...] [--out DIR]`: how much faster is B than A, cell by cell?
 
 Each argument is one SIDE: a results file, several files joined by `+` (runs of one
 version in separate processes), a folder (all its results files: a folder of runs), or a
@@ -28,11 +28,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from attrib_core import formatting
-from attrib_core.analysis.output import staged
-from attrib_core.analysis.plots import legend_right, method_handles, theme
+from attrib_core.analysis.render.output import staged
+from attrib_core.analysis.render.plots import legend_right, method_handles, theme
+from attrib_core.analysis.render.style import method_style
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.runs import RESULTS_DIR, file_machine, resolve_run
-from attrib_core.analysis.style import method_style
 from attrib_core.analysis.tables import to_markdown
 from attrib_core.analysis.timing_rule import STATISTICS, RuleSettings, TimingInputError, TimingResult, compare_timing
 

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from attrib_core.analysis.history import SERIES_KEY, Metric, commit_axis, step_label
-from attrib_core.analysis.plots import Rendered
+from attrib_core.analysis.render.plots import Rendered
 
 IN_FORCE, UNDONE = "#d62728", "#999999"
 MAX_COMMIT_LABELS = 25

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis import html, plots
 from attrib_core.analysis.history import Metric, commit_axis, history_steps, load_history, metrics_of, step_label
-from attrib_core.analysis.history_plots import history_figure
-from attrib_core.analysis.output import staged
+from attrib_core.analysis.render import html, plots
+from attrib_core.analysis.render.history_plots import history_figure
+from attrib_core.analysis.render.output import staged
 from attrib_core.analysis.results import ResultsError
 from attrib_core.analysis.runs import RESULTS_DIR
 from attrib_core.analysis.steps import MIN_SEGMENT, PENALTY_PER_LOG_N, StepError

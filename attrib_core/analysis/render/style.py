@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import seaborn as sns
 
+from attrib_core.analysis.knobs import knob_label, missing, varying_knobs
 from attrib_core.formatting import knob_value
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
@@ -48,37 +49,19 @@ def method_style(methods: Any) -> MethodStyle:
     )
 
 
-def knob_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c.startswith("knob_")]
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))
-
-
-def varying_knobs(df: pd.DataFrame) -> dict[str, list[str]]:
-    """Per method, the knob columns whose value differs between its cells."""
-    out: dict[str, list[str]] = {}
-    for method, cells in df.groupby("method", sort=True):
-        out[str(method)] = [
-            c for c in knob_columns(cells) if cells[c].map(lambda v: "" if _missing(v) else repr(v)).nunique() > 1
-        ]
-    return out
-
-
 def config_label(row: pd.Series, knobs: list[str], *, with_batch: bool = True) -> str:
     """Short description of a cell beside its method: varying knobs, then non-default execution."""
     parts = []
     for column in knobs:
         name = column.removeprefix("knob_")
         value = row.get(column)
-        if not _missing(value):  # None means "not used" (e.g. no internal batching), as in cell keys
-            parts.append(f"{_knob_label(row, name)}={knob_value(value)}")
+        if not missing(value):  # None means "not used" (e.g. no internal batching), as in cell keys
+            parts.append(f"{knob_label(row, name)}={knob_value(value)}")
     for axis, default in DEFAULT_AXES.items():
         if axis == "batch_size" and not with_batch:
             continue
         value = row.get(axis)
-        if not _missing(value) and value != default:
+        if not missing(value) and value != default:
             parts.append(f"b{value}" if axis == "batch_size" else str(value))
     return " ".join(parts)
 
@@ -98,17 +81,3 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     ]
     out["label"] = (out["method"].astype(str) + " " + out["config"]).str.strip()
     return out
-
-
-def all_knobs_label(row: pd.Series, knobs: list[str]) -> str:
-    """Every set knob of a cell, for places with room (the gallery, tables)."""
-    parts = [
-        f"{_knob_label(row, c.removeprefix('knob_'))}={knob_value(row[c])}" for c in knobs if not _missing(row.get(c))
-    ]
-    return " ".join(parts)
-
-
-def _knob_label(row: pd.Series, name: str) -> str:
-    """The knob's short name as its method's registry entry gave it (recorded in the cell)."""
-    labels = row.get("knob_labels")
-    return labels.get(name, name) if isinstance(labels, dict) else name

@@ -1,4 +1,4 @@
-"""The report's figures, one function each: tidy table (labelled by attrib_core.analysis.style) in, a
+"""The report's figures, one function each: tidy table (labelled by attrib_core.analysis.render.style) in, a
 `Rendered` figure out, or a reason why the data has nothing to show for it.
 
 Figures are seaborn FacetGrids: one facet per measure (each with its unit and scale) and
@@ -24,8 +24,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator, ScalarFormatter
 
 from attrib_core.analysis.pareto import pareto_front, staircase
+from attrib_core.analysis.render.style import MethodStyle
 from attrib_core.analysis.results import SUSPECT_ABOVE
-from attrib_core.analysis.style import MethodStyle
 from attrib_core.analysis.tables import NOISY, noisy_cells
 from attrib_core.formatting import seconds
 

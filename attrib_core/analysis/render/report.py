@@ -1,4 +1,4 @@
-"""`python -m attrib_core.analysis.report [FILES or FOLDERS ...] [--out DIR]`: figures, tables and one HTML page.
+"""`python -m attrib_core.analysis.render.report [FILES or FOLDERS ...] [--out DIR]`: figures, tables and one HTML page.
 
 Reads results through attrib_core.analysis.results and never runs a model (no torch needed). With
 no argument it reads the newest results file in results/; a folder stands for its newest
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis import gallery, html, plots, tuned
-from attrib_core.analysis.output import staged
+from attrib_core.analysis.render import gallery, html, plots, tuned
+from attrib_core.analysis.render.output import staged
+from attrib_core.analysis.render.style import add_labels, method_style
 from attrib_core.analysis.results import ResultsError, load_results
 from attrib_core.analysis.runs import RESULTS_DIR, resolve_paths
-from attrib_core.analysis.style import add_labels, method_style
 from attrib_core.analysis.tables import NOISY, noisy_cells, summary_table, to_markdown
 
 REPORT_DIR = RESULTS_DIR / "report"
