@@ -119,6 +119,7 @@ class MethodSpec:
     stochastic: bool = False  # output depends on the seed
     inner_class: type | None = None  # NoiseTunnel wraps this method
     min_batch_size: int = 1
+    min_background: int = 1  # rows of the workload's background set the method needs
     runner_knobs: frozenset[str] = frozenset()  # knobs used by the runner, not passed to captum
     postprocess: Callable[[torch.Tensor, torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
     needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
@@ -408,8 +409,9 @@ for spec in (
         "feature",
         "gradient",
         deeplift_shap,
-        (Knob("n_baselines", 4, "baselines drawn from the workload's background set", minimum=1),),
+        (Knob("n_baselines", 4, "baselines drawn from the workload's background set", minimum=2),),
         baselines="background",
+        min_background=2,  # Captum's DeepLiftShap refuses a single baseline (DeepLift is that case)
         supports_delta=True,
         has_completeness=True,
         runner_knobs=frozenset({"n_baselines"}),

@@ -170,8 +170,18 @@ def prepare(config: RunConfig) -> PreparedRun:
     if reason:
         raise NotApplicable(reason)
     batch = config.batch_size
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < spec.min_batch_size:
-        raise ValueError(f"{spec.name}: batch_size={config.batch_size!r} is not valid; needs >= {spec.min_batch_size}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"{spec.name}: batch_size={config.batch_size!r} is not valid; needs an integer >= 1")
+    if batch < spec.min_batch_size:
+        raise NotApplicable(
+            f"{spec.name} needs batch_size >= {spec.min_batch_size} (it works across the examples of a batch); "
+            f"this cell has {batch}"
+        )
+    if len(workload.background) < spec.min_background:
+        raise NotApplicable(
+            f"{spec.name} needs a background of >= {spec.min_background} examples and workload "
+            f"{workload.name!r} has {len(workload.background)}; give the factory's 'background' (K, ...) examples"
+        )
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")

@@ -28,8 +28,11 @@ batch_size = [2]
 n_steps = [4]
 [[sweep]]
 workload = "tabular_mlp"
-method = "FeaturePermutation"
-batch_size = [1]   # FeaturePermutation needs >= 2 rows: this cell fails, the sweep goes on
+method = "Occlusion"
+batch_size = [2]
+[sweep.knobs]   # a window wider than the 30 features: Captum's call fails, the sweep goes on
+sliding_window_shapes = [[40]]
+strides = [[1]]
 """
 
 
@@ -80,8 +83,8 @@ def test_failed_cell_is_recorded_and_the_sweep_goes_on(tiny_run):
     df = load_results(sorted(out.glob("*.json")))
     assert len(df) == 3
     failed = df[df.status == "failed"]
-    assert list(failed.method) == ["FeaturePermutation"]
-    assert "batch_size=1 is not valid; needs >= 2" in failed.error.iloc[0]
+    assert list(failed.method) == ["Occlusion"]
+    assert "Sliding window dimensions (40,) cannot exceed" in failed.error.iloc[0]
     ok = df[df.status == "ok"]
     assert set(ok.method) == {"Saliency", "IntegratedGradients"}
     assert (ok.rounds == 3).all() and ok.median_s.gt(0).all() and ok.peak_bytes.gt(0).all()
@@ -237,7 +240,7 @@ def test_the_example_plugin_runs_end_to_end(example_run):
     features = ok[ok.method_kind == "feature"]  # deletion removes input features: layer maps have none
     assert features.fid_deletion_status.eq("ok").all() and features.fid_deletion.notna().all()
     gradcam = df[df.method == "LayerGradCam"].iloc[0]
-    assert gradcam.status == "not_applicable" and "is not an image model" in gradcam.error
+    assert gradcam.status == "not_applicable" and "has no spatial input" in gradcam.error
     assert "not applicable wine_mlp-LayerGradCam" in proc.stdout
 
 

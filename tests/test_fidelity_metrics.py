@@ -224,7 +224,9 @@ def test_a_one_output_model_gets_its_link_or_a_clear_refusal():
     assert torch.all(sigmoid.auc < 0.99)
     raw = perturbation_curve(model, inputs, weights * inputs, target, baseline, link="regression")
     assert torch.allclose(raw.scores[:, 0], logit.double())
-    with pytest.raises(ValueError, match=r"unknown output kind 'probit'; valid: logits, single_logit, regression"):
+    with pytest.raises(
+        ValueError, match=r"unknown output kind 'probit'; valid: logits, single_logit, multi_label, regression"
+    ):
         perturbation_curve(model, inputs, weights * inputs, target, baseline, link="probit")
 
 

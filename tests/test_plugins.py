@@ -139,7 +139,7 @@ def test_unknown_names_list_the_forms_a_workload_can_take():
         ("nope", r"has no factory 'nope'; functions defined there: .*good"),
         ("wrong_type", r"the factory returned a list; it must return an attrib_core.workloads.Workload or a mapping"),
         ("output_not_logits", r"output for a batch of 2 is \(2, 3, 1\); it must be \(batch, classes\) logits"),
-        ("targets_out_of_range", r"targets \[3, 7\] are out of range; the model has 3 classes: use 0..2"),
+        ("targets_out_of_range", r"targets \[3, 7\] are out of range; the model has 3 outputs: use 0..2"),
         ("missing_layer", r"layer 'hiden' does not exist in the model .*did you mean 'hidden'"),
         ("baseline_mismatch", r"baseline has shape \(1, 5\) but the inputs' examples are \(4,\); return baseline"),
         ("non_finite_inputs", r"inputs contain NaN or Inf \(examples \[2\]\); clean or impute them"),

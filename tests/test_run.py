@@ -13,6 +13,7 @@ from attrib_core.registry import UnknownNameError
 from attrib_core.run import (
     PRECISIONS,
     AutocastForward,
+    NotApplicable,
     RunConfig,
     placed_model,
     prepare,
@@ -211,19 +212,22 @@ BAD_CONFIGS = [
         {"knobs": {"method": "simpson"}}, KnobError,
         r"method='simpson' is not valid; expected one of 'riemann_left', .*'gausslegendre'", id="rule",
     ),
-    pytest.param({"batch_size": 0}, ValueError, r"batch_size=0 is not valid; needs >= 1", id="batch-0"),
-    pytest.param({"batch_size": -2}, ValueError, r"batch_size=-2 is not valid; needs >= 1", id="batch-negative"),
+    pytest.param({"batch_size": 0}, ValueError, r"batch_size=0 is not valid; needs an integer >= 1", id="batch-0"),
+    pytest.param(
+        {"batch_size": -2}, ValueError, r"batch_size=-2 is not valid; needs an integer >= 1", id="batch-negative"
+    ),
     pytest.param({"batch_size": 2.0}, ValueError, r"batch_size=2\.0 is not valid", id="batch-float"),
     pytest.param(
         {"batch_size": True}, ValueError, r"batch_size=True is not valid", id="batch-bool",
     ),
     pytest.param(
-        {"method": "FeaturePermutation", "batch_size": 1}, ValueError,
-        r"FeaturePermutation: batch_size=1 is not valid; needs >= 2", id="permutation-batch-1",
+        {"method": "FeaturePermutation", "batch_size": 1}, NotApplicable,
+        r"FeaturePermutation needs batch_size >= 2 \(it works across the examples of a batch\); this cell has 1",
+        id="permutation-batch-1",
     ),
     pytest.param(
         {"method": "LayerGradCam", "workload": "tabular_mlp"}, ValueError,
-        r"LayerGradCam needs a convolutional layer; workload 'tabular_mlp' is not an image model", id="gradcam-tabular",
+        r"LayerGradCam needs a convolutional layer; workload 'tabular_mlp' has no spatial input", id="gradcam-tabular",
     ),
     pytest.param(
         {"workload": "tabular_mlp", "memory_format": "channels_last"}, ValueError,

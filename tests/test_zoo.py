@@ -76,7 +76,7 @@ def test_which_methods_apply_is_known_without_building_anything():
         assert not set(RULE_METHODS) & applies[model], model
     assert "LayerGradCam" not in applies["vit_b_16"] and "LayerGradCam" in applies["convnext_tiny"]
     reason = unsupported_reason(get_method("LayerGradCam"), workload_spec("torchvision:vit_b_16"))
-    assert "layer 'encoder.layers' has no (N, C, H, W) output" in reason
+    assert "layer 'encoder.layers' has no (N, C, ...) map of the input's rank" in reason
     reason = unsupported_reason(get_method("DeepLift"), workload_spec("torchvision:efficientnet_b0"))
     assert "uses SiLU, for which Captum's DeepLift has no rule" in reason
     assert all("IntegratedGradients" in methods for methods in applies.values())

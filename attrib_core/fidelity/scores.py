@@ -172,7 +172,8 @@ class OutputLink:
 # the input, so "logits" refuses one-output models instead of reporting AUC 1.0.
 OUTPUT_LINKS: dict[str, OutputLink] = {
     "logits": OutputLink("softmax probability of the target class", lambda z: z.softmax(dim=1), 2, True),
-    "single_logit": OutputLink("sigmoid of the target output (binary or multi-label logit)", torch.sigmoid, 1, False),
+    "single_logit": OutputLink("sigmoid of the target output (binary logit)", torch.sigmoid, 1, False),
+    "multi_label": OutputLink("sigmoid of the target label's logit (labels do not compete)", torch.sigmoid, 1, False),
     "regression": OutputLink("raw target output (no link; the AUC is in output units)", lambda z: z, 1, False),
 }
 

@@ -18,9 +18,9 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
         return f"{method.name} is a {method.kind} method but workload {name!r} declares no layer"
     if method.needs_spatial_layer and traits.spatial_layer is False:
         what = (
-            f": its layer {traits.layer_name!r} has no (N, C, H, W) output"
-            if traits.is_image
-            else f" is not an image model (input kind {traits.input_kind!r}; image workloads: "
+            f": its layer {traits.layer_name!r} has no (N, C, ...) map of the input's rank (a ConvNd's output)"
+            if traits.input_kind in ("series", "image", "volume")
+            else f" has no spatial input (input kind {traits.input_kind!r}; image workloads: "
             + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")
             + ", torchvision:<model>)"
         )

@@ -45,7 +45,7 @@ from torch import nn
 
 from attrib_core.methods import METHODS
 from attrib_core.workloads.base import WORKLOADS, Workload, WorkloadSpec, patch_mask
-from attrib_core.workloads.traits import INPUT_KINDS, Traits
+from attrib_core.workloads.traits import INPUT_KINDS, OUTPUT_KINDS, Traits
 
 ENTRY_POINT_GROUP = "attrib_bench.workloads"
 TABLE_KEYS = {
@@ -58,6 +58,7 @@ TABLE_KEYS = {
     "spatial_layer": "true if the layer's output is (N, C, H, W)",
     "method_defaults": "method -> knob defaults, e.g. Occlusion = {sliding_window_shapes = [3, 8, 8]}",
     "not_applicable": "method -> why it does not apply to this model",
+    "output_kind": f"what the outputs are: one of {', '.join(OUTPUT_KINDS)}",
 }
 REQUIRED_KEYS = ("model", "inputs", "targets", "baseline")
 OPTIONAL_KEYS = (
@@ -68,6 +69,7 @@ OPTIONAL_KEYS = (
     "method_defaults",
     "weights",
     "output",
+    "output_kind",
     "description",
     "info",
 )
@@ -144,6 +146,9 @@ def check_declared(declared: Mapping[str, Any], origin: str) -> None:
     kind = declared.get("input_kind")
     if kind is not None and kind not in INPUT_KINDS:
         raise ValueError(f"{origin}: input_kind {kind!r} is not valid; valid: {', '.join(INPUT_KINDS)}")
+    output_kind = declared.get("output_kind")
+    if output_kind is not None and output_kind not in OUTPUT_KINDS:
+        raise ValueError(f"{origin}: output_kind {output_kind!r} is not valid; valid: {', '.join(OUTPUT_KINDS)}")
     for name in ("method_defaults", "not_applicable"):
         if not isinstance(declared.get(name, {}), Mapping):
             raise ValueError(f"{origin}: {name} must be a table (method -> ...), got {declared[name]!r}")
@@ -235,6 +240,9 @@ def _from_file(ref: Reference, origin: str) -> Any:
             "file's folder)"
         )
     name = f"attrib_bench_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # modules beside the factory import, as for a script run from its folder
+        sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
@@ -282,6 +290,8 @@ def to_workload(made: Any, key: str, origin: str, declared: Mapping[str, Any]) -
         overrides["neuron"] = tuple(declared["neuron"])
     if "description" in declared:
         overrides["description"] = declared["description"]
+    if "output_kind" in declared:
+        overrides["output_kind"] = declared["output_kind"]
     workload = dataclasses.replace(workload, **overrides)
     workload.model.eval()
     return workload
@@ -318,6 +328,7 @@ def _from_mapping(made: Mapping[str, Any], key: str, origin: str) -> Workload:
         description=made.get("description", f"plug-in {key}"),
         method_defaults=made.get("method_defaults", {}),
         info=made.get("info", {}),
+        output_kind=made.get("output_kind", "logits"),
     )
 
 
@@ -348,6 +359,8 @@ def check_contract(workload: Workload, origin: str, declared: Mapping[str, Any] 
     if floating and not torch.isfinite(inputs).all():
         bad = (~torch.isfinite(inputs)).flatten(1).any(1).nonzero().flatten().tolist()
         _fail(origin, f"inputs contain NaN or Inf (examples {bad[:5]})", "clean or impute them in the factory")
+    if workload.output_kind not in OUTPUT_KINDS:
+        _fail(origin, f"output_kind is {workload.output_kind!r}", f"use one of {', '.join(OUTPUT_KINDS)}")
     declared_kind = declared.get("input_kind")
     if (declared_kind == "tokens") == floating and declared_kind is not None:
         _fail(origin, f"input_kind is declared {declared_kind!r} but inputs are {inputs.dtype}", "fix input_kind")
@@ -380,7 +393,13 @@ def check_contract(workload: Workload, origin: str, declared: Mapping[str, Any] 
         _fail(
             origin,
             f"targets {bad[:5]} are out of range",
-            f"the model has {n_classes} classes: use 0..{n_classes - 1}",
+            f"the model has {n_classes} outputs: use 0..{n_classes - 1} (the output each example's map explains)",
+        )
+    if n_classes == 1 and workload.output_kind == "logits":
+        _fail(
+            origin,
+            "the model has one output but output_kind is 'logits' (softmax over one output is 1 for every input)",
+            "declare output_kind: 'single_logit' (a binary logit) or 'regression' (a continuous value)",
         )
     if workload.output_name:
         _submodule(workload.model, workload.output_name, origin, "output")

@@ -27,14 +27,18 @@ from torch import nn
 if TYPE_CHECKING:
     from attrib_core.workloads.base import Workload
 
-INPUT_KINDS = ("image", "features", "tokens")
+INPUT_KINDS = ("image", "features", "series", "volume", "tokens")
+# What a model's outputs are, which decides how fidelity scores them (fidelity.scores.OUTPUT_LINKS):
+# competing class logits, one binary logit, independent label logits, or continuous values.
+OUTPUT_KINDS = ("logits", "single_logit", "multi_label", "regression")
 RULE_FAMILIES = ("deeplift", "guided_relu")  # backward rules a method may depend on
 
 
 @dataclass(frozen=True)
 class Traits:
-    """input_kind: "image" (N, C, H, W floats), "features" (other float inputs) or "tokens"
-    (integer ids, no gradient with respect to them). layer_name "" means no layer declared.
+    """input_kind: "features" (N, F), "series" (N, C, T), "image" (N, C, H, W), "volume"
+    (N, C, D, H, W) floats, or "tokens" (integer ids, no gradient with respect to them).
+    layer_name "" means no layer declared.
     rule_limits: rule family -> why that family's methods cannot run on this model.
     not_applicable: method name -> reason, declared by the workload itself.
     None means unknown: a plug-in that declares nothing gets every method in its cells, and
@@ -42,7 +46,7 @@ class Traits:
 
     input_kind: str | None  # None: not declared (a plug-in); nothing is ruled out until the run observes it
     layer_name: str | None = ""
-    spatial_layer: bool | None = False  # the layer's output is (N, C, H, W): GradCAM can pool it
+    spatial_layer: bool | None = False  # the layer's output is a map of the input's rank: GradCAM pools it
     rule_limits: Mapping[str, str] = field(default_factory=dict)
     not_applicable: Mapping[str, str] = field(default_factory=dict)
 
@@ -59,9 +63,11 @@ class Traits:
 
 
 def input_kind_of(inputs: torch.Tensor) -> str:
+    """By the rank of a batch: (N, F) features, (N, C, T) series, (N, C, H, W) images,
+    (N, C, D, H, W) volumes; integer inputs are token ids."""
     if not torch.is_floating_point(inputs):
         return "tokens"
-    return "image" if inputs.dim() == 4 else "features"
+    return {3: "series", 4: "image", 5: "volume"}.get(inputs.dim(), "features")
 
 
 def _is_activation(module: nn.Module) -> bool:
@@ -131,7 +137,8 @@ def scan_model(model: nn.Module, example: torch.Tensor, layer_name: str = "") ->
             handle.remove()
     reused = {name: (kinds[name], n) for name, n in calls.items() if n > 1}
     out = layer_out[0] if layer_out else None
-    spatial = isinstance(out, torch.Tensor) and out.dim() == 4
+    # a ConvNd keeps the input's rank: (N, C, T), (N, C, H, W), (N, C, D, H, W) maps GradCAM can pool
+    spatial = isinstance(out, torch.Tensor) and out.dim() >= 3 and out.dim() == example.dim()
     return rule_limits_from_modules(activation_types, reused), spatial
 
 
