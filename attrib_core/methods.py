@@ -30,6 +30,9 @@ class KnobError(ValueError):
     """A knob name or value that a method does not accept."""
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class Knob:
     """A tunable argument: its default and what values are valid."""
@@ -44,6 +47,7 @@ class Knob:
     abbreviation: str = ""  # short name in plot labels (results records carry it: `knob_labels`)
     batching: bool = False  # only groups rows into calls: changes speed and memory, never the value
     workload_default: str | None = None  # a Workload attribute that supplies the default (input scale)
+    auto: bool = False  # "auto" is valid: the value follows from the input's shape when the call is prepared
 
     @property
     def label(self) -> str:
@@ -58,12 +62,18 @@ class Knob:
             valid = "a tuple of positive integers"
         else:
             valid = f"{'an integer' if self.type == 'int' else 'a number'} >= {self.minimum}"
-        return valid + (" or None" if self.optional else "")
+        return (
+            valid
+            + (" or None" if self.optional else "")
+            + (' or "auto" (from the input\'s shape)' if self.auto else "")
+        )
 
     def validate(self, method: str, value: Any) -> Any:
         """Return the value (shapes as tuples) or raise KnobError naming it and the valid range."""
         if value is None and self.optional:
             return None
+        if value == AUTO and self.auto:
+            return AUTO
         ok = False
         if self.type == "int":
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= self.minimum
@@ -155,6 +165,20 @@ class MethodSpec:
         scaled = {k.name: getattr(workload, k.workload_default, None) for k in self.knobs if k.workload_default}
         scaled = {name: value for name, value in scaled.items() if value is not None}
         return {**scaled, **(workload.method_defaults.get(self.name) or {})}
+
+    def concrete_knobs(self, knobs: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
+        """The knobs with every "auto" value taken from one example's shape, checked against it."""
+        if not any(k.auto for k in self.knobs):
+            return dict(knobs)
+        concrete = concrete_window(knobs, input_shape)
+        for name in ("sliding_window_shapes", "strides"):
+            if name in concrete and len(concrete[name]) != len(input_shape):
+                raise KnobError(
+                    f"{self.name}: {name}={concrete[name]} has {len(concrete[name])} entries, but one example has "
+                    f"shape {input_shape}: give {len(input_shape)} (one per input dimension), or leave it out for "
+                    f"the default from the input's shape, {shape_occlusion_window(input_shape)[name]}"
+                )
+        return concrete
 
     def resolve_knobs(self, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults, overridden by each mapping in turn (workload defaults, then the user's)."""
@@ -313,8 +337,35 @@ def occlusion_windows(input_shape: tuple[int, ...], window: tuple[int, ...], str
     return math.prod(math.ceil((d - w) / s) + 1 for d, w, s in zip(input_shape, window, stride, strict=True))
 
 
+def shape_occlusion_window(input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Occlusion's window and stride for one example of `input_shape`, when none is given.
+
+    Every channel is occluded together (as the Captum tutorial's (3, 15, 15) window on images),
+    and the window spans a fixed share of each other dimension, moved by half its width:
+    (F,) features and token ids one element; (C, T) series T/16 steps; (C, H, W) images 1/14 of
+    the shorter side (the tutorial's 15 px on 224); (C, D, H, W) volumes 1/8 of the shortest
+    side, since windows multiply over three dimensions there."""
+    if len(input_shape) < 2:
+        return {"sliding_window_shapes": (1,) * len(input_shape), "strides": (1,) * len(input_shape)}
+    channels, spatial = input_shape[0], input_shape[1:]
+    share = {1: 16, 2: 14}.get(len(spatial), 8)
+    side = max(1, min(spatial) // share)
+    stride = max(1, side // 2)
+    return {
+        "sliding_window_shapes": (channels, *(min(side, d) for d in spatial)),
+        "strides": (channels, *(stride for _ in spatial)),
+    }
+
+
+def concrete_window(knobs: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The knobs with an "auto" window or stride replaced by the input shape's default."""
+    auto = shape_occlusion_window(input_shape)
+    return {k: auto[k] if v == AUTO and k in auto else v for k, v in knobs.items()}
+
+
 def occlusion(c: CostInput) -> Passes:
-    windows = occlusion_windows(c.input_shape, c.knobs["sliding_window_shapes"], c.knobs["strides"])
+    knobs = concrete_window(c.knobs, c.input_shape)
+    windows = occlusion_windows(c.input_shape, knobs["sliding_window_shapes"], knobs["strides"])
     return Passes(c.batch_size * (1 + windows), 0)
 
 
@@ -341,6 +392,8 @@ def upsample_to_input(attributions: torch.Tensor, inputs: torch.Tensor, knobs: M
 
 
 def _check_occlusion(method: str, knobs: Mapping[str, Any]) -> None:
+    if AUTO in (knobs["sliding_window_shapes"], knobs["strides"]):
+        return
     if len(knobs["sliding_window_shapes"]) != len(knobs["strides"]):
         raise KnobError(
             f"{method}: sliding_window_shapes={knobs['sliding_window_shapes']} and "
@@ -470,12 +523,20 @@ for spec in (
         (
             Knob(
                 "sliding_window_shapes",
-                (1,),
+                AUTO,
                 "occluding patch, per input dimension",
                 type="shape",
                 abbreviation="window",
+                auto=True,
             ),
-            Knob("strides", (1,), "step between patches, per input dimension", type="shape", abbreviation="stride"),
+            Knob(
+                "strides",
+                AUTO,
+                "step between patches, per input dimension",
+                type="shape",
+                abbreviation="stride",
+                auto=True,
+            ),
             PERTURBATIONS_PER_EVAL,
         ),
         baselines="single",

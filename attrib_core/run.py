@@ -186,6 +186,7 @@ def prepare(config: RunConfig) -> PreparedRun:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
     knobs = spec.resolve_knobs(spec.workload_defaults(workload_spec(config.workload)), config.knobs)
+    knobs = spec.concrete_knobs(knobs, tuple(workload.inputs.shape[1:]))
 
     base = placed_model(workload.name, str(device), config.memory_format)
     model = base if dtype is None else AutocastForward(base, device.type, dtype)

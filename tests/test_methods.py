@@ -375,7 +375,7 @@ def test_occlusion_windows_match_captum(input_shape, window, stride, expected):
 
 def test_resolve_knobs_layers_defaults_workload_then_user(digits):
     spec = get_method("Occlusion")
-    assert spec.resolve_knobs() == {"sliding_window_shapes": (1,), "strides": (1,), "perturbations_per_eval": 1}
+    assert spec.resolve_knobs() == {"sliding_window_shapes": "auto", "strides": "auto", "perturbations_per_eval": 1}
     workload_defaults = digits.method_defaults["Occlusion"]
     resolved = spec.resolve_knobs(workload_defaults, {"strides": [1, 2, 2]})
     assert resolved == {"sliding_window_shapes": (1, 2, 2), "strides": (1, 2, 2), "perturbations_per_eval": 1}

@@ -149,9 +149,11 @@ def check_request(request: TuneRequest) -> dict[str, MethodSpace]:
             raise KnobError(
                 f"unknown knob {unknown[0]!r} for {spec.name}; valid knobs: {', '.join(spec.knob_names) or 'none'}"
             )
-        default_knobs = spec.resolve_knobs(spec.workload_defaults(wspec), request.fixed)
         workload = load_workload(request.workload)
         input_shape = tuple(workload.inputs.shape[1:])
+        default_knobs = spec.concrete_knobs(
+            spec.resolve_knobs(spec.workload_defaults(wspec), request.fixed), input_shape
+        )
         settings, chain = fidelity_settings(spec, default_knobs, frozenset(request.fixed), input_shape)
         spaces[name] = MethodSpace(
             spec,

@@ -20,7 +20,8 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
         what = (
             f": its layer {traits.layer_name!r} has no (N, C, ...) map of the input's rank (a ConvNd's output)"
             if traits.input_kind in ("series", "image", "volume")
-            else f" has no spatial input (input kind {traits.input_kind!r}; image workloads: "
+            else f" has no spatial input (input kind {traits.input_kind!r}; GradCAM needs a series, image or "
+            "volume model with a ConvNd layer, e.g. "
             + ", ".join(w.name for w in WORKLOADS if w.is_image and w.source == "builtin")
             + ", torchvision:<model>)"
         )

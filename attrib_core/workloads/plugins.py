@@ -333,12 +333,25 @@ def _from_mapping(made: Mapping[str, Any], key: str, origin: str) -> Workload:
 
 
 def default_feature_mask(inputs: torch.Tensor) -> torch.Tensor:
-    """Images: square patches (about 14 a side), shared by the channels; otherwise one feature
-    per input element."""
-    if inputs.dim() == 4 and torch.is_floating_point(inputs):
+    """The groups perturbation methods switch off together, shared by the channels: segments of
+    1/16 of a series, square patches of about 1/14 of an image's side, cubes of 1/8 of a
+    volume's side; features and token ids one per element. The same shares as Occlusion's
+    default window (methods.shape_occlusion_window), without the overlap."""
+    if not torch.is_floating_point(inputs) or inputs.dim() not in (3, 4, 5):
+        return torch.arange(inputs[0].numel()).reshape(1, *inputs.shape[1:])
+    if inputs.dim() == 4:
         height, width = inputs.shape[2:]
         return patch_mask(height, width, max(1, min(height, width) // 14))
-    return torch.arange(inputs[0].numel()).reshape(1, *inputs.shape[1:])
+    spatial = tuple(inputs.shape[2:])
+    side = max(1, min(spatial) // (16 if len(spatial) == 1 else 8))
+    cells = [torch.arange(d) // side for d in spatial]
+    counts = [(d + side - 1) // side for d in spatial]
+    ids = torch.zeros(spatial, dtype=torch.long)
+    for axis, cell in enumerate(cells):
+        shape = [1] * len(spatial)
+        shape[axis] = len(cell)
+        ids = ids * counts[axis] + cell.reshape(shape)
+    return ids[None, None]
 
 
 def _fail(origin: str, problem: str, fix: str) -> None:

@@ -32,6 +32,7 @@ def make():
         "inputs": test_x,
         "targets": test_y,
         "baseline": torch.zeros(1, 3, 16, 16),
+        "background": x[:16],
         "layer": "conv",
         "weights": "trained:image-cnn-v1",
     }

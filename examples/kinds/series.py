@@ -34,6 +34,7 @@ def make():
         "inputs": test_x,
         "targets": test_y,
         "baseline": torch.zeros(1, 2, 64),
+        "background": x[:16],
         "layer": "conv",
         "weights": "trained:series-cnn-v1",
     }

@@ -24,6 +24,7 @@ def make(hidden: int = 16):
         "inputs": x[test],
         "targets": y[test],
         "baseline": torch.zeros(1, x.shape[1]),
+        "background": x[train[:16]],
         "layer": "hidden",
         "weights": "trained:wine-mlp-v1",
     }
