@@ -8,8 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from attrib_core.commands import COMMANDS
-
-EXIT_BAD_INPUT = 2
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 
 
 def usage() -> str:
@@ -24,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else EXIT_BAD_INPUT
+        return EXIT_OK if argv else EXIT_BAD_INPUT
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"attrib-bench: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)

@@ -42,8 +42,6 @@ from attrib_core.analysis.regression import (
 )
 from attrib_core.analysis.results import results_files
 from attrib_core.analysis.verdicts import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
     RegressError,
     build_parser,
     compare_files,
@@ -53,6 +51,7 @@ from attrib_core.analysis.verdicts import (
     split_pytest_args,
     thresholds_from,
 )
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 from attrib_core.fileio import new_run_dir
 from attrib_core.suite import suite_command
 

@@ -47,11 +47,11 @@ from typing import Any
 from attrib_core import schema
 from attrib_core.ab import sides as ab_sides
 from attrib_core.ab.sides import Side, SideError, SideSpec
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 from attrib_core.fileio import new_run_dir
 
 WORKER = Path(__file__).resolve().parent / "worker.py"  # run as a script, on the side's code (see worker.py)
 RUN_DIR = Path("results") / "ab"  # in the repository the session runs in
-EXIT_OK, EXIT_SLOWER, EXIT_BAD_INPUT = 0, 1, 2
 MAX_BLOCK_ROUNDS = 200
 SEED = 20261129
 
