@@ -53,6 +53,7 @@ from attrib_core.analysis.verdicts import (
 )
 from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 from attrib_core.fileio import new_run_dir
+from attrib_core.names import check_name
 from attrib_core.suite import suite_command
 
 BASELINE_DIR = Path("results") / "baselines"  # in the repository the command runs in
@@ -64,14 +65,16 @@ PYTEST_RECORDED = (0, 1)  # 1: some cells failed, and the results file records t
 
 
 def preset_name(preset: str) -> str:
-    """The name a preset's baseline is filed under: its TOML `name`, or the name given."""
+    """The name a preset's baseline is filed under: its TOML `name`, or the name given
+    (UnsafeNameError if it could not be a folder's name)."""
     path = Path(preset)
     if path.suffix != ".toml":
-        return preset
+        return check_name(preset, "preset name")
     try:
-        return str(tomllib.loads(path.read_text()).get("name", path.stem))
+        name = tomllib.loads(path.read_text()).get("name", path.stem)
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return path.stem  # pytest will report the preset's own problem
+        name = path.stem  # pytest will report the preset's own problem
+    return check_name(str(name), f"{path}: the preset's name")
 
 
 def default_baseline(preset: str) -> Path:
