@@ -55,10 +55,15 @@ def _umask() -> int:
 
 
 def new_run_dir(results_dir: Path) -> Path:
-    """results_dir/<UTC time>[-n]/: a folder for one run or session, never an existing one (not created)."""
+    """results_dir/<UTC time>[-n]/, created here for one run or session. Created exclusively
+    (mkdir of a folder that must not exist), so two sessions started in one second get two."""
+    results_dir.mkdir(parents=True, exist_ok=True)
     stamp = timestamp(datetime.now(UTC))
     folder, n = results_dir / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = results_dir / f"{stamp}-{n}"
-    return folder
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = results_dir / f"{stamp}-{n}"

@@ -160,13 +160,8 @@ def run_ab(args, th) -> int:
     candidate = ab_sides.SideSpec("B", "candidate", env=ab_sides.parse_pairs(args.candidate_env, "--candidate-env"))
     ab_sides.resolve_rev(base.rev)
     opts = ab.Options(args.preset, args.workers, args.quads, args.block_s, profile=True)
-    out_dir = new_run_dir(args.results_dir)
-    try:
-        session = ab.run_session(base, candidate, opts, out_dir)
-    except (ab_sides.SideError, ab.WorkerError):
-        if out_dir.exists() and not any(out_dir.glob("*.json")):
-            shutil.rmtree(out_dir)
-        raise
+    session = ab.run_session(base, candidate, opts, args.results_dir)
+    out_dir = session["out_dir"]
     files = {s: [p for p in session["files"] if p.name.startswith(s)] for s in "AB"}
     base_df = read_runs(files["A"], "base")
     new_df = read_runs(files["B"], "candidate")
