@@ -2,6 +2,8 @@
 history and regress read results; lock.
 
 Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
+Through noxw.py a session ends with its attrib-bench command's exit status (1 a regression or a
+failed cell, 2 bad input, 3 an internal error); plain nox ends every failed session with 1.
 Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch), built
 once and reinstalled only when pyproject.toml or the lock changes. Sessions that only read
 results (report, compare, history) get a light venv without torch. Every install is
@@ -25,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_venv = "yes"
@@ -35,6 +38,7 @@ TORCH_ENV = ROOT / ".nox" / "torch"
 BENCH_LOCK = ROOT / "requirements" / "bench.lock"
 NOX_LOCK = ROOT / "requirements" / "nox.lock"
 PYTEST_NO_TESTS = 5
+EXIT_FILE_ENV = "ATTRIB_BENCH_EXIT_FILE"  # noxw.py names a file here, and exits with the status recorded in it
 LOCK_HEADER = """\
 # {what}, pinned: everything `pip install {install}` installs, as `nox -s lock` resolved it
 # with CPython {python} on {platform}. {use}
@@ -116,10 +120,30 @@ def write_lock(path: Path, pins: list[str], what: str, install: str, use: str) -
 
 
 def run_pytest(session: nox.Session, python: str, *args: str, what: str, env: dict | None = None) -> None:
-    """pytest, where exit 5 (nothing collected) is an error with a message, not a silent pass."""
-    code = session.run(python, "-m", "pytest", *args, external=True, env=env, success_codes=[0, PYTEST_NO_TESTS])
-    if code == PYTEST_NO_TESTS:
-        session.error(f"no {what} were collected (pytest exit 5): check the path and any -k filter")
+    """pytest, where exit 5 (nothing collected) is an error with a message, not a bare failure."""
+    try:
+        session.run(python, "-m", "pytest", *args, external=True, env=env)
+    except nox.command.CommandFailed as failed:
+        if getattr(failed, "return_code", None) == PYTEST_NO_TESTS:
+            session.error(f"no {what} were collected (pytest exit 5): check the path and any -k filter")
+        raise
+
+
+def attrib_bench(session: nox.Session, python: str, *args: str, external: bool = False) -> None:
+    """`python -m attrib_core.cli ARGS`. nox ends any failed session with exit 1, so the command's own
+    status (1 a regression or failed cell, 2 bad input, 3 a bug) is recorded for noxw.py to exit with."""
+    try:
+        session.run(python, "-m", "attrib_core.cli", *args, external=external)
+    except nox.command.CommandFailed as failed:
+        record_exit_status(getattr(failed, "return_code", None))
+        raise
+
+
+def record_exit_status(code: int | None) -> None:
+    exit_file = os.environ.get(EXIT_FILE_ENV)
+    if exit_file and code is not None:
+        with open(exit_file, "a", encoding="ascii") as handle:
+            handle.write(f"{code}\n")
 
 
 @nox.session(venv_backend="none")
@@ -170,36 +194,36 @@ def bench(session: nox.Session) -> None:
     nox -s bench -- -k IntegratedGradients  pytest arguments pass through
     nox -s bench -- --resume              continue an interrupted run (its own preset)
     """
-    session.run(torch_python(session), "-m", "attrib_core.cli", "bench", *session.posargs, external=True)
+    attrib_bench(session, torch_python(session), "bench", *session.posargs, external=True)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
     """Tables, plots and an HTML page from results files (no torch): nox -s report -- [FILES...] [--out DIR]."""
     session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
-    session.run("python", "-m", "attrib_core.cli", "report", *session.posargs)
+    attrib_bench(session, "python", "report", *session.posargs)
 
 
 @nox.session
 def compare(session: nox.Session) -> None:
     """Side-by-side of two or more runs (files or machine names in results/): nox -s compare -- A B."""
     session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
-    session.run("python", "-m", "attrib_core.cli", "compare", *session.posargs)
+    attrib_bench(session, "python", "compare", *session.posargs)
 
 
 @nox.session
 def history(session: nox.Session) -> None:
     """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
     session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
-    session.run("python", "-m", "attrib_core.cli", "history", *(session.posargs or ["results/history/ci"]))
+    attrib_bench(session, "python", "history", *(session.posargs or ["results/history/ci"]))
 
 
 @nox.session(venv_backend="none")
 def regress(session: nox.Session) -> None:
     """A/B: the working tree against the merge-base with origin/main (or `-- --base REV`), on the
-    CI preset, interleaved on this machine; exits non-zero on a regression. `-- --baseline DIR`
+    CI preset, interleaved on this machine; exit 1 on a regression, 2 on bad input. `-- --baseline DIR`
     / `--update-baseline`: the history mode against committed results files."""
-    session.run(torch_python(session), "-m", "attrib_core.cli", "regress", *session.posargs, external=True)
+    attrib_bench(session, torch_python(session), "regress", *session.posargs, external=True)
 
 
 @nox.session
@@ -243,7 +267,7 @@ def lock(session: nox.Session) -> None:
 def merge(session: nox.Session) -> None:
     """The shards of one sweep -> one results file (no torch): nox -s merge -- SHARD_FILES... [--out FILE]."""
     session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
-    session.run("python", "-m", "attrib_core.cli", "merge", *session.posargs)
+    attrib_bench(session, "python", "merge", *session.posargs)
 
 
 @nox.session(venv_backend="none")
@@ -263,4 +287,4 @@ def tune(session: nox.Session) -> None:
     nox -s tune -- --workload resnet18 --method Occlusion --max-error 2.7 --time-budget 120
     Writes results/NNNN_<machine>_<time>_<commit>_tune-<workload>.json (report and compare read it).
     """
-    session.run(torch_python(session), "-m", "attrib_core.cli", "tune", *session.posargs, external=True)
+    attrib_bench(session, torch_python(session), "tune", *session.posargs, external=True)

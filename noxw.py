@@ -10,14 +10,21 @@ The virtualenv is reused afterwards and rebuilt only when that lock or the Pytho
     python3 noxw.py -s bench                     the main job (the standard preset)
     python3 noxw.py -s tests                     the harness's own tests
     python3 noxw.py -s bench -- --preset smoke   everything after noxw.py goes to nox
+
+Its exit status is the attrib-bench command's (0 ok, 1 a regression or a failed cell, 2 bad
+input, 3 an internal error; attrib_core/exits.py), which the session records in the file that
+ATTRIB_BENCH_EXIT_FILE names: nox alone would end every failed session with 1. Otherwise it is
+nox's own. A SIGINT or SIGTERM reaches nox as an interrupt, as Ctrl-C at a terminal would.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -26,6 +33,7 @@ ROOT = Path(__file__).resolve().parent
 NOX_LOCK = ROOT / "requirements" / "nox.lock"
 RUNNER_ENV = ROOT / ".nox" / "_nox"
 STAMP = RUNNER_ENV / ".noxw-stamp"
+EXIT_FILE_ENV = "ATTRIB_BENCH_EXIT_FILE"  # the noxfile records its command's exit status there
 
 
 def fail(message: str) -> None:
@@ -78,10 +86,53 @@ def main(args: list[str]) -> None:
             fail(f"installing nox into {RUNNER_ENV} failed (exit {error.returncode}); see pip's message above")
     if not any(arg in ("-f", "--noxfile") or arg.startswith("--noxfile=") for arg in args):
         args = ["--noxfile", str(ROOT / "noxfile.py"), *args]
-    command = [str(python), "-m", "nox", *args]
-    if os.name == "posix":
-        os.execv(command[0], command)  # nox takes over this process: signals and exit code are its own
-    sys.exit(subprocess.run(command).returncode)
+    sys.exit(run_nox([str(python), "-m", "nox", *args]))
+
+
+def run_nox(command: list[str]) -> int:
+    """Run nox and return the exit status to end with (see exit_status)."""
+    with tempfile.TemporaryDirectory(prefix="noxw-") as tmp:
+        exit_file = Path(tmp) / "exit-status"
+        nox = subprocess.Popen(command, env={**os.environ, EXIT_FILE_ENV: str(exit_file)})
+        received = forward_signals(nox) if os.name == "posix" else []
+        nox_status = nox.wait()
+        recorded = [int(word) for word in exit_file.read_text().split()] if exit_file.exists() else []
+    return exit_status(nox_status, recorded, received)
+
+
+def exit_status(nox_status: int, recorded: list[int], received: list[int]) -> int:
+    """The most severe status a session's command recorded, if nox failed; else nox's own. A
+    SIGTERM that stopped the run ends it as one would (128 + 15), as does a signal that killed nox."""
+    if signal.SIGTERM in received:
+        return 128 + signal.SIGTERM
+    if nox_status < 0:
+        return 128 - nox_status
+    failures = [code for code in recorded if code != 0]
+    return max(failures) if nox_status != 0 and failures else nox_status
+
+
+def forward_signals(nox: subprocess.Popen) -> list[int]:
+    """Pass SIGINT and SIGTERM on to nox as an interrupt, which stops the session's command too
+    (a SIGTERM would kill nox alone and leave its command running). Ctrl-C at a terminal has
+    reached nox already, as it shares this process group: it is not sent twice."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if signum == signal.SIGINT and in_terminal_foreground():
+            return
+        nox.send_signal(signal.SIGINT)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    return received
+
+
+def in_terminal_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (AttributeError, OSError, ValueError):  # no stdin, not a terminal
+        return False
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ from attrib_core.formatting import timestamp
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a results file is not
@@ -52,10 +55,15 @@ def _umask() -> int:
 
 
 def new_run_dir(results_dir: Path) -> Path:
-    """results_dir/<UTC time>[-n]/: a folder for one run or session, never an existing one (not created)."""
+    """results_dir/<UTC time>[-n]/, created here for one run or session. Created exclusively
+    (mkdir of a folder that must not exist), so two sessions started in one second get two."""
+    results_dir.mkdir(parents=True, exist_ok=True)
     stamp = timestamp(datetime.now(UTC))
     folder, n = results_dir / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = results_dir / f"{stamp}-{n}"
-    return folder
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = results_dir / f"{stamp}-{n}"

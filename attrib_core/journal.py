@@ -75,8 +75,11 @@ class Journal:
 
     @classmethod
     def create(cls, path: Path, header: Mapping[str, Any]) -> Journal:
-        if path.exists():
-            raise JournalError(f"{path}: a journal already exists here; resume it with --resume {path}")
+        """A new journal; created exclusively, so a second run can never append to this one."""
+        try:
+            open(path, "x").close()
+        except FileExistsError:
+            raise JournalError(f"{path}: a journal already exists here; resume it with --resume {path}") from None
         journal = cls(path)
         journal._append({"kind": "header", **header})
         return journal

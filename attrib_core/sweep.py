@@ -20,6 +20,7 @@ from attrib_core.fidelity import DEFAULT_METRICS, check_metric_names
 from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.formatting import knob_value
 from attrib_core.methods import METHODS, get_method
+from attrib_core.names import ALLOWED, is_safe_name
 from attrib_core.registry import UnknownNameError
 from attrib_core.run import MEMORY_FORMATS, PRECISIONS, FrozenKnobs, RunConfig
 from attrib_core.workloads import WORKLOADS, workload_spec
@@ -137,6 +138,10 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
     TOML file by path. The core knows no folder of presets itself."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
+        if not is_safe_name(str(name_or_path)):  # a name, not a path: it must not reach outside preset_dir
+            raise PresetError(
+                f"preset {str(name_or_path)!r} is neither a .toml file nor a name; a name allows {ALLOWED}"
+            )
         known = preset_names(preset_dir) if preset_dir is not None else []
         path = (preset_dir or Path()) / f"{name_or_path}.toml"
         if not path.is_file():
@@ -171,12 +176,18 @@ def load_preset(name_or_path: str | Path, preset_dir: Path | None = None) -> Pre
     for key in ("name", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise PresetError(f"{path}: {key} = {raw[key]!r} must be a string")
+    name = raw.get("name", path.stem)
+    if not is_safe_name(name):  # it names the results files and the baseline folder
+        where = "name" if "name" in raw else "the file name (no `name = ...` in it)"
+        raise PresetError(
+            f"{path}: the preset's name {name!r}, from {where}, cannot be part of a file name; allowed: {ALLOWED}"
+        )
     groups = raw.get("sweep")
     if not groups or not isinstance(groups, list):
         raise PresetError(f"{path}: needs at least one [[sweep]] group")
     declared = declare_workloads(path, raw.get("workloads", {}))
     preset = Preset(
-        name=str(raw.get("name", path.stem)),
+        name=name,
         path=path,
         description=str(raw.get("description", "")),
         timing=Timing(**timing),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attrib_core import schema
+from attrib_core import exits, schema
 from attrib_core.ab import session as ab
 from attrib_core.ab import sides as ab_sides
 from attrib_core.ab.sides import SideError, SideSpec
@@ -109,7 +109,7 @@ def test_unknown_revision_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys
     out = tmp_path / "ab"
     code = ab.main(["--base", "no-such-revision-xyz", "--results-dir", str(out)])
     err = capsys.readouterr().err
-    assert code == ab.EXIT_BAD_INPUT
+    assert code == exits.EXIT_BAD_INPUT
     assert err.count("\n") == 1 and "'no-such-revision-xyz' does not exist" in err
     assert not out.exists()
 
@@ -123,7 +123,7 @@ def test_pip_spec_pip_cannot_resolve_gives_pips_reason(tmp_path):
 
 def test_bad_setting_is_exit_2(tmp_path, capsys):
     code = ab.main(["--candidate-set", "speed=fast", "--results-dir", str(tmp_path / "ab")])
-    assert code == ab.EXIT_BAD_INPUT
+    assert code == exits.EXIT_BAD_INPUT
     assert "cannot set 'speed'" in capsys.readouterr().err
 
 
@@ -168,7 +168,7 @@ def test_worker_refuses_unknown_setting_and_cell(tiny_preset):
 def test_sides_sharing_no_cells_is_exit_2(tiny_preset, tmp_path, capsys):
     out = tmp_path / "ab"
     code = ab.main(["--preset", str(tiny_preset), "-k", "NoSuchMethod", "--workers", "1", "--results-dir", str(out)])
-    assert code == ab.EXIT_BAD_INPUT
+    assert code == exits.EXIT_BAD_INPUT
     assert "share no cells" in capsys.readouterr().err
     assert not any(out.rglob("*.json"))
 

@@ -42,3 +42,18 @@ def test_a_written_file_gets_the_usual_permissions_not_mkstemps_private_ones(tmp
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "results.json").stat().st_mode) == 0o644
+
+
+def make_run_dir(results_dir):
+    from attrib_core.fileio import new_run_dir
+
+    return new_run_dir(results_dir).name
+
+
+def test_sessions_started_in_the_same_second_get_their_own_folders(tmp_path):
+    from tests.racing import race
+
+    trials = race(make_run_dir, (), 4, 20, fresh=lambda trial: (tmp_path / f"trial{trial}",))
+    for trial, names in enumerate(trials):
+        assert len(set(names)) == 4, (trial, names)
+        assert sorted(p.name for p in (tmp_path / f"trial{trial}").iterdir()) == sorted(names)

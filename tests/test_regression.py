@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attrib_core import exits
 from attrib_core.ab import regress
 from attrib_core.analysis import verdicts as verdict_output
 from attrib_core.analysis.regression import (
@@ -297,9 +298,9 @@ def folder(tmp_path: Path, name: str, changes=None, seed: int = 0) -> Path:
 def test_compare_two_folders_exit_status(tmp_path, capsys):
     base, same = folder(tmp_path, "base"), folder(tmp_path, "same", seed=100)
     slow = folder(tmp_path, "slow", {KEYS[2]: {"median_s": 0.018}}, seed=200)
-    assert regress.main(["--compare", str(base), str(same)]) == verdict_output.EXIT_OK
+    assert regress.main(["--compare", str(base), str(same)]) == exits.EXIT_OK
     assert "no regression" in capsys.readouterr().out
-    assert regress.main(["--compare", str(base), str(slow)]) == verdict_output.EXIT_REGRESSED
+    assert regress.main(["--compare", str(base), str(slow)]) == exits.EXIT_FAILED
     out = capsys.readouterr().out
     assert "REGRESSED" in out and f"REGRESSION in 2 cells: {RUN_LEVEL}, {KEYS[2]}" in out
 
@@ -311,7 +312,7 @@ def test_compare_a_file_without_raw_rounds_exits_2_naming_it(tmp_path, capsys):
     for record in data["benchmarks"]:
         del record["stats"]["data"]
     bare.write_text(json.dumps(data))
-    assert regress.main(["--compare", str(base), str(bare)]) == verdict_output.EXIT_BAD_INPUT
+    assert regress.main(["--compare", str(base), str(bare)]) == exits.EXIT_BAD_INPUT
     assert "bare.json has no raw rounds" in capsys.readouterr().err
 
 
@@ -335,7 +336,7 @@ def test_bad_threshold_strings_exit_2_naming_the_value(tmp_path, capsys, args, m
 def test_missing_baseline_exits_2_before_running_anything(tmp_path, capsys):
     missing = tmp_path / "nope.json"
     code = regress.main(["--baseline", str(missing), "--results-dir", str(tmp_path / "out")])
-    assert code == verdict_output.EXIT_BAD_INPUT
+    assert code == exits.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"no baseline at {missing}" in err and "--update-baseline" in err
     assert not (tmp_path / "out").exists()
@@ -345,7 +346,7 @@ def test_corrupt_baseline_exits_2_and_is_left_alone(tmp_path, capsys):
     corrupt = tmp_path / "base.json"
     corrupt.write_text("{not json")
     code = regress.main(["--baseline", str(corrupt), "--results-dir", str(tmp_path / "out")])
-    assert code == verdict_output.EXIT_BAD_INPUT
+    assert code == exits.EXIT_BAD_INPUT
     assert "baseline: " in (err := capsys.readouterr().err) and "not valid JSON" in err
     assert corrupt.read_text() == "{not json"
 
@@ -353,7 +354,7 @@ def test_corrupt_baseline_exits_2_and_is_left_alone(tmp_path, capsys):
 def test_compare_with_no_cell_in_common_exits_2(tmp_path, capsys):
     a = write_run(tmp_path / "a.json", {KEYS[0]: cell()})
     b = write_run(tmp_path / "b.json", {KEYS[1]: cell()})
-    assert regress.main(["--compare", str(a), str(b)]) == verdict_output.EXIT_BAD_INPUT
+    assert regress.main(["--compare", str(a), str(b)]) == exits.EXIT_BAD_INPUT
     assert "no cell in common" in capsys.readouterr().err
 
 
@@ -381,7 +382,7 @@ def test_a_new_baseline_replaces_the_old_folder_as_a_whole(tmp_path):
 def test_an_empty_baseline_folder_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     now = write_run(tmp_path / "now.json", {KEYS[0]: cell()})
-    assert regress.main(["--compare", str(tmp_path / "empty"), str(now)]) == verdict_output.EXIT_BAD_INPUT
+    assert regress.main(["--compare", str(tmp_path / "empty"), str(now)]) == exits.EXIT_BAD_INPUT
     assert "holds no results files" in capsys.readouterr().err
 
 
@@ -421,7 +422,7 @@ def test_end_to_end_injected_slowdown_is_measured_and_a_run_against_itself_passe
     # measures the rates), so the verdict is checked for consistency, the ratio for its size.
     common = ["--preset", str(preset), "--baseline", str(baseline), "--results-dir", str(tmp_path / "runs")]
     common += ["--processes", "2"]
-    assert regress.main([*common, "--update-baseline"]) == verdict_output.EXIT_OK
+    assert regress.main([*common, "--update-baseline"]) == exits.EXIT_OK
     recorded = sorted(p.read_bytes() for p in baseline.glob("*.json"))
 
     slowed = regress.main([*common, "--", "-q", "--inject-slowdown", "IntegratedGradients=10"])
@@ -431,9 +432,9 @@ def test_end_to_end_injected_slowdown_is_measured_and_a_run_against_itself_passe
     ig = next(c for c in comparison.checks if c.kind == "time" and "IntegratedGradients" in c.cell_key)
     assert ig.ratio > 3, out  # 10x injected: no load on this machine hides that much
     assert ig.verdict == REGRESSED or (ig.verdict == OK and ig.p_adjusted >= 0.05), out
-    assert slowed == (verdict_output.EXIT_REGRESSED if comparison.failing else verdict_output.EXIT_OK), out
+    assert slowed == (exits.EXIT_FAILED if comparison.failing else exits.EXIT_OK), out
 
     # The same rounds on both sides: no regression, whatever the machine's load (deterministic).
     itself = regress.main(["--compare", str(baseline), str(baseline)])
-    assert itself == verdict_output.EXIT_OK, capsys.readouterr().out
+    assert itself == exits.EXIT_OK, capsys.readouterr().out
     assert sorted(p.read_bytes() for p in baseline.glob("*.json")) == recorded  # never replaced unless asked

@@ -128,6 +128,8 @@ SALIENCY = "[[sweep]]\nworkload = 'digits_cnn'\nmethod = 'Saliency'\n"
         ("[isolation]\ncell_timeout_s = 0\n" + SALIENCY, r"cell_timeout_s = 0 must be a number > 0"),
         ("[isolation]\nmemory = 4\n" + SALIENCY, r"unknown key 'memory' in \[isolation\]"),
         ("name = 'x'\n", r"needs at least one \[\[sweep\]\] group"),
+        ("name = '../evil'\n" + SALIENCY, r"the preset's name '../evil', from name, cannot be part of a file name"),
+        ("name = 'my preset'\n" + SALIENCY, r"'my preset', from name, cannot be part of a file name; allowed: ASCII"),
         ("[[sweep]\n", r"not valid TOML"),
     ],
 )  # fmt: skip
@@ -141,6 +143,20 @@ def test_bad_presets_name_the_file_and_the_bad_key(tmp_path, text, match):
 def test_unknown_preset_name_lists_the_known_ones():
     with pytest.raises(PresetError, match=r"unknown preset 'smok'; known: .*smoke"):
         load_preset("smok", PRESET_DIR)
+
+
+def test_a_preset_name_cannot_reach_outside_the_preset_folder():
+    with pytest.raises(PresetError, match=r"'../presets/smoke' is neither a .toml file nor a name"):
+        load_preset("../presets/smoke", PRESET_DIR)  # would be PRESET_DIR/../presets/smoke.toml, which exists
+
+
+def test_a_preset_named_by_its_file_needs_a_file_name_that_can_name_results(tmp_path):
+    path = tmp_path / "my preset.toml"
+    path.write_text(SALIENCY)
+    with pytest.raises(PresetError, match=r"'my preset', from the file name \(no `name = ...` in it\)"):
+        load_preset(path)
+    path.write_text("name = 'mine'\n" + SALIENCY)
+    assert load_preset(path).name == "mine"
 
 
 def test_validating_presets_builds_and_trains_nothing():

@@ -42,8 +42,6 @@ from attrib_core.analysis.regression import (
 )
 from attrib_core.analysis.results import results_files
 from attrib_core.analysis.verdicts import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
     RegressError,
     build_parser,
     compare_files,
@@ -53,7 +51,9 @@ from attrib_core.analysis.verdicts import (
     split_pytest_args,
     thresholds_from,
 )
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 from attrib_core.fileio import new_run_dir
+from attrib_core.names import check_name
 from attrib_core.suite import suite_command
 
 BASELINE_DIR = Path("results") / "baselines"  # in the repository the command runs in
@@ -65,14 +65,16 @@ PYTEST_RECORDED = (0, 1)  # 1: some cells failed, and the results file records t
 
 
 def preset_name(preset: str) -> str:
-    """The name a preset's baseline is filed under: its TOML `name`, or the name given."""
+    """The name a preset's baseline is filed under: its TOML `name`, or the name given
+    (UnsafeNameError if it could not be a folder's name)."""
     path = Path(preset)
     if path.suffix != ".toml":
-        return preset
+        return check_name(preset, "preset name")
     try:
-        return str(tomllib.loads(path.read_text()).get("name", path.stem))
+        name = tomllib.loads(path.read_text()).get("name", path.stem)
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return path.stem  # pytest will report the preset's own problem
+        name = path.stem  # pytest will report the preset's own problem
+    return check_name(str(name), f"{path}: the preset's name")
 
 
 def default_baseline(preset: str) -> Path:
@@ -158,13 +160,8 @@ def run_ab(args, th) -> int:
     candidate = ab_sides.SideSpec("B", "candidate", env=ab_sides.parse_pairs(args.candidate_env, "--candidate-env"))
     ab_sides.resolve_rev(base.rev)
     opts = ab.Options(args.preset, args.workers, args.quads, args.block_s, profile=True)
-    out_dir = new_run_dir(args.results_dir)
-    try:
-        session = ab.run_session(base, candidate, opts, out_dir)
-    except (ab_sides.SideError, ab.WorkerError):
-        if out_dir.exists() and not any(out_dir.glob("*.json")):
-            shutil.rmtree(out_dir)
-        raise
+    session = ab.run_session(base, candidate, opts, args.results_dir)
+    out_dir = session["out_dir"]
     files = {s: [p for p in session["files"] if p.name.startswith(s)] for s in "AB"}
     base_df = read_runs(files["A"], "base")
     new_df = read_runs(files["B"], "candidate")

@@ -47,11 +47,11 @@ from typing import Any
 from attrib_core import schema
 from attrib_core.ab import sides as ab_sides
 from attrib_core.ab.sides import Side, SideError, SideSpec
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_OK
 from attrib_core.fileio import new_run_dir
 
 WORKER = Path(__file__).resolve().parent / "worker.py"  # run as a script, on the side's code (see worker.py)
 RUN_DIR = Path("results") / "ab"  # in the repository the session runs in
-EXIT_OK, EXIT_SLOWER, EXIT_BAD_INPUT = 0, 1, 2
 MAX_BLOCK_ROUNDS = 200
 SEED = 20261129
 
@@ -206,14 +206,16 @@ def common_cells(listing: dict[str, list[dict]]) -> tuple[list[str], dict[str, d
     return common, keys
 
 
-def run_session(base: SideSpec, candidate: SideSpec, opts: Options, out_dir: Path) -> dict[str, Any]:
-    """Make both sides, run the schedule, write one results file per worker; return the session."""
+def run_session(base: SideSpec, candidate: SideSpec, opts: Options, results_dir: Path) -> dict[str, Any]:
+    """Make both sides, then the session's own new folder in `results_dir`; run the schedule, write
+    one results file per worker there; return the session. On bad input the folder goes again."""
     session_id = uuid.uuid4().hex[:12]
     started = time.monotonic()
     match_fields = sorted(set(base.settings) | set(candidate.settings))
     with ExitStack() as stack:
         sides = {spec.name: stack.enter_context(ab_sides.made(spec)) for spec in (base, candidate)}
-        out_dir.mkdir(parents=True, exist_ok=False)
+        out_dir = new_run_dir(results_dir)
+        stack.push(lambda kind, error, trace: _drop_unfinished(out_dir, error))  # after the workers close
         workers: dict[str, WorkerProcess] = {}
         for name, side in sides.items():
             for i in range(1, opts.workers + 1):
@@ -314,6 +316,13 @@ def run_session(base: SideSpec, candidate: SideSpec, opts: Options, out_dir: Pat
         session["files"] = files
         session["wall_s"] = time.monotonic() - started
         return session
+
+
+def _drop_unfinished(out_dir: Path, error: BaseException | None) -> bool:
+    """A session stopped by bad input (SideError, WorkerError) before any results file leaves no folder."""
+    if isinstance(error, SideError | WorkerError) and not any(out_dir.glob("*.json")):
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return False  # the error goes on
 
 
 def _stats(samples: list[float]) -> dict[str, Any]:
@@ -547,13 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = check_options(args, parser)
-    out_dir = new_run_dir(args.results_dir)
     try:
         base, candidate = specs_from(args)
-        session = run_session(base, candidate, opts, out_dir)
+        session = run_session(base, candidate, opts, args.results_dir)
     except (SideError, WorkerError) as exc:
-        if out_dir.exists() and not any(out_dir.glob("*.json")):  # only the workers' logs: not a session
-            shutil.rmtree(out_dir)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     report_session(session)

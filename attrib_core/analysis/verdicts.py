@@ -17,8 +17,7 @@ from attrib_core import formatting
 from attrib_core.analysis.regression import FAILING, OK, Comparison, Thresholds, compare
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.timing_rule import STATISTICS
-
-EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
+from attrib_core.exits import EXIT_FAILED, EXIT_OK
 
 
 class RegressError(Exception):
@@ -151,7 +150,7 @@ def report(comparison: Comparison, th: Thresholds, base: Path, new: Path) -> int
     if failing:
         cells = sorted({c.cell_key for c in failing})
         print(f"REGRESSION in {len(cells)} cells: {', '.join(cells)}")
-        return EXIT_REGRESSED
+        return EXIT_FAILED
     print("no regression")
     return EXIT_OK
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-EXIT_FAILED_CELL, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+from attrib_core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,8 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = ["--benchmark-columns=min,median,iqr,rounds", "--benchmark-sort=name", "--benchmark-name=short"]
     code = pytest.main(suite_args(*table, *args))
     exits = {
-        pytest.ExitCode.OK: 0,
-        pytest.ExitCode.TESTS_FAILED: EXIT_FAILED_CELL,
+        pytest.ExitCode.OK: EXIT_OK,
+        pytest.ExitCode.TESTS_FAILED: EXIT_FAILED,
         pytest.ExitCode.INTERRUPTED: EXIT_INTERRUPTED,
         pytest.ExitCode.INTERNAL_ERROR: EXIT_INTERNAL,
         pytest.ExitCode.USAGE_ERROR: EXIT_BAD_INPUT,

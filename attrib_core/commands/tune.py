@@ -22,6 +22,7 @@ from attrib_core import measure, schema
 from attrib_core.analysis.render.tuned import search_points, tune_summaries, tuned_table
 from attrib_core.analysis.results import efficiency_label, load_results
 from attrib_core.analysis.tables import to_markdown
+from attrib_core.exits import EXIT_BAD_INPUT
 from attrib_core.fileio import atomic_write
 from attrib_core.methods import KnobError
 from attrib_core.registry import UnknownNameError
@@ -33,7 +34,6 @@ from attrib_core.tune.memory import MemoryBudgetError, parse_bytes
 from attrib_core.tune.space import parse_fixed
 
 RESULTS_DIR = Path("results")  # in the folder the command runs in
-EXIT_BAD_INPUT = 2
 TABLE_COLUMNS = ["method", "setting", "median_s", "peak_MiB", "rel_error", "efficiency", "speedup"]
 
 

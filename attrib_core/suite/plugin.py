@@ -24,6 +24,7 @@ from attrib_core.analysis import results
 from attrib_core.analysis.self_check import self_check
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
+from attrib_core.names import UnsafeNameError, check_name
 from attrib_core.suite import durable, isolate, shards
 from attrib_core.suite.cells import CalibrationCache, CellOutcome, ground_truth_arrays
 from attrib_core.suite.faults import parse_faults, parse_slowdowns
@@ -104,7 +105,10 @@ class BenchRun:
             self.preset = load_preset(preset_arg, PRESET_DIR)
             if config.getoption("--child-journal") is None:  # an isolated cell's parent checked already
                 check_workloads(self.preset.workload_names())  # plug-ins' contract, before the first cell
-        except (PresetError, journal.JournalError, WorkloadContractError) as exc:
+            for option in ("--machine-name", "--sweep-id"):  # parts of the results file's name
+                if config.getoption(option) is not None:
+                    check_name(config.getoption(option), option)
+        except (PresetError, journal.JournalError, WorkloadContractError, UnsafeNameError) as exc:
             raise pytest.UsageError(str(exc)) from None
         _refuse_table_only_options(config)
         # Always set explicitly (and recorded in machine_info and every cell): the preset's
@@ -224,9 +228,16 @@ class BenchRun:
         name = self.preset.name
         if self.shard is not None:  # the shards of one sweep share `<preset>-sweep<id>-shard-`
             name = f"{name}-sweep{self.shard['sweep_id']}-{self.shard['label']}"
-        self.results_path = durable.results_path(self.results_dir, machine, commit_info.get("id"), name)
-        header["results_name"] = self.results_path.name
-        self.journal = journal.Journal.create(journal.journal_path(self.results_path), header)
+        try:
+            self.results_path = durable.results_path(self.results_dir, machine, commit_info.get("id"), name)
+            header["results_name"] = self.results_path.name
+            self.journal = journal.Journal.create(journal.journal_path(self.results_path), header)
+        except OSError as exc:  # before any cell: a results folder that cannot be written is bad input
+            where = f"--results-dir {self.results_dir}: cannot write {exc.filename}"
+            raise pytest.UsageError(f"{where}: {exc.strerror}") from None
+        except UnsafeNameError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        durable.drop_claim(self.results_path)
 
     def finish(self, interrupted: bool) -> Path | None:
         """Assemble the results file from the journal; keep the journal if cells are left to run."""

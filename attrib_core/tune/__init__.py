@@ -13,7 +13,7 @@ The search must cost less than it saves, so it is staged and pruned:
    threads, torch.compile. Each axis is a successive-halving race (one timed call each, the
    faster half gets more calls, ...). Batching values are walked in order (time against chunk
    size is U-shaped) and the walk stops once one is clearly slower than the best so far. A
-   configuration whose predicted peak memory (the measured per-row slope, tune_memory) exceeds
+   configuration whose predicted peak memory (the measured per-row slope, tune.memory) exceeds
    the budget is never run; one whose error misses the target (bf16 can) is dropped after its
    first call, except that an option that only reorders the sums (batching, layout, threads,
    compile) meets a default-relative target by giving the same output (judge_same_result).

@@ -15,8 +15,11 @@ from pathlib import Path
 @contextmanager
 def staged(out: Path) -> Iterator[Path]:
     """Yield a scratch folder; on success move its files into `out`, on error discard them."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:  # name the folder asked for, not the scratch one
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
     try:
         yield scratch
         out.mkdir(parents=True, exist_ok=True)
