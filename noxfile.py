@@ -130,10 +130,10 @@ def run_pytest(session: nox.Session, python: str, *args: str, what: str, env: di
 
 
 def attrib_bench(session: nox.Session, python: str, *args: str, external: bool = False) -> None:
-    """`python -m attrib_core.cli ARGS`. nox ends any failed session with exit 1, so the command's own
+    """`python -m attrib_core ARGS`. nox ends any failed session with exit 1, so the command's own
     status (1 a regression or failed cell, 2 bad input, 3 a bug) is recorded for noxw.py to exit with."""
     try:
-        session.run(python, "-m", "attrib_core.cli", *args, external=external)
+        session.run(python, "-m", "attrib_core", *args, external=external)
     except nox.command.CommandFailed as failed:
         record_exit_status(getattr(failed, "return_code", None))
         raise

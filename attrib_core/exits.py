@@ -1,5 +1,5 @@
 """Exit status: one code per kind of outcome, the same for every command and through every door
-(the `attrib-bench` console script, `python -m attrib_core.cli`, and `python3 noxw.py -s ...`), so a
+(the `attrib-bench` console script, `python -m attrib_core`, and `python3 noxw.py -s ...`), so a
 script or CI job can tell a slowdown from a typo from a bug without reading the output.
 
     0    all ok

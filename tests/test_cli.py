@@ -1,8 +1,8 @@
-"""attrib_core.cli: the installed package's console script, with and without a checkout."""
+"""attrib_core.commands.cli: the installed package's console script, with and without a checkout."""
 
 import pytest
 
-from attrib_core import cli
+from attrib_core.commands import cli
 from tests import QUICK_TIMING
 
 

@@ -1,4 +1,4 @@
-"""Exit status through attrib_core.cli, the console script's door: one code per kind of outcome
+"""Exit status through attrib_core.commands.cli, the console script's door: one code per kind of outcome
 (attrib_core/exits.py), one line on stderr for anything but success."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from attrib_core import cli, exits
-from attrib_core.commands import COMMANDS
+from attrib_core import exits
+from attrib_core.commands import COMMANDS, cli
 from tests import REPO
 
 
@@ -113,10 +113,10 @@ def test_a_read_only_results_folder_is_one_line_naming_it_exit_2(tmp_path, monke
 
 
 def run_cli(cwd, *argv: str) -> subprocess.CompletedProcess:
-    """`python -m attrib_core.cli ARGV` on this checkout, as a user runs it."""
+    """`python -m attrib_core ARGV` on this checkout, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop(exits.TRACEBACK_ENV, None)
-    command = [sys.executable, "-m", "attrib_core.cli", *argv]
+    command = [sys.executable, "-m", "attrib_core", *argv]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attrib_core import cli
 from attrib_core.analysis.history import (
     MEMORY,
     TIME,
@@ -26,6 +25,7 @@ from attrib_core.analysis.history import (
     noise_between_runs,
 )
 from attrib_core.analysis.results import ResultsError
+from attrib_core.commands import cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ig_only.json"
 SLOWED = "digits_cnn-IntegratedGradients-cpu-b1-fp32-contiguous-method=gausslegendre-n_steps=64"

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from attrib_core import cli
 from attrib_core.analysis.results import load_results
+from attrib_core.commands import cli
 from attrib_core.methods import KnobError, get_method, shape_occlusion_window
 from attrib_core.workloads.plugins import default_feature_mask
 from attrib_core.workloads.traits import input_kind_of

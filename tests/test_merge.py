@@ -13,7 +13,7 @@ from attrib_core import schema
 from attrib_core.analysis import merge as merging
 from attrib_core.analysis.results import load_results
 from attrib_core.analysis.verdicts import Thresholds, compare_files
-from attrib_core.cli import main as cli
+from attrib_core.commands.cli import main as cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smoke_a.json"
 CODE = {"commit": "c896658b32de50cd29360f26a67e3be5e32f4579", "uncommitted_sha256": "0" * 64}

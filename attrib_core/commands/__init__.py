@@ -1,5 +1,5 @@
 """The `attrib-bench` commands: name -> the module whose `main(argv) -> int` runs it, and one line
-of help. attrib_core/cli.py only dispatches; a new command is one entry here and its module.
+of help. attrib_core/commands/cli.py only dispatches; a new command is one entry here and its module.
 
 Exit status, the same for every command (attrib_core/exits.py): 0 ok; 1 a regression or a failed
 cell; 2 bad input (one line naming the bad value and the valid choices); 3 an internal error.
