@@ -3,7 +3,7 @@
 import torch
 from sklearn.datasets import load_breast_cancer
 from torch import nn
-from train import fit
+from train import fit, mlp
 
 
 def make():
@@ -11,10 +11,7 @@ def make():
     x = torch.tensor(data.data, dtype=torch.float32)
     x = (x - x.mean(0)) / x.std(0)
     y = torch.tensor(data.target, dtype=torch.float32)[:, None]
-    model = nn.Sequential()
-    model.add_module("hidden", nn.Linear(x.shape[1], 16))
-    model.add_module("act", nn.ReLU())
-    model.add_module("out", nn.Linear(16, 1))
+    model = mlp(x.shape[1], 16, 1)
     fit(model, x[:500], y[:500], nn.BCEWithLogitsLoss())
     return {
         "model": model,

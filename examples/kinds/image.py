@@ -2,7 +2,7 @@
 
 import torch
 from torch import nn
-from train import fit
+from train import conv_classifier, fit
 
 
 def pictures(n: int, seed: int = 0):
@@ -18,13 +18,7 @@ def pictures(n: int, seed: int = 0):
 
 def make():
     x, y = pictures(256)
-    torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("conv", nn.Conv2d(3, 8, 3, padding=1))
-    model.add_module("act", nn.ReLU())
-    model.add_module("pool", nn.AdaptiveAvgPool2d(2))
-    model.add_module("flat", nn.Flatten())
-    model.add_module("out", nn.Linear(32, 2))
+    model = conv_classifier(dims=2, channels=3, width=8, kernel=3, pooled=2)
     fit(model, x, y, nn.CrossEntropyLoss(), steps=150)
     test_x, test_y = pictures(16, seed=1)
     return {

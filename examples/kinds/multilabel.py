@@ -2,7 +2,7 @@
 
 import torch
 from torch import nn
-from train import fit
+from train import fit, mlp
 
 
 def data(n: int, seed: int = 0):
@@ -14,10 +14,7 @@ def data(n: int, seed: int = 0):
 
 def make():
     x, y = data(512)
-    model = nn.Sequential()
-    model.add_module("hidden", nn.Linear(12, 16))
-    model.add_module("act", nn.ReLU())
-    model.add_module("out", nn.Linear(16, 3))
+    model = mlp(12, 16, 3)
     fit(model, x, y, nn.BCEWithLogitsLoss())
     test_x, _ = data(16, seed=1)
     return {

@@ -3,7 +3,7 @@
 import torch
 from sklearn.datasets import load_diabetes
 from torch import nn
-from train import fit
+from train import fit, mlp
 
 
 def make():
@@ -12,11 +12,7 @@ def make():
     x = (x - x.mean(0)) / x.std(0)
     y = torch.tensor(data.target, dtype=torch.float32)[:, None]
     y = (y - y.mean()) / y.std()
-    torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("hidden", nn.Linear(x.shape[1], 16))
-    model.add_module("act", nn.ReLU())
-    model.add_module("out", nn.Linear(16, 1))
+    model = mlp(x.shape[1], 16, 1)
     fit(model, x[:400], y[:400], nn.MSELoss())
     return {
         "model": model,

@@ -4,7 +4,7 @@ import math
 
 import torch
 from torch import nn
-from train import fit
+from train import conv_classifier, fit
 
 
 def signals(n: int, length: int = 64, seed: int = 0):
@@ -20,13 +20,7 @@ def signals(n: int, length: int = 64, seed: int = 0):
 
 def make():
     x, y = signals(256)
-    torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("conv", nn.Conv1d(2, 8, 5, padding=2))
-    model.add_module("act", nn.ReLU())
-    model.add_module("pool", nn.AdaptiveAvgPool1d(4))
-    model.add_module("flat", nn.Flatten())
-    model.add_module("out", nn.Linear(32, 2))
+    model = conv_classifier(dims=1, channels=2, width=8, kernel=5, pooled=4)
     fit(model, x, y, nn.CrossEntropyLoss(), steps=150)
     test_x, test_y = signals(16, seed=1)
     return {

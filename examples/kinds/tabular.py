@@ -3,7 +3,7 @@
 import torch
 from sklearn.datasets import load_wine
 from torch import nn
-from train import fit
+from train import fit, mlp
 
 
 def make(hidden: int = 16):
@@ -14,10 +14,7 @@ def make(hidden: int = 16):
     torch.manual_seed(0)
     order = torch.randperm(len(x))
     train, test = order[:140], order[140:156]
-    model = nn.Sequential()
-    model.add_module("hidden", nn.Linear(x.shape[1], hidden))
-    model.add_module("act", nn.ReLU())
-    model.add_module("out", nn.Linear(hidden, 3))
+    model = mlp(x.shape[1], hidden, 3)
     fit(model, x[train], y[train], nn.CrossEntropyLoss())
     return {
         "model": model,

@@ -2,7 +2,7 @@
 
 import torch
 from torch import nn
-from train import fit
+from train import conv_classifier, fit
 
 
 def volumes(n: int, seed: int = 0):
@@ -17,13 +17,7 @@ def volumes(n: int, seed: int = 0):
 
 def make():
     x, y = volumes(128)
-    torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("conv", nn.Conv3d(1, 4, 3, padding=1))
-    model.add_module("act", nn.ReLU())
-    model.add_module("pool", nn.AdaptiveAvgPool3d(2))
-    model.add_module("flat", nn.Flatten())
-    model.add_module("out", nn.Linear(32, 2))
+    model = conv_classifier(dims=3, channels=1, width=4, kernel=3, pooled=2)
     fit(model, x, y, nn.CrossEntropyLoss(), steps=100)
     test_x, test_y = volumes(8, seed=1)
     return {
