@@ -281,3 +281,18 @@ def test_the_pareto_table_of_a_run_without_tradeoff_points_is_empty_not_an_error
     empty = plots.tradeoff_table(add_labels(load_results([SMOKE_A])).iloc[0:0])
     table = plots.front_members(empty)
     assert table.empty and "median_s_per_example" in table.columns
+
+
+def test_knob_labels_name_the_knobs_and_are_not_a_knob_themselves():
+    from attrib_core.analysis.knobs import all_knobs_label, knob_columns
+
+    df = pd.DataFrame(
+        {
+            "method": ["IntegratedGradients"],
+            "knob_n_steps": [8],
+            "knob_method": ["gausslegendre"],
+            "knob_labels": [{"n_steps": "steps", "method": "rule"}],
+        }
+    )
+    assert knob_columns(df) == ["knob_n_steps", "knob_method"]
+    assert all_knobs_label(df.iloc[0], knob_columns(df)) == "steps=8 rule=gausslegendre"

@@ -8,9 +8,11 @@ import pandas as pd
 
 from attrib_core.formatting import knob_value
 
+LABELS = "knob_labels"  # the column of each cell's knob -> short label, not a knob itself
+
 
 def knob_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c.startswith("knob_")]
+    return [c for c in df.columns if c.startswith("knob_") and c != LABELS]
 
 
 def missing(value: Any) -> bool:
@@ -37,5 +39,5 @@ def all_knobs_label(row: pd.Series, knobs: list[str]) -> str:
 
 def knob_label(row: pd.Series, name: str) -> str:
     """The knob's short name as its method's registry entry gave it (recorded in the cell)."""
-    labels = row.get("knob_labels")
+    labels = row.get(LABELS)
     return labels.get(name, name) if isinstance(labels, dict) else name

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from attrib_core import fidelity, limit, measure, schema
-from attrib_core.analysis.render.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK
+from attrib_core.analysis.render.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK, SERIES_INPUT
 from attrib_core.fidelity.scores import broadcast_to_inputs
 from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.suite.faults import faulty, slowed_down
@@ -58,7 +58,8 @@ def meaningful_fidelity(records: dict[str, dict[str, Any]], weights: str) -> dic
 
 
 def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) -> np.ndarray:
-    """First example's map, channels summed, pooled to at most MAP_SIDE a side, fp16.
+    """First example's map, channels summed (a volume's middle depth slice), pooled to at most
+    MAP_SIDE a side, fp16.
 
     For token ids (integer `inputs`) one score per token: layer attributions to the
     embedding are summed over its dimensions, as the fidelity curves do.
@@ -67,7 +68,10 @@ def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) 
     if per_token is not None and not inputs.is_floating_point():
         attributions = per_token
     first = attributions[0]
-    if first.dim() == 3:
+    series = inputs is not None and inputs.is_floating_point() and inputs.dim() == 3
+    if first.dim() == 4:  # a volume's (C, D, H, W): the middle depth slice
+        first = first[:, first.shape[1] // 2]
+    if first.dim() == 3 or (series and first.dim() == 2):  # channels summed: an image's (H, W), a series' (T,)
         first = first.sum(0)
     if first.dim() == 2 and max(first.shape) > MAP_SIDE:
         first = torch.nn.functional.adaptive_avg_pool2d(first[None, None], MAP_SIDE)[0, 0]
@@ -75,11 +79,14 @@ def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) 
 
 
 def ground_truth_arrays(workloads: set[str]) -> dict[str, np.ndarray]:
-    """For workloads with masks: the first example's image (H, W, C) and mask (H, W), so the
-    gallery can outline where the label lives over the image and each method's map."""
+    """What the gallery draws the maps on: for workloads with masks, the first example's image
+    (H, W, C) and mask (H, W), to outline where the label lives; for series, the first example
+    (C, T), whose lines the attributions colour."""
     out = {}
     for name in sorted(workloads):
         workload = load_workload(name)
+        if workload.inputs.is_floating_point() and workload.inputs.dim() == 3:
+            out[SERIES_INPUT + name] = workload.inputs[0].numpy().astype(np.float16)
         if workload.masks is None or not workload.is_image:
             continue
         out[GROUND_TRUTH_IMAGE + name] = workload.inputs[0].permute(1, 2, 0).numpy().astype(np.float16)

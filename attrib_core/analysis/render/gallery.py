@@ -36,6 +36,7 @@ CMAP = "RdBu_r"
 CLIP_PERCENTILE = 99.5
 POSITIVE, NEGATIVE = "#b2182b", "#2166ac"
 GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK = "__image__", "__mask__"  # maps.npz keys: prefix + workload name
+SERIES_INPUT = "__series__"  # maps.npz key prefix: a series workload's first example (C, T)
 OUTLINE = "#1a1a1a"
 
 
@@ -62,6 +63,34 @@ def ground_truth(maps: dict[tuple[str, str], np.ndarray], workload: str) -> tupl
         if key == GROUND_TRUTH_IMAGE + workload and mask is not None:
             return image, mask > 0.5
     return None
+
+
+def series_input(maps: dict[tuple[str, str], np.ndarray], workload: str) -> np.ndarray | None:
+    """The (C, T) first example stored for a series workload in any of the files, or None."""
+    for (_, key), values in maps.items():
+        if key == SERIES_INPUT + workload:
+            return values
+    return None
+
+
+def _series(ax: plt.Axes, signal: np.ndarray, values: np.ndarray) -> None:
+    """The input's channels as lines, each point coloured by the attribution at its step (a map of
+    another length, a layer's, is stretched to the input's)."""
+    from matplotlib.collections import LineCollection
+
+    steps = np.arange(signal.shape[-1])
+    colour = np.interp(np.linspace(0, len(values) - 1, len(steps)), np.arange(len(values)), values)
+    limit = float(np.percentile(np.abs(colour), CLIP_PERCENTILE)) or float(np.abs(colour).max()) or 1.0
+    for channel in signal:
+        points = np.stack([steps, channel], axis=1)
+        segments = LineCollection(np.stack([points[:-1], points[1:]], axis=1), cmap=CMAP, linewidths=2)
+        segments.set_array((colour[:-1] + colour[1:]) / 2)
+        segments.set_clim(-limit, limit)
+        ax.add_collection(segments)
+    ax.set_xlim(0, len(steps) - 1)
+    ax.set_ylim(float(signal.min()) - 0.1, float(signal.max()) + 0.1)
+    ax.set_xticks([])
+    ax.tick_params(labelsize=7)
 
 
 def _outline(ax: plt.Axes, mask: np.ndarray | None, shape: tuple[int, ...]) -> None:
@@ -225,12 +254,24 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
         return text_gallery_figure(workload, words, knobs, style)
     two_d = [(row, m) for row, m in images if m.ndim == 2]
     one_d = [(row, m) for row, m in images if m.ndim == 1]
-    chosen, kind = (two_d, "image") if len(two_d) >= len(one_d) else (one_d, "bars")
+    signal = series_input(maps, workload)
+    if signal is not None:
+        chosen, kind = one_d, "series"
+    else:
+        chosen, kind = (two_d, "image") if len(two_d) >= len(one_d) else (one_d, "bars")
     if not chosen:
         return Rendered(name, title, "", skipped=f"no 1-D or 2-D maps for {workload}")
-    if kind == "image":
+    if kind == "series":
         caption = (
-            "Each method's attribution of the same input (the workload's first example), channels summed; "
+            "Series input: the first example's channels, each step coloured by the method's attribution there "
+            "(channels summed; a layer's map stretched to the input's length); red = positive, blue = negative "
+            "evidence for the target, each map scaled to its own 99.5th percentile of |attribution|. "
+            "One config per method; knobs and median time under each."
+        )
+    elif kind == "image":
+        caption = (
+            "Each method's attribution of the same input (the workload's first example), channels summed "
+            "(a volume: its middle depth slice); "
             "red = positive, blue = negative evidence for the target, each map scaled to its own 99.5th "
             "percentile of |attribution|. Layer methods show their layer's resolution. One config per method: "
             "plain fp32, smallest batch, most converged; knobs and median time under each."
@@ -262,7 +303,9 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
     if truth is not None:
         _input_panel(flat.pop(0), *truth)
     for ax, (row, values) in zip(flat, chosen, strict=False):
-        if kind == "image":
+        if kind == "series":
+            _series(ax, signal, values)
+        elif kind == "image":
             _image(ax, values)
             _outline(ax, mask, values.shape)
         else:
