@@ -165,7 +165,7 @@ def test_a_killed_run_keeps_finished_cells_and_resumes(tmp_path):
     run = data["machine_info"]["attrib_bench"]["run"]
     assert run["complete"] is True and [r["cells_before"] for r in run["resumed"]] == [1]
     df = load_results(files)
-    assert sorted(df.method) == ["FeaturePermutation", "IntegratedGradients", "Saliency"]
+    assert sorted(df.method) == ["IntegratedGradients", "Occlusion", "Saliency"]
 
 
 @pytest.mark.slow
