@@ -31,8 +31,10 @@ import gc
 import importlib.metadata
 import os
 import platform
+import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -161,13 +163,40 @@ def _cuda_peak(fn: Callable[[], object], dev: torch.device) -> MemoryReading:
     return MemoryReading(peak, CUDA_METHOD, torch.cuda.memory_allocated(dev) - before, before)
 
 
+# What the profiler's native engine (kineto) writes to file descriptor 2 at every start and stop,
+# whatever KINETO_LOG_LEVEL says: "USDT:... profiler_start", "STAGE:... Completed Stage: ...", and on
+# machines without a GPU "ERROR:... gpuGetDeviceCount failed".
+PROFILER_CHATTER = re.compile(r"^(USDT|STAGE|ERROR|WARNING|INFO):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\]")
+
+
+@contextmanager
+def without_profiler_chatter() -> Iterator[None]:
+    """Keep the console for the user: native writes to stderr inside go to a file, and any line
+    that is not the profiler's own chatter is passed on afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [
+                line for line in sink.read().decode(errors="replace").splitlines() if not PROFILER_CHATTER.match(line)
+            ]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 def _cpu_peak(fn: Callable[[], object]) -> MemoryReading:
     if torch.autograd._profiler_enabled():
         raise RuntimeError(
             "peak_memory on the CPU uses the torch profiler, and one is already running; call it outside"
         )
     profiler = torch.autograd.profiler.profile(use_cpu=True, profile_memory=True)
-    with profiler:  # __exit__ stops the profiler even when fn raises
+    with without_profiler_chatter(), profiler:  # __exit__ stops the profiler even when fn raises
         fn()
     events = [
         (event.start_ns(), event.nbytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -270,3 +271,13 @@ def test_environment_is_json_able_with_typed_keys():
         assert env["gpus"] and all(gpu["name"] and gpu["memory_total_bytes"] > 0 for gpu in env["gpus"])
     else:
         assert env["gpus"] == [] and env["cudnn_version"] is None
+
+
+def test_the_profilers_native_chatter_is_dropped_and_other_stderr_kept(capfd):
+    from attrib_core.measure import without_profiler_chatter
+
+    with without_profiler_chatter():
+        os.write(2, b"USDT:2026-12-06 06:21:43 12918:12918 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
+        os.write(2, b"STAGE:2026-12-06 06:21:48 12938:12938 SyncActivityProfilerHandler.cpp:38] Completed Stage\n")
+        os.write(2, b"a warning of the user's own model\n")
+    assert capfd.readouterr().err == "a warning of the user's own model\n"
