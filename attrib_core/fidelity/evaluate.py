@@ -452,7 +452,11 @@ def check_metric_names(metrics: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def evaluate_fidelity(
-    prepared: PreparedRun, result: AttributionResult, metrics: str | Iterable[str] | None = None, **options: Any
+    prepared: PreparedRun,
+    result: AttributionResult,
+    metrics: str | Iterable[str] | None = None,
+    on_metric: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """Each requested metric's JSON-able record for one cell, with its own compute time.
 
@@ -473,6 +477,8 @@ def evaluate_fidelity(
     cell = _Cell(prepared, result, settings, result.attributions.to(device))
     records: dict[str, dict[str, Any]] = {}
     for name in names:
+        if on_metric is not None:  # a progress display: the metric now running
+            on_metric(name)
         synchronize(device)
         start = time.perf_counter()
         record = METRIC_REGISTRY.get(name).evaluate(cell)

@@ -10,8 +10,10 @@ by default; presets are names of the ones that ship (attrib_core/presets) or pat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -25,11 +27,14 @@ from attrib_core.analysis.self_check import self_check
 from attrib_core.devices import available_devices
 from attrib_core.formatting import clock, seconds, size_bytes
 from attrib_core.names import UnsafeNameError, check_name
+from attrib_core.run import RunConfig
 from attrib_core.suite import durable, isolate, shards
 from attrib_core.suite.cells import CalibrationCache, CellOutcome, ground_truth_arrays
 from attrib_core.suite.faults import parse_faults, parse_slowdowns
+from attrib_core.suite.progress import RunProgress, work_of
+from attrib_core.suite.shards import flops_per_row, weighted_rows
 from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset
-from attrib_core.workloads.catalog import check_workloads
+from attrib_core.workloads.catalog import check_workloads, is_built
 from attrib_core.workloads.plugins import WorkloadContractError
 
 DEFAULT_PRESET = "standard"
@@ -131,6 +136,7 @@ class BenchRun:
         self.faults = parse_faults(config.getoption("--inject-fault"))
         self.outcomes: list[CellOutcome] = []
         self.pending_progress: str | None = None
+        self.progress: RunProgress | None = None  # the live display; started once the cells are known
         self.selected_keys: set[str] = set()  # cells left after -k / deselection / resume
         self.started = time.monotonic()
         self.journal: journal.Journal | None = None
@@ -275,7 +281,10 @@ class BenchRun:
             return f"{stamp} not applicable {outcome.key}: {outcome.extra_info['error']}"
         if outcome.status != "ok":
             return f"{stamp} FAILED {outcome.key}: {outcome.extra_info['error']}"
-        return f"{stamp} ok {outcome.key}  median {seconds(outcome.median_s)}  peak {size_bytes(outcome.peak_bytes)}"
+        eta = f"  ({self.progress.eta_text()})" if self.progress is not None else ""
+        return (
+            f"{stamp} ok {outcome.key}  median {seconds(outcome.median_s)}  peak {size_bytes(outcome.peak_bytes)}{eta}"
+        )
 
     def passthrough_args(self) -> list[str]:
         """Options an isolated cell's child process needs to measure the cell the same way."""
@@ -353,6 +362,34 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run.selected_keys = {item.callspec.params["cell_key"] for item in session.items}
     if run.save and session.items and not session.config.option.collectonly:
         run.start_journal()
+    if session.items and not session.config.option.collectonly and run.child_journal is None:
+        run.progress = start_progress(session.config, run, [item.callspec.params["cell_key"] for item in session.items])
+
+
+def start_progress(config: pytest.Config, run: BenchRun, keys: list[str]) -> RunProgress | None:
+    """The display of what runs now, written past pytest's output capture (a live line on a
+    terminal, plain lines in a log)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return None
+    live = reporter.isatty and not os.environ.get("CI")
+    lock = threading.Lock()
+
+    def write(text: str, rewrite: bool) -> None:
+        with lock, capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            if rewrite:
+                reporter.rewrite(text, erase=True)
+            else:
+                reporter.ensure_newline()
+                reporter.write_line(text)
+
+    def weigh(cell: RunConfig) -> float:
+        return weighted_rows(cell) * flops_per_row(cell.workload)
+
+    progress = RunProgress(write, live, work_of(run.cells, is_built, weigh))
+    progress.start(keys)
+    return progress
 
 
 @pytest.fixture
@@ -416,6 +453,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
     run: BenchRun = item.config.attrib_bench
     reporter = item.config.pluginmanager.get_plugin("terminalreporter")
     if run.pending_progress and reporter is not None:
+        if run.progress is not None and run.progress.live:
+            reporter.rewrite("", erase=True)  # the live line gives way to the cell's result
+            reporter.write("\r")
         reporter.ensure_newline()
         reporter.write_line(run.pending_progress)
         run.pending_progress = None
@@ -438,6 +478,8 @@ def pytest_benchmark_group_stats(config: pytest.Config, benchmarks, group_by):
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run: BenchRun = session.config.attrib_bench
+    if run.progress is not None:
+        run.progress.close()
     run.results_path = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED) or None
 
 

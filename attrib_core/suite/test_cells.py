@@ -10,14 +10,21 @@ from attrib_core.suite.plugin import BenchRun, isolated_outcome, measured_record
 
 
 def test_cell(cell_key: str, benchmark, bench_run: BenchRun) -> None:
+    progress = bench_run.progress
+    if progress is not None:
+        progress.start_cell(cell_key)
     if bench_run.isolation.enabled:
+        if progress is not None:
+            progress.set_phase("isolated")
         outcome, record = isolated_outcome(bench_run, cell_key, benchmark)
     else:
         cell = bench_run.cells[cell_key]
         slowdown = bench_run.slowdowns.get(cell.method, 1.0)
         fault = fault_for(cell_key, bench_run.faults)
-        outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown, fault)
+        outcome = measure_cell(cell, benchmark, bench_run.preset, bench_run.calibrations, slowdown, fault, progress)
         record = measured_record(outcome, benchmark)
+    if progress is not None:
+        progress.end_cell(cell_key)
     bench_run.record(outcome, record)
     if outcome.status == "not_applicable":  # recorded with its reason; not a failure of the run
         pytest.skip(outcome.extra_info["error"])

@@ -87,6 +87,14 @@ def load_workload(name: str) -> Workload:
     return _BUILT[id(spec)][1]
 
 
+def is_built(name: str) -> bool:
+    """Whether load_workload(name) would return at once (without training or downloading)."""
+    try:
+        return id(workload_spec(name)) in _BUILT
+    except Exception:  # an unknown name is not built
+        return False
+
+
 @functools.cache
 def _observed(spec_id: int) -> Traits:
     spec, workload = _BUILT[spec_id]

@@ -1,0 +1,191 @@
+"""What a run is doing while it does it, so a long cell never looks like a hang.
+
+Each cell's phase is shown as it runs (preparing, first call, the hardware limit, timed rounds
+with their count, memory, each fidelity metric), and anything quiet for QUIET_S says what it is
+still doing. On a terminal that is one line rewritten in place; in a log (CI, a pipe) a phase
+gets a plain line once it has run SHOW_AFTER_S, then one every QUIET_S.
+
+The ETA is the cost model's work of the cells left (FLOP-weighted rows, as shards balance them)
+at the rate the measured cells ran, plus their fixed cost per cell: a least-squares line through
+(work, wall time) of the cells done, so it improves as cells finish. Cells of a workload not yet
+built count at the median cell's time. It is an estimate and says so ("about").
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+from attrib_core.formatting import clock
+
+QUIET_S = 10.0  # nothing shown for this long: say what is running
+SHOW_AFTER_S = 2.0  # in a log, a phase is announced once it has run this long
+POLL_S = 0.5
+PHASES = {
+    "prepare": "preparing the model and inputs",
+    "first_call": "first call (warm-up)",
+    "calibration": "the hardware limit (model passes at growing batches; once per model and batch)",
+    "timing": "timed rounds",
+    "limit": "pairing the limit with the cell",
+    "memory": "peak memory",
+    "fidelity": "fidelity",
+    "isolated": "in its own process (isolation)",
+}
+
+
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed seconds per cell, seconds per unit of work) through (work, wall) points, both >= 0."""
+    if len(points) == 1 or len({w for w, _ in points}) == 1:
+        work, wall = points[0] if len(points) == 1 else (points[0][0], statistics.fmean(s for _, s in points))
+        return 0.0, wall / work if work else 0.0
+    mean_w = statistics.fmean(w for w, _ in points)
+    mean_s = statistics.fmean(s for _, s in points)
+    slope = sum((w - mean_w) * (s - mean_s) for w, s in points) / sum((w - mean_w) ** 2 for w, _ in points)
+    slope = max(slope, 0.0)
+    return max(mean_s - slope * mean_w, 0.0), slope
+
+
+class RunProgress:
+    """The run's progress display. `write(text, live)`: live=True rewrites the current terminal
+    line; False prints a line. `work(key)`: the cell's cost-model work, or None before its
+    workload is built."""
+
+    def __init__(
+        self,
+        write: Callable[[str, bool], None],
+        live: bool,
+        work: Callable[[str], float | None],
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.write, self.live, self.work, self.now = write, live, work, clock_s
+        self.lock = threading.Lock()
+        self.done: dict[str, tuple[float | None, float]] = {}  # key -> (work, wall seconds)
+        self.remaining: list[str] = []
+        self.key: str | None = None
+        self.phase, self.detail = "", ""
+        self.phase_started = self.cell_started = self.last_shown = self.now()
+        self.shown_phase = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def start(self, keys: list[str]) -> None:
+        self.remaining = list(keys)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="attrib-bench-progress", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * POLL_S)
+        if self.live:
+            self.write("", True)
+
+    def eta_s(self) -> float | None:
+        """Seconds the cells left should take, or None until a cell has finished."""
+        if not self.done:
+            return None
+        measured = [(w, s) for w, s in self.done.values() if w is not None]
+        fixed, rate = fit_line(measured) if measured else (0.0, 0.0)
+        median = statistics.median(s for _, s in self.done.values())
+        total = 0.0
+        for key in self.remaining:
+            work = self.work(key)
+            total += fixed + rate * work if work is not None and measured else median
+        if self.key is not None:  # the running cell: its expected time, less what it has had
+            work = self.work(self.key)
+            expected = fixed + rate * work if work is not None and measured else median
+            total += max(expected - (self.now() - self.cell_started), 0.0)
+        return total
+
+    def eta_text(self) -> str:
+        eta = self.eta_s()
+        return "ETA after the first cell" if eta is None else f"about {clock(eta)} left"
+
+    # --- one cell ------------------------------------------------------------------------------
+
+    def start_cell(self, key: str) -> None:
+        with self.lock:
+            self.key = key
+            if key in self.remaining:
+                self.remaining.remove(key)
+            self.cell_started = self.now()
+        self.set_phase("prepare")
+
+    def end_cell(self, key: str) -> None:
+        with self.lock:
+            self.done[key] = (self.work(key), self.now() - self.cell_started)
+            self.key = None
+
+    @contextmanager
+    def in_phase(self, name: str) -> Iterator[None]:
+        self.set_phase(name)
+        yield
+
+    def set_phase(self, name: str, detail: str = "") -> None:
+        with self.lock:
+            self.phase, self.detail = name, detail
+            self.phase_started = self.now()
+            self.shown_phase = False
+        if self.live:
+            self._show()
+
+    def set_detail(self, detail: str) -> None:
+        """Within the phase: the round or metric now running. Only records it (the watcher shows
+        it), since it may be called between timed calls."""
+        with self.lock:
+            self.detail = detail
+
+    # --- showing ---------------------------------------------------------------------------------
+
+    def line(self) -> str:
+        phase = PHASES.get(self.phase, self.phase)
+        detail = f" {self.detail}" if self.detail else ""
+        running = clock(self.now() - self.phase_started)
+        return f"  ... {self.key}: {phase}{detail} ({running}); {self.eta_text()}"
+
+    def _show(self) -> None:
+        with self.lock:
+            if self.key is None:
+                return
+            text = self.line()
+            self.last_shown = self.now()
+            self.shown_phase = True
+        self.write(text, self.live)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL_S):
+            self.tick()
+
+    def tick(self) -> None:
+        """One look at the running cell: show it if it has been quiet too long."""
+        now = self.now()
+        with self.lock:
+            if self.key is None:
+                return
+            due = now - self.last_shown >= QUIET_S
+            first = not self.shown_phase and now - self.phase_started >= SHOW_AFTER_S
+            # a live line refreshes each second, except while rounds are timed: then as a log does
+            refresh = self.live and self.phase != "timing" and now - self.last_shown >= 1.0
+        if due or first or refresh:
+            self._show()
+
+
+def work_of(cells: Mapping[str, object], built: Callable[[str], bool], weigh: Callable[[object], float]):
+    """`work(key)` for RunProgress: the cell's cost-model work once its workload is built."""
+
+    def work(key: str) -> float | None:
+        cell = cells.get(key)
+        if cell is None or not built(cell.workload):
+            return None
+        try:
+            return weigh(cell)
+        except Exception:  # a cell the cost model cannot price (its knobs fail) has no estimate
+            return None
+
+    return work

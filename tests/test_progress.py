@@ -1,0 +1,63 @@
+"""attrib_core.suite.progress: what a run shows while a cell runs, and its ETA (a scripted clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from attrib_core.suite.progress import QUIET_S, SHOW_AFTER_S, RunProgress, fit_line
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def plain(work: dict[str, float | None]) -> tuple[RunProgress, list[str], Clock]:
+    lines: list[str] = []
+    clock = Clock()
+    progress = RunProgress(lambda text, live: lines.append(text), False, work.get, clock)
+    progress.remaining = list(work)
+    return progress, lines, clock
+
+
+def test_fit_line_recovers_fixed_cost_and_rate_and_never_goes_negative():
+    assert fit_line([(10.0, 7.0), (20.0, 12.0), (40.0, 22.0)]) == pytest.approx((2.0, 0.5))
+    assert fit_line([(10.0, 5.0)]) == (0.0, 0.5)
+    fixed, rate = fit_line([(10.0, 9.0), (20.0, 3.0)])  # more work, less time: noise, not a negative rate
+    assert rate == 0.0 and fixed == pytest.approx(6.0)
+
+
+def test_a_quiet_phase_is_announced_after_a_moment_then_every_quiet_interval():
+    progress, lines, clock = plain({"a": 1.0})
+    progress.start_cell("a")
+    progress.set_phase("fidelity")
+    progress.set_detail("infidelity")
+    clock.t = SHOW_AFTER_S - 0.1
+    progress.tick()
+    assert lines == []  # a short phase says nothing in a log
+    clock.t = SHOW_AFTER_S
+    progress.tick()
+    assert len(lines) == 1 and "a: fidelity infidelity (00:02); ETA after the first cell" in lines[0]
+    clock.t = SHOW_AFTER_S + QUIET_S - 0.1
+    progress.tick()
+    assert len(lines) == 1
+    clock.t = SHOW_AFTER_S + QUIET_S
+    progress.tick()
+    assert len(lines) == 2  # never quiet for more than QUIET_S
+
+
+def test_eta_is_the_cost_model_work_left_at_the_measured_rate():
+    progress, _, clock = plain({"a": 10.0, "b": 20.0, "c": 40.0, "d": None})
+    for key, wall in (("a", 7.0), ("b", 12.0)):
+        progress.start_cell(key)
+        clock.t += wall
+        progress.end_cell(key)
+    # line through (10, 7) and (20, 12): 2 s + 0.5 s per unit; c: 2 + 20 = 22 s, d (workload not
+    # built yet): the median cell, 9.5 s
+    assert progress.eta_s() == pytest.approx(22.0 + 9.5)
+    progress.start_cell("c")
+    clock.t += 5.0
+    assert progress.eta_s() == pytest.approx(22.0 - 5.0 + 9.5)  # the running cell's share shrinks
