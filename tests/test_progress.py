@@ -61,3 +61,17 @@ def test_eta_is_the_cost_model_work_left_at_the_measured_rate():
     progress.start_cell("c")
     clock.t += 5.0
     assert progress.eta_s() == pytest.approx(22.0 - 5.0 + 9.5)  # the running cell's share shrinks
+
+
+def test_the_end_of_a_run_says_where_its_time_went():
+    from attrib_core.suite.progress import where_time_went
+
+    spent = {
+        "a": {"first_call": 1.0, "timing": 6.0, "fidelity": 1.0},
+        "b": {"first_call": 2.0, "timing": 4.0, "fidelity": 16.0},
+    }
+    lines = where_time_went(spent, 40.0)
+    assert lines[0] == (
+        "where the time went (00:40): fidelity 42%, timed rounds 25%, first calls 8%, outside cells 25%"
+    )
+    assert lines[1] == "  slow: b 00:22 (most in fidelity: 00:16)" and lines[2].startswith("  slow: a 00:08")

@@ -31,7 +31,7 @@ from attrib_core.run import RunConfig
 from attrib_core.suite import durable, isolate, shards
 from attrib_core.suite.cells import CalibrationCache, CellOutcome, ground_truth_arrays
 from attrib_core.suite.faults import parse_faults, parse_slowdowns
-from attrib_core.suite.progress import RunProgress, work_of
+from attrib_core.suite.progress import RunProgress, where_time_went, work_of
 from attrib_core.suite.shards import flops_per_row, weighted_rows
 from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset
 from attrib_core.workloads.catalog import check_workloads, is_built
@@ -510,6 +510,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     not_applicable = sum(o.status == "not_applicable" for o in run.outcomes)
     elapsed = time.monotonic() - run.started
     tr.write_line(f"{len(run.outcomes)} cells, {failed} failed, {not_applicable} not applicable, {elapsed:.0f} s")
+    spent = {o.key: o.extra_info.get("phase_s") or {} for o in run.outcomes}
+    for line in where_time_went(spent, elapsed):
+        tr.write_line(line)
     if has_file:
         tr.write_line(f"results: {run.results_path}")
         print_self_check(tr, df)

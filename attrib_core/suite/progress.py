@@ -189,3 +189,39 @@ def work_of(cells: Mapping[str, object], built: Callable[[str], bool], weigh: Ca
             return None
 
     return work
+
+
+SLOWEST_SHOWN = 3
+
+
+def where_time_went(phase_seconds: Mapping[str, Mapping[str, float]], run_s: float) -> list[str]:
+    """Lines for the end of a run: each phase's share of the run's wall time (what is left is
+    start-up, building and training models, and pytest), and the slowest cells."""
+    totals: dict[str, float] = {}
+    for phases in phase_seconds.values():
+        for name, spent in phases.items():
+            totals[name] = totals.get(name, 0.0) + spent
+    if not totals or run_s <= 0:
+        return []
+    shares = sorted(totals.items(), key=lambda item: -item[1])
+    other = max(run_s - sum(totals.values()), 0.0)
+    parts = [f"{PHASE_WORDS.get(name, name)} {spent / run_s:.0%}" for name, spent in shares]
+    lines = [f"where the time went ({clock(run_s)}): {', '.join(parts)}, outside cells {other / run_s:.0%}"]
+    slowest = sorted(phase_seconds.items(), key=lambda item: -sum(item[1].values()))[:SLOWEST_SHOWN]
+    for key, phases in slowest:
+        top = max(phases, key=phases.get)
+        lines.append(
+            f"  slow: {key} {clock(sum(phases.values()))} (most in {PHASE_WORDS.get(top, top)}: {clock(phases[top])})"
+        )
+    return lines
+
+
+PHASE_WORDS = {
+    "prepare": "preparing",
+    "first_call": "first calls",
+    "calibration": "limit calibration",
+    "timing": "timed rounds",
+    "limit": "limit pairing",
+    "memory": "memory",
+    "fidelity": "fidelity",
+}
