@@ -74,6 +74,12 @@ def test_a_run_writes_one_complete_results_file(tiny_run):
         cell = record["extra_info"]["cell"]
         assert record["group"] == f"{cell['workload']}/{cell['method']}"
         assert record["params"] == {"cell_key": record["extra_info"]["cell_key"]}
+        if record["extra_info"]["status"] == "ok":  # the limit's passes were timed before each round
+            paired = record["extra_info"]["calibration"]["paired"]
+            assert (
+                paired["rounds"] == len(record["stats"]["data"])
+                and paired["cell_median_s"] == record["stats"]["median"]
+            )
     assert files[0].with_suffix(".maps.npz").is_file()
 
 

@@ -8,6 +8,7 @@ goes on.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -29,8 +30,6 @@ from attrib_core.workloads import load_workload
 
 T = TypeVar("T")
 
-PAIRED_BUDGET_S = 2.0  # time for the cell-and-limit rounds of one cell; within PAIRED_ROUNDS_RANGE
-PAIRED_ROUNDS_RANGE = (3, 10)  # at least, at most
 MAP_SIDE = 112  # gallery maps are pooled to at most this many pixels a side
 RANDOM_WEIGHTS = "not meaningful: random weights"
 
@@ -113,24 +112,41 @@ class CalibrationCache:
             self._cache[key] = limit.calibrate_limit(limit.pass_timer(prepared), kinds, max_rows, self.rule)
         return self._cache[key]
 
-    def paired(self, prepared: PreparedRun, call: Any, calibration: dict[str, Any], cell_s: float) -> dict[str, Any]:
-        """The cell's call and the limit's passes at their best batch, alternated in this
-        cell's own window (limit.paired_rounds), as many rounds as PAIRED_BUDGET_S allows."""
+    def pairing(self, prepared: PreparedRun, calibration: dict[str, Any]) -> LimitPairing:
+        """The limit's passes at their best batch, warmed up, ready to be timed between the
+        cell's timed rounds."""
         timer = limit.pass_timer(prepared)
         best = calibration["best_batch_size"]
-        round_s = cell_s
-        for kind, batch in best.items():  # warm the passes' new batches; their time sizes the rounds
-            _, last_s = limit.warm_up(timer, kind, batch, self.rule)
-            round_s += last_s
-        fewest, most = PAIRED_ROUNDS_RANGE
-        rounds = max(fewest, min(most, math.ceil(PAIRED_BUDGET_S / max(round_s, 1e-9))))
+        for kind, batch in best.items():  # warm the passes' new batches
+            limit.warm_up(timer, kind, batch, self.rule)
+        return LimitPairing(timer, dict(best))
 
-        def time_cell() -> float:
-            start = time.perf_counter()
-            call()
-            return time.perf_counter() - start
 
-        return limit.paired_rounds(time_cell, timer, best, rounds)
+@dataclass
+class LimitPairing:
+    """The limit's passes timed once before each of the cell's timed rounds (pytest-benchmark's
+    untimed `setup`), so the limit and the cell come from the same window, round by round,
+    without calling the cell again: load that comes and goes on a shared machine hits both."""
+
+    timer: Any
+    best_batch: dict[str, int]
+    passes_s: dict[str, list[float]] = field(default_factory=dict)
+
+    def time_passes(self) -> None:
+        for kind, batch in self.best_batch.items():
+            self.passes_s.setdefault(kind, []).append(self.timer(kind, batch))
+
+    def record(self, cell_median_s: float, rounds: int) -> dict[str, Any]:
+        return {
+            "rounds": rounds,
+            "cell_median_s": cell_median_s,
+            **{
+                f"{kind}_s_per_sample": statistics.median(times) / self.best_batch[kind]
+                for kind, times in self.passes_s.items()
+            },
+            "best_batch_size": dict(self.best_batch),
+            "interleaved": "each timed round of the cell, after one timing of each pass",
+        }
 
 
 def rounds_for(first_call_s: float, preset: Preset) -> int:
@@ -195,13 +211,14 @@ def measure_cell(
                 raise NonFiniteAttributions(f"{key}: attributions contain NaN or Inf")
         with phases("calibration"):
             info["calibration"] = calibrations.get(prepared, max(call_rows, default=config.batch_size))
+            pairing = calibrations.pairing(prepared, info["calibration"])
         with phases("timing"):
             rounds = rounds_for(phases.seconds["first_call"], preset)
-            info["timing"] = {"rounds": rounds, "warmup_rounds": preset.timing.warmup_rounds}
-            counted = counting(call, rounds + preset.timing.warmup_rounds, progress, phases.seconds["first_call"])
-            benchmark.pedantic(counted, rounds=rounds, warmup_rounds=preset.timing.warmup_rounds, iterations=1)
-        with phases("limit"):  # a copy: the cached calibration is shared by cells
-            paired = calibrations.paired(prepared, call, info["calibration"], benchmark.stats.stats.median)
+            warmup = preset.timing.warmup_rounds
+            info["timing"] = {"rounds": rounds, "warmup_rounds": warmup}
+            counted = counting(call, rounds + warmup, progress, phases.seconds["first_call"])
+            benchmark.pedantic(counted, setup=pairing.time_passes, rounds=rounds, warmup_rounds=warmup, iterations=1)
+            paired = pairing.record(benchmark.stats.stats.median, rounds)  # a copy: the calibration is shared
             info["calibration"] = {**info["calibration"], "paired": paired}
         with phases("memory"):
             reading = measure.peak_memory(prepared, config.device)
