@@ -110,3 +110,28 @@ def test_every_method_on_every_kind_at_batch_1_and_8_fails_no_cell(tmp_path, mon
     assert code == 0 and set(df.status) == {"ok", "not_applicable"}
     assert df[df.status == "not_applicable"].error.str.contains("NotApplicable: ").all()
     assert len(df) == 7 * 2 * 23
+
+
+def test_random_weights_skip_spends_no_time_on_fidelity_that_would_be_set_aside(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "untrained.py").write_text(
+        "import torch\nfrom torch import nn\n\n\ndef make():\n    torch.manual_seed(0)\n"
+        "    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))\n"
+        "    return {'model': model, 'inputs': torch.randn(4, 6), 'targets': torch.tensor([0, 1, 2, 0]),\n"
+        "            'baseline': torch.zeros(1, 6), 'weights': 'random'}\n"
+    )
+    preset = QUICK.replace('metrics = ["completeness", "infidelity"]', 'metrics = ["completeness", "reference_error"]')
+    for choice in ("measure", "skip"):
+        (folder / "p.toml").write_text(
+            preset
+            + f'options = {{ random_weights = "{choice}" }}\n[workloads.untrained]\nfactory = "untrained.py:make"\n'
+            '[[sweep]]\nworkload = "untrained"\nmethod = "IntegratedGradients"\nbatch_size = [2]\n'
+        )
+        monkeypatch.chdir(folder)
+        assert cli.main(["bench", "--preset", "p.toml", "-q", "--results-dir", choice]) == 0
+        (written,) = (folder / choice).glob("*.json")
+        (record,) = [b["extra_info"] for b in json.loads(written.read_text())["benchmarks"]]
+        assert {r["status"] for r in record["fidelity"].values()} == {"not_meaningful"}
+        computed = {name: r.get("value") is not None for name, r in record["fidelity"].items()}
+        assert computed == {"completeness": choice == "measure", "reference_error": choice == "measure"}

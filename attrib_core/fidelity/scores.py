@@ -26,6 +26,7 @@ from attrib_core.methods import IG_METHODS
 # What the fidelity pass explains and scores: the workload's labels, or the model's own
 # top class (then a misclassified example is judged on the class the model chose).
 TARGETS = ("label", "predicted")
+RANDOM_WEIGHTS_CHOICES = ("measure", "skip")  # fidelity on weights "random": computed and set aside, or not computed
 # Where insertion starts: the workload's baseline, or the input blurred (Petsiuk et al.
 # 2018, RISE), which keeps low frequencies so the curve does not start off-distribution.
 INSERTION_STARTS = ("baseline", "blur")
@@ -59,6 +60,9 @@ class FidelityOptions:
     infidelity_normalize: bool = True  # headline value: the optimally rescaled one (scale >= 0); both are recorded
     sensitivity_samples: int = 10
     sensitivity_radius: float = 0.02  # L-infinity radius, in input units
+    # On weights "random" every metric is marked not meaningful. "measure" computes it anyway (the raw
+    # values say how a method converges, which needs no training); "skip" spends no time on it.
+    random_weights: str = "measure"
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -85,7 +89,11 @@ class FidelityOptions:
             raise ValueError(
                 f"fidelity option reference_rule={self.reference_rule!r} is not valid; one of {', '.join(IG_METHODS)}"
             )
-        for name, choices in (("target", TARGETS), ("insertion_start", INSERTION_STARTS)):
+        for name, choices in (
+            ("target", TARGETS),
+            ("insertion_start", INSERTION_STARTS),
+            ("random_weights", RANDOM_WEIGHTS_CHOICES),
+        ):
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"fidelity option {name}={getattr(self, name)!r} is not valid; one of {', '.join(choices)}"

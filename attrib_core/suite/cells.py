@@ -224,14 +224,20 @@ def measure_cell(
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)
         with phases("fidelity"):
-            records = fidelity.evaluate_fidelity(
-                prepared,
-                result,
-                metrics=preset.fidelity_metrics,
-                on_metric=progress.set_detail if progress is not None else None,
-                **preset.fidelity_options,
-            )
-            info["fidelity"] = meaningful_fidelity(records, prepared.workload.weights)
+            if prepared.workload.weights == "random" and preset.fidelity_options.get("random_weights") == "skip":
+                info["fidelity"] = {
+                    name: {"status": "not_meaningful", "reason": f"{RANDOM_WEIGHTS}; not computed", "value": None}
+                    for name in preset.fidelity_metrics
+                }
+            else:
+                records = fidelity.evaluate_fidelity(
+                    prepared,
+                    result,
+                    metrics=preset.fidelity_metrics,
+                    on_metric=progress.set_detail if progress is not None else None,
+                    **preset.fidelity_options,
+                )
+                info["fidelity"] = meaningful_fidelity(records, prepared.workload.weights)
         info["status"] = "ok"
         info["error"] = None
         benchmark.extra_info.update(info)

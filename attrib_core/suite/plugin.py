@@ -37,7 +37,7 @@ from attrib_core.sweep import PRESET_DIR, PresetError, cell_key, load_preset
 from attrib_core.workloads.catalog import check_workloads, is_built
 from attrib_core.workloads.plugins import WorkloadContractError
 
-DEFAULT_PRESET = "standard"
+DEFAULT_PRESET = "quick"  # a first answer in minutes; `standard` is the full sweep, by name
 # pytest-benchmark options that act on its own table, which this suite replaces by its summary
 TABLE_ONLY = {"benchmark_compare_fail": "--benchmark-compare-fail", "benchmark_histogram": "--benchmark-histogram"}
 
