@@ -301,3 +301,23 @@ def test_more_shards_than_cells_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 4  # pytest's usage error
     assert "--shard 1/4: preset 'tiny' has 3 cells here; N must be at most 3" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_on_this_machine_reuses_the_limits_search_and_pairs_afresh(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTRIB_BENCH_CACHE", str(tmp_path / "cache"))
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY.split('[[sweep]]\nworkload = "tabular_mlp"')[0])  # the digits cells only
+    records = []
+    for run in ("first", "second"):
+        proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={tmp_path / run}")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (written,) = (tmp_path / run).glob("*.json")
+        records.append(
+            {r["extra_info"]["cell_key"]: r["extra_info"] for r in json.loads(written.read_text())["benchmarks"]}
+        )
+    assert list((tmp_path / "cache" / "limits").glob("*.json"))
+    for key, second in records[1].items():
+        first = records[0][key]
+        assert "cached" not in first["calibration"] and "cached" in second["calibration"]
+        assert second["calibration"]["best_batch_size"] == first["calibration"]["best_batch_size"]
+        assert second["calibration"]["paired"]["rounds"] >= 1  # the passes were timed again beside the cell

@@ -7,6 +7,7 @@ goes on.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -21,7 +22,10 @@ import torch
 
 from attrib_core import fidelity, limit, measure, schema
 from attrib_core.analysis.render.gallery import GROUND_TRUTH_IMAGE, GROUND_TRUTH_MASK, SERIES_INPUT
+from attrib_core.cache import cache_dir, stable_hash
+from attrib_core.fidelity.references import model_digest
 from attrib_core.fidelity.scores import broadcast_to_inputs
+from attrib_core.fileio import atomic_write
 from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.suite.faults import faulty, slowed_down
 from attrib_core.suite.progress import RunProgress
@@ -95,13 +99,21 @@ def ground_truth_arrays(workloads: set[str]) -> dict[str, np.ndarray]:
     return out
 
 
-class CalibrationCache:
-    """The limit each cell is held against (attrib_core.limit), measured once per run for each
-    (workload, device, precision, memory format, kinds of pass, batch sizes searched)."""
+LIMIT_CACHE_VERSION = 1  # bump when the limit's search changes
+LIMIT_MACHINE_KEYS = ("cpu_model", "cpu_flags", "torch_cpu_capability", "torch_version", "gpus")
 
-    def __init__(self, rule: limit.SearchRule | None = None) -> None:
+
+class CalibrationCache:
+    """The limit each cell is held against (attrib_core.limit), searched once per (workload,
+    device, precision, memory format, kinds of pass, batch sizes searched) and kept on disk for
+    later runs on the same machine and environment. What the search finds is the best batch of
+    each kind of pass; the efficiency itself uses the passes timed again beside each cell's
+    rounds (LimitPairing), so a cached search never lends a cell another moment's load."""
+
+    def __init__(self, rule: limit.SearchRule | None = None, on_disk: bool = True) -> None:
         self._cache: dict[tuple, dict[str, Any]] = {}
         self.rule = rule or limit.SearchRule()
+        self.on_disk = on_disk  # kept across runs on this machine (attrib_core.cache); the pairing is always fresh
 
     def get(self, prepared: PreparedRun, max_rows: int) -> dict[str, Any]:
         """`max_rows`: the most rows the cell's method pushed through the model in one call."""
@@ -110,8 +122,46 @@ class CalibrationCache:
         batches = tuple(limit.candidate_batches(max_rows, c.batch_size))
         key = (c.workload, c.device, c.precision, c.memory_format, kinds, batches)
         if key not in self._cache:
-            self._cache[key] = limit.calibrate_limit(limit.pass_timer(prepared), kinds, max_rows, self.rule)
+            self._cache[key] = self._from_disk(prepared, key) or self._calibrate(prepared, key, kinds, max_rows)
         return self._cache[key]
+
+    def _disk_key(self, prepared: PreparedRun, key: tuple) -> str:
+        """Everything the limit's search depends on: the cell's model (its weights), inputs,
+        execution options and batches, the search rule, and this machine and environment."""
+        env = measure.environment()
+        machine = {name: env.get(name) for name in LIMIT_MACHINE_KEYS}
+        return stable_hash(
+            {
+                "cell": [str(part) for part in key],
+                "model": model_digest(prepared.workload_model),
+                "architecture": repr(prepared.workload_model),  # what the weights alone do not pin
+                "inputs": list(prepared.inputs.shape[1:]),
+                "layer": prepared.workload.layer_name,
+                "threads": torch.get_num_threads(),
+                "rule": asdict(self.rule),
+                "machine": machine,
+                "version": LIMIT_CACHE_VERSION,
+            },
+            length=24,
+        )
+
+    def _from_disk(self, prepared: PreparedRun, key: tuple) -> dict[str, Any] | None:
+        if not self.on_disk:
+            return None
+        path = cache_dir() / "limits" / f"{self._disk_key(prepared, key)}.json"
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return {**found, "cached": str(path)}
+
+    def _calibrate(self, prepared: PreparedRun, key: tuple, kinds: tuple, max_rows: int) -> dict[str, Any]:
+        found = limit.calibrate_limit(limit.pass_timer(prepared), kinds, max_rows, self.rule)
+        if self.on_disk:
+            path = cache_dir() / "limits" / f"{self._disk_key(prepared, key)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(found))
+        return found
 
     def pairing(self, prepared: PreparedRun, calibration: dict[str, Any]) -> LimitPairing:
         """The limit's passes at their best batch, warmed up, ready to be timed between the
