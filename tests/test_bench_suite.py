@@ -4,6 +4,7 @@ cells recorded (not dropped), companion maps, and bad presets refused before any
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -321,3 +322,14 @@ def test_a_second_run_on_this_machine_reuses_the_limits_search_and_pairs_afresh(
         assert "cached" not in first["calibration"] and "cached" in second["calibration"]
         assert second["calibration"]["best_batch_size"] == first["calibration"]["best_batch_size"]
         assert second["calibration"]["paired"]["rounds"] >= 1  # the passes were timed again beside the cell
+
+
+def test_a_run_without_saving_still_shows_efficiency_and_its_self_check(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY.split('[[sweep]]\nworkload = "tabular_mlp"')[0])
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={tmp_path / 'results'}", "--no-save")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+    assert "self-check of this run's figures:" in proc.stdout
+    saliency = next(line for line in proc.stdout.splitlines() if line.startswith("digits_cnn-Saliency"))
+    assert re.search(r"\d\.\d\d\s*$", saliency), saliency  # the efficiency column holds a number

@@ -238,6 +238,16 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         data = read_json(path)
         machine = machine_columns(data, path)
         rows.extend({**machine, **record_row(record, path)} for record in schema.records(data))
+    return tidy(rows)
+
+
+def records_frame(records: Iterable[dict[str, Any]], label: str) -> pd.DataFrame:
+    """The same table for cell records not written to any file (a run with --no-save)."""
+    return tidy([record_row(record, Path(label)) for record in records])
+
+
+def tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows -> the table, with the derived columns (limit, efficiency, per-sample time)."""
     df = pd.DataFrame(rows)
     if df.empty:
         return df

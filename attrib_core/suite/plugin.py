@@ -135,6 +135,7 @@ class BenchRun:
         self.slowdowns = parse_slowdowns(config.getoption("--inject-slowdown"))
         self.faults = parse_faults(config.getoption("--inject-fault"))
         self.outcomes: list[CellOutcome] = []
+        self.unsaved_records: list[dict] = []  # with --no-save, what the summary's figures come from
         self.pending_progress: str | None = None
         self.progress: RunProgress | None = None  # the live display; started once the cells are known
         self.selected_keys: set[str] = set()  # cells left after -k / deselection / resume
@@ -266,6 +267,8 @@ class BenchRun:
 
     def record(self, outcome: CellOutcome, record: dict) -> None:
         self.outcomes.append(outcome)
+        if not self.save:
+            self.unsaved_records.append(record)
         if self.journal is not None:
             self.journal.add_cell(record, outcome.map)
             workload = outcome.extra_info["cell"]["workload"]
@@ -497,7 +500,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr = terminalreporter
     tr.section("attrib-bench summary")
     has_file = run.results_path is not None and run.results_path.exists()
-    df = results.load_results([run.results_path]) if has_file else None
+    if has_file:
+        df = results.load_results([run.results_path])
+    else:  # --no-save: the same figures, from the records kept in memory
+        df = results.records_frame(run.unsaved_records, "(not saved)") if run.unsaved_records else None
     efficiency = dict(zip(df["cell_key"], df["efficiency"], strict=True)) if df is not None and not df.empty else {}
     width = max(len(o.key) for o in run.outcomes)
     tr.write_line(f"{'cell':<{width}}  {'status':<6}  {'median':>10}  {'peak':>10}  {'efficiency':>15}")
@@ -515,6 +521,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(line)
     if has_file:
         tr.write_line(f"results: {run.results_path}")
+    if df is not None and not df.empty:
         print_self_check(tr, df)
     if run.journal is not None and run.journal.path.exists():
         tr.write_line(f"not finished: continue with --resume {run.journal.path}")
