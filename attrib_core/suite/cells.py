@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -122,15 +123,16 @@ class CalibrationCache:
         batches = tuple(limit.candidate_batches(max_rows, c.batch_size))
         key = (c.workload, c.device, c.precision, c.memory_format, kinds, batches)
         if key not in self._cache:
-            self._cache[key] = self._from_disk(prepared, key) or self._calibrate(prepared, key, kinds, max_rows)
+            path = self._disk_path(prepared, key) if self.on_disk else None
+            self._cache[key] = self._from_disk(path) or self._calibrate(prepared, path, kinds, max_rows)
         return self._cache[key]
 
-    def _disk_key(self, prepared: PreparedRun, key: tuple) -> str:
-        """Everything the limit's search depends on: the cell's model (its weights), inputs,
+    def _disk_path(self, prepared: PreparedRun, key: tuple) -> Path:
+        """Named by everything the limit's search depends on: the cell's model (its weights), inputs,
         execution options and batches, the search rule, and this machine and environment."""
         env = measure.environment()
         machine = {name: env.get(name) for name in LIMIT_MACHINE_KEYS}
-        return stable_hash(
+        digest = stable_hash(
             {
                 "cell": [str(part) for part in key],
                 "model": model_digest(prepared.workload_model),
@@ -144,21 +146,20 @@ class CalibrationCache:
             },
             length=24,
         )
+        return cache_dir() / "limits" / f"{digest}.json"
 
-    def _from_disk(self, prepared: PreparedRun, key: tuple) -> dict[str, Any] | None:
-        if not self.on_disk:
+    def _from_disk(self, path: Path | None) -> dict[str, Any] | None:
+        if path is None:
             return None
-        path = cache_dir() / "limits" / f"{self._disk_key(prepared, key)}.json"
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         return {**found, "cached": str(path)}
 
-    def _calibrate(self, prepared: PreparedRun, key: tuple, kinds: tuple, max_rows: int) -> dict[str, Any]:
+    def _calibrate(self, prepared: PreparedRun, path: Path | None, kinds: tuple, max_rows: int) -> dict[str, Any]:
         found = limit.calibrate_limit(limit.pass_timer(prepared), kinds, max_rows, self.rule)
-        if self.on_disk:
-            path = cache_dir() / "limits" / f"{self._disk_key(prepared, key)}.json"
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(found))
         return found
@@ -201,7 +202,7 @@ class LimitPairing:
                 for kind, times in self.passes_s.items()
             },
             "best_batch_size": dict(self.best_batch),
-            "interleaved": "each timed round of the cell, after one timing of each pass",
+            "interleaved": "before each timed round of the cell, each pass timed (median of up to 3)",
         }
 
 

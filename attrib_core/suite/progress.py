@@ -179,14 +179,19 @@ class RunProgress:
 def work_of(cells: Mapping[str, object], built: Callable[[str], bool], weigh: Callable[[object], float]):
     """`work(key)` for RunProgress: the cell's cost-model work once its workload is built."""
 
+    priced: dict[str, float | None] = {}
+
     def work(key: str) -> float | None:
+        if key in priced:  # priced once: the ETA asks for every cell left at each line
+            return priced[key]
         cell = cells.get(key)
         if cell is None or not built(cell.workload):
-            return None
+            return None  # asked again once the workload is built
         try:
-            return weigh(cell)
+            priced[key] = weigh(cell)
         except Exception:  # a cell the cost model cannot price (its knobs fail) has no estimate
-            return None
+            priced[key] = None
+        return priced[key]
 
     return work
 
