@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent
 TORCH_ENV = ROOT / ".nox" / "torch"
 BENCH_LOCK = ROOT / "requirements" / "bench.lock"
 NOX_LOCK = ROOT / "requirements" / "nox.lock"
+BENCH_EXTRAS = "bench,dev,cluster,oracle"  # what the shared torch venv installs
 PYTEST_NO_TESTS = 5
 EXIT_FILE_ENV = "ATTRIB_BENCH_EXIT_FILE"  # noxw.py names a file here, and exits with the status recorded in it
 LOCK_HEADER = """\
@@ -96,7 +97,7 @@ def torch_python(session: nox.Session) -> str:
     stamp = TORCH_ENV / ".attrib-bench-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + BENCH_LOCK.read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != wanted:
-        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[bench,dev,cluster]")
+        requirements = ("-c", str(BENCH_LOCK), "-e", f"{ROOT}[{BENCH_EXTRAS}]")
         session.run(*install(session, str(python)), *requirements, external=True)
         stamp.write_text(wanted)
     return str(python)
@@ -249,14 +250,14 @@ def lock(session: nox.Session) -> None:
     upgrade = "--upgrade" in session.posargs
     python = torch_python(session)
     if upgrade:
-        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[bench,dev,cluster]", external=True)
+        session.run(python, "-m", "pip", "install", "-q", "-U", "-e", f"{ROOT}[{BENCH_EXTRAS}]", external=True)
     # the versions now installed in .nox/torch, as constraints for pip's resolver: the lock is their closure
     frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", external=True, silent=True)
     with tempfile.TemporaryDirectory() as tmp:
         installed = Path(tmp) / "installed.txt"
         installed.write_text(frozen)
-        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[bench,dev,cluster]")
-    write_lock(BENCH_LOCK, pins, "The bench environment", "-e .[bench,dev,cluster]", BENCH_LOCK_USE)
+        pins = pinned_closure(session, python, "-c", str(installed), "-e", f"{ROOT}[{BENCH_EXTRAS}]")
+    write_lock(BENCH_LOCK, pins, "The bench environment", f"-e .[{BENCH_EXTRAS}]", BENCH_LOCK_USE)
     nox_pin = "nox" if upgrade else f"nox=={metadata.version('nox')}"
     nox_pins = pinned_closure(session, sys.executable, nox_pin)
     write_lock(NOX_LOCK, nox_pins, "The nox that noxw.py runs", nox_pin, NOX_LOCK_USE)
