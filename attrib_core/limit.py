@@ -36,6 +36,7 @@ from torch import nn
 
 from attrib_core.devices import check_device
 from attrib_core.measure import synchronized
+from attrib_core.workloads.packed import packed_view
 
 if TYPE_CHECKING:
     from attrib_core.run import PreparedRun
@@ -307,6 +308,8 @@ def rows_per_call(model: nn.Module) -> Iterator[list[int]]:
     """Rows (first dimension of the first input) of each model call made while inside: how a
     method groups its rows into calls, read off the prepared run rather than modelled."""
     seen: list[int] = []
+    packed = packed_view(model)
+    model = packed.model if packed is not None else model  # Captum calls the user's model itself
 
     def hook(_module: nn.Module, args: tuple, _output: Any) -> None:
         # a forward (post) hook sees the arguments as the pre-hooks left them: DeepLift's

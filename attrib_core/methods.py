@@ -59,7 +59,7 @@ class Knob:
         elif self.type == "bool":
             valid = "True or False"
         elif self.type == "shape":
-            valid = "a tuple of positive integers"
+            valid = "a tuple of positive integers (a tuple of them per input, for several inputs)"
         else:
             valid = f"{'an integer' if self.type == 'int' else 'a number'} >= {self.minimum}"
         return (
@@ -84,11 +84,23 @@ class Knob:
         elif self.type == "choice":
             ok = value in self.choices
         elif self.type == "shape":
-            ok = isinstance(value, (tuple, list)) and all(isinstance(v, int) and v >= 1 for v in value)
-            value = tuple(value) if ok else value
+            ok, value = _valid_shape(value)
         if not ok:
             raise KnobError(f"{method}: {self.name}={value!r} is not valid; expected {self.describe()}")
         return value
+
+
+def _valid_shape(value: Any) -> tuple[bool, Any]:
+    """A tuple of positive integers, or one such tuple per input; as tuples when valid."""
+
+    def positive_ints(items: Any) -> bool:
+        return isinstance(items, (tuple, list)) and all(isinstance(v, int) and v >= 1 for v in items)
+
+    if positive_ints(value):
+        return True, tuple(value)
+    if isinstance(value, (tuple, list)) and value and all(positive_ints(v) and v for v in value):
+        return True, tuple(tuple(v) for v in value)
+    return False, value
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class CostInput:
     input_shape: tuple[int, ...]  # one example, no batch dimension
     n_features: int  # groups in the workload's feature mask
     with_delta: bool
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # several inputs: one example's shape per input
 
 
 CostModel = Callable[[CostInput], Passes]
@@ -166,10 +179,19 @@ class MethodSpec:
         scaled = {name: value for name, value in scaled.items() if value is not None}
         return {**scaled, **(workload.method_defaults.get(self.name) or {})}
 
-    def concrete_knobs(self, knobs: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
-        """The knobs with every "auto" value taken from one example's shape, checked against it."""
+    def concrete_knobs(
+        self, knobs: Mapping[str, Any], input_shape: tuple[int, ...], input_shapes: tuple[tuple[int, ...], ...] = ()
+    ) -> dict[str, Any]:
+        """The knobs with every "auto" value taken from one example's shape, checked against it.
+        With several inputs (`input_shapes`), a shape-dependent knob gets one value per input."""
         if not any(k.auto for k in self.knobs):
             return dict(knobs)
+        if input_shapes:
+            per_input = [self.concrete_knobs(input_knobs(knobs, i), shape) for i, shape in enumerate(input_shapes)]
+            return {
+                name: tuple(each[name] for each in per_input) if name in WINDOW_KNOBS else value
+                for name, value in per_input[0].items()
+            }
         concrete = concrete_window(knobs, input_shape)
         for name in ("sliding_window_shapes", "strides"):
             if name in concrete and len(concrete[name]) != len(input_shape):
@@ -357,6 +379,19 @@ def shape_occlusion_window(input_shape: tuple[int, ...]) -> dict[str, tuple[int,
     }
 
 
+WINDOW_KNOBS = ("sliding_window_shapes", "strides")
+
+
+def input_knobs(knobs: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """The knobs for input `index` of several: a window given per input, (w1, w2, ...), is split;
+    one window (or "auto") is shared by every input."""
+
+    def per_input(value: Any) -> bool:
+        return isinstance(value, (tuple, list)) and bool(value) and isinstance(value[0], (tuple, list))
+
+    return {k: v[index] if k in WINDOW_KNOBS and per_input(v) else v for k, v in knobs.items()}
+
+
 def concrete_window(knobs: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
     """The knobs with an "auto" window or stride replaced by the input shape's default."""
     auto = shape_occlusion_window(input_shape)
@@ -364,8 +399,16 @@ def concrete_window(knobs: Mapping[str, Any], input_shape: tuple[int, ...]) -> d
 
 
 def occlusion(c: CostInput) -> Passes:
-    knobs = concrete_window(c.knobs, c.input_shape)
-    windows = occlusion_windows(c.input_shape, knobs["sliding_window_shapes"], knobs["strides"])
+    """One forward of the batch, then one per window position; several inputs are occluded one
+    input at a time (each with its own window), so their positions add up."""
+    if not c.input_shapes:
+        knobs = concrete_window(c.knobs, c.input_shape)
+        windows = occlusion_windows(c.input_shape, knobs["sliding_window_shapes"], knobs["strides"])
+        return Passes(c.batch_size * (1 + windows), 0)
+    windows = 0
+    for i, shape in enumerate(c.input_shapes):
+        knobs = concrete_window(input_knobs(c.knobs, i), shape)
+        windows += occlusion_windows(shape, knobs["sliding_window_shapes"], knobs["strides"])
     return Passes(c.batch_size * (1 + windows), 0)
 
 

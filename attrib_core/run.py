@@ -21,6 +21,7 @@ from attrib_core.devices import check_device
 from attrib_core.methods import METHODS, CostInput, MethodSpec, Passes, get_method
 from attrib_core.workloads import Workload, load_workload, observed_spec, workload_spec
 from attrib_core.workloads.applicability import unsupported_reason
+from attrib_core.workloads.packed import InputLayout, inputs_the_layer_ignores, packed_view
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -83,9 +84,9 @@ class AutocastForward(nn.Module):
         self.device_type = device_type
         self.dtype = dtype
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: Any) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=self.dtype):
-            return self.model(x).float()
+            return self.model(*args).float()
 
 
 _PLACED: dict[tuple[int, str, str], tuple[Workload, nn.Module]] = {}
@@ -119,15 +120,21 @@ class PreparedRun:
     workload: Workload
     knobs: dict[str, Any]
     attributor: Any
-    model: nn.Module  # what Captum calls (the placed model, or its autocast wrapper)
+    model: nn.Module  # the model on one tensor of `inputs` rows: what fidelity and the limit call
     workload_model: nn.Module  # the placed model itself
-    inputs: torch.Tensor
-    kwargs: dict[str, Any]
+    inputs: torch.Tensor  # the batch; several inputs packed (workloads.packed)
+    kwargs: dict[str, Any]  # Captum's, as the user would pass them (tuples for several inputs)
     injected_model_slowdown: float = 1.0  # > 1: the model was slowed on purpose (attrib_core/inject.py)
     injected_method_slowdown: float = 1.0  # > 1: the whole attribute call was slowed on purpose
 
     @property
+    def layout(self) -> InputLayout | None:
+        packed = packed_view(self.workload_model)
+        return packed.layout if packed is not None else None
+
+    @property
     def passes(self) -> Passes:
+        layout = self.layout
         return self.spec.cost(
             CostInput(
                 batch_size=self.config.batch_size,
@@ -135,18 +142,33 @@ class PreparedRun:
                 input_shape=tuple(self.workload.inputs.shape[1:]),
                 n_features=self.workload.n_features,
                 with_delta=self.kwargs.get("return_convergence_delta", False),
+                input_shapes=layout.shapes if layout is not None and layout.several else (),
             )
         )
+
+    def attribute(self, inputs: torch.Tensor, **kwargs: Any) -> Any:
+        """Captum's call on a batch of (packed) rows, as the user makes it: several inputs go in as
+        their tuple and come back packed; layer-sized maps are post-processed as the method says."""
+        layout = self.layout
+        call_inputs = layout.unpack(inputs) if layout is not None else inputs
+        out = self.attributor.attribute(call_inputs, **kwargs)
+        delta = None
+        if kwargs.get("return_convergence_delta"):
+            out, delta = out
+        if isinstance(out, tuple):
+            out = layout.pack(out) if layout is not None else out[0]
+        elif self.spec.postprocess is not None:
+            first = call_inputs[0] if isinstance(call_inputs, tuple) else call_inputs
+            out = self.spec.postprocess(out, first, self.knobs)
+        return out if delta is None else (out, delta)
 
     def __call__(self) -> AttributionResult:
         if self.spec.stochastic:  # reseeding costs ~0.2 ms, a fifth of a small model's call: only where it matters
             seed_everything(self.config.seed)
-        out = self.attributor.attribute(self.inputs, **self.kwargs)
+        out = self.attribute(self.inputs, **self.kwargs)
         delta = None
         if self.kwargs.get("return_convergence_delta"):
             out, delta = out
-        if self.spec.postprocess is not None:
-            out = self.spec.postprocess(out, self.inputs, self.knobs)
         return AttributionResult(
             attributions=out.detach().float().cpu(),
             delta=None if delta is None else delta.detach().float().cpu(),
@@ -186,27 +208,39 @@ def prepare(config: RunConfig) -> PreparedRun:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
     knobs = spec.resolve_knobs(spec.workload_defaults(workload_spec(config.workload)), config.knobs)
-    knobs = spec.concrete_knobs(knobs, tuple(workload.inputs.shape[1:]))
-
     base = placed_model(workload.name, str(device), config.memory_format)
-    model = base if dtype is None else AutocastForward(base, device.type, dtype)
+    packed = packed_view(base)
+    several = packed.layout.shapes if packed is not None and packed.layout.several else ()
+    knobs = spec.concrete_knobs(knobs, tuple(workload.inputs.shape[1:]), several)
+
+    model = packed.model if packed is not None else base  # Captum calls the user's model itself
+    model = model if dtype is None else AutocastForward(model, device.type, dtype)
     model, slowdown = inject.wrap(model, spec.name)  # a test of the regression checks, from the environment
     layer = base.get_submodule(workload.layer_name) if spec.kind != "feature" else None
+    if spec.kind == "neuron" and several:
+        _check_neuron_sees_every_input(spec, workload)
 
     inputs, targets = workload.batch(config.batch_size)
     inputs = inputs.to(device=device, memory_format=MEMORY_FORMATS[config.memory_format])
+    unpack = packed.layout.unpack if packed is not None else (lambda tensor: tensor)
     kwargs: dict[str, Any] = spec.attribute_kwargs(knobs)
     if spec.takes_target:
         kwargs["target"] = targets.to(device)
     if spec.kind == "neuron":
         kwargs["neuron_selector"] = workload.neuron
     if spec.baselines == "single":
-        kwargs["baselines"] = workload.baseline.to(device)
+        kwargs["baselines"] = unpack(workload.baseline.to(device))
     elif spec.baselines == "background":
         n = knobs.get("n_baselines", len(workload.background))
-        kwargs["baselines"] = workload.background[:n].to(device)
+        kwargs["baselines"] = unpack(workload.background[:n].to(device))
     if spec.uses_feature_mask:
-        kwargs["feature_mask"] = workload.feature_mask.to(device)
+        kwargs["feature_mask"] = unpack(workload.feature_mask.to(device))
+    harness_model = model
+    if packed is not None:
+        examples = torch.arange(config.batch_size) % len(workload.inputs)
+        harness_model = packed.bound(examples, model)
+        if harness_model.additional_forward_args:
+            kwargs["additional_forward_args"] = harness_model.additional_forward_args
     if config.with_delta:
         kwargs["return_convergence_delta"] = True
     attributor = spec.build(model, layer)
@@ -214,8 +248,25 @@ def prepare(config: RunConfig) -> PreparedRun:
     if method_slowdown != 1.0:  # a test of the regression checks: the method's own call got slower
         attributor.attribute = inject.slowed_call(attributor.attribute, method_slowdown, device)
     return PreparedRun(
-        config, spec, workload, knobs, attributor, model, base, inputs, kwargs, slowdown, method_slowdown
+        config, spec, workload, knobs, attributor, harness_model, base, inputs, kwargs, slowdown, method_slowdown
     )
+
+
+_IGNORED_INPUTS: dict[tuple[int, str], list[int]] = {}
+
+
+def _check_neuron_sees_every_input(spec: MethodSpec, workload: Workload) -> None:
+    key = (id(workload), workload.layer_name)
+    if key not in _IGNORED_INPUTS:
+        packed = packed_view(workload.model)
+        _IGNORED_INPUTS[key] = inputs_the_layer_ignores(packed, workload.layer, workload.inputs[:1])
+    ignored = _IGNORED_INPUTS[key]
+    if ignored:
+        raise NotApplicable(
+            f"{spec.name} differentiates the neuron with respect to every input, and layer "
+            f"{workload.layer_name!r} does not depend on input(s) {ignored} of workload {workload.name!r} "
+            "(Captum raises); declare a layer that sees every input"
+        )
 
 
 def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:

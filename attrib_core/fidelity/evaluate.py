@@ -38,6 +38,7 @@ from attrib_core.fidelity.scores import (
 from attrib_core.measure import synchronize
 from attrib_core.registry import Registry
 from attrib_core.run import AttributionResult, PreparedRun
+from attrib_core.workloads.packed import packed_view
 
 # --- evaluate_fidelity: the records a benchmark cell stores -----------------------------
 
@@ -174,12 +175,19 @@ def _completeness(cell: _Cell) -> dict[str, Any]:
     if spec.postprocess is not None:
         return not_applicable(f"{spec.name} attributions are post-processed; their sum is not the output difference")
     background = spec.baselines == "background"
+    packed = packed_view(prepared.model)
+    if background and packed is not None and packed.follows_examples:
+        return not_applicable(
+            "F(background) would need each example's additional_forward_args on every background row; "
+            "completeness against a background set is not defined here"
+        )
+    baselines = prepared.kwargs["baselines"]
     result = completeness_error(
         prepared.model,
         prepared.inputs,
         cell.attributions,
         cell.target,
-        prepared.kwargs["baselines"],
+        prepared.layout.pack(baselines) if prepared.layout is not None else baselines,
         baseline_distribution=background,
     )
     notes = []
@@ -371,8 +379,7 @@ def _sensitivity(cell: _Cell) -> dict[str, Any]:
     def explain(inputs: torch.Tensor | tuple[torch.Tensor], **kwargs: Any) -> Any:
         # Captum passes the unperturbed inputs as a 1-tuple and expects a tuple back
         x = inputs[0] if isinstance(inputs, tuple) else inputs
-        out = prepared.attributor.attribute(x, **kwargs)
-        out = spec.postprocess(out, x, prepared.knobs) if spec.postprocess else out
+        out = prepared.attribute(x, **kwargs)
         return (out,) if isinstance(inputs, tuple) else out
 
     kwargs = {k: v for k, v in prepared.kwargs.items() if k != "return_convergence_delta"}

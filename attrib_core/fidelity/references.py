@@ -65,8 +65,13 @@ def _more_samples(knob: str) -> ReferenceRecipe:
 
 def _finest_occlusion_knobs(prepared: PreparedRun) -> tuple[dict[str, Any], bool]:
     """The occlusion config a reference uses, and whether it is coarser than the finest."""
-    dims = prepared.inputs.dim() - 1
-    finest = {"sliding_window_shapes": (1,) * dims, "strides": (1,) * dims}
+    layout = prepared.layout
+    if layout is not None and layout.several:
+        ones = tuple((1,) * len(shape) for shape in layout.shapes)
+        finest = {"sliding_window_shapes": ones, "strides": ones}
+    else:
+        dims = prepared.inputs.dim() - 1
+        finest = {"sliding_window_shapes": (1,) * dims, "strides": (1,) * dims}
     chosen = prepared.workload.reference_knobs.get("Occlusion", finest)
     return {k: tuple(v) for k, v in chosen.items()}, chosen != finest
 
@@ -122,10 +127,14 @@ class Reference:
     approximate: bool  # a stand-in (sampled, or coarser than the finest setting), not a converged value
 
 
-def tensor_digest(tensor: torch.Tensor | None) -> str | None:
-    """Hash of a tensor's dtype, shape and bytes: changes whenever any value changes."""
+def tensor_digest(tensor: torch.Tensor | tuple[Any, ...] | None) -> str | None:
+    """Hash of a tensor's dtype, shape and bytes: changes whenever any value changes. A tuple
+    (several inputs, additional arguments) hashes its items in order."""
     if tensor is None:
         return None
+    if isinstance(tensor, (tuple, list)):
+        items = (tensor_digest(t) if isinstance(t, torch.Tensor) else repr(t) for t in tensor)
+        return hashlib.sha256("|".join(items).encode()).hexdigest()
     t = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
     digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -157,6 +166,7 @@ def reference_payload(prepared: PreparedRun, knobs: Mapping[str, Any], seed: int
         "targets": tensor_digest(kwargs.get("target")),
         "baselines": tensor_digest(kwargs.get("baselines")),
         "feature_mask": tensor_digest(kwargs.get("feature_mask")),
+        "additional_forward_args": tensor_digest(kwargs.get("additional_forward_args")),
         "knobs": {k: v for k, v in sorted(knobs.items()) if k not in prepared.spec.batching_knobs},
         "seed": seed if spec.stochastic else None,
     }

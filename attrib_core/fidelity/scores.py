@@ -20,6 +20,7 @@ from torch import nn
 
 from attrib_core.fidelity.noise import CaptumSampleCursor, ExampleNoise
 from attrib_core.methods import IG_METHODS
+from attrib_core.workloads.packed import example_rows
 
 # --- options ----------------------------------------------------------------------------
 
@@ -154,8 +155,16 @@ def _target_index(target: Any, n: int, device: torch.device) -> torch.Tensor:
 def _forward(model: nn.Module, inputs: torch.Tensor, rows_per_forward: int | None = None) -> torch.Tensor:
     """(N, K) outputs in chunks of `rows_per_forward` rows, without building a graph; (N,) becomes (N, 1)."""
     step = rows_per_forward or len(inputs)
+    if step >= len(inputs):  # one call: the rows are the examples as they come (or as example_rows says)
+        with torch.no_grad():
+            out = model(inputs).float()
+        return out[:, None] if out.dim() == 1 else out
+    chunks = []
     with torch.no_grad():
-        out = torch.cat([model(inputs[i : i + step]).float() for i in range(0, len(inputs), step)])
+        for i in range(0, len(inputs), step):
+            with example_rows(i):  # a chunk that starts mid-batch
+                chunks.append(model(inputs[i : i + step]).float())
+    out = torch.cat(chunks)
     return out[:, None] if out.dim() == 1 else out
 
 
@@ -501,7 +510,8 @@ def infidelity_score(
             rows = torch.tensor([example for example, _ in chunk], device=inputs.device)
             perturbation = noise.draw(chunk) * noise_std
             dots.append((attr[rows] * perturbation).reshape(len(chunk), -1).double().sum(dim=1))
-            perturbed = target_scores(model, inputs[rows] - perturbation, index[rows]).double()
+            with example_rows(rows):
+                perturbed = target_scores(model, inputs[rows] - perturbation, index[rows]).double()
             diffs.append(f_x[rows] - perturbed)
     a = torch.cat(dots).reshape(n, n_samples).cpu()  # a.I
     d = torch.cat(diffs).reshape(n, n_samples).cpu()  # F(x) - F(x - I)

@@ -45,6 +45,7 @@ from torch import nn
 
 from attrib_core.methods import METHODS
 from attrib_core.workloads.base import WORKLOADS, Workload, WorkloadSpec, patch_mask
+from attrib_core.workloads.packed import InputLayout, PackedForward
 from attrib_core.workloads.traits import INPUT_KINDS, OUTPUT_KINDS, Traits
 
 ENTRY_POINT_GROUP = "attrib_bench.workloads"
@@ -72,6 +73,7 @@ OPTIONAL_KEYS = (
     "output_kind",
     "description",
     "info",
+    "additional_forward_args",
 )
 MAPPING_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 REFERENCE_FORMS = "'torchvision:<model>', 'path/to/file.py:factory', 'package.module:factory' or an entry point name"
@@ -309,18 +311,23 @@ def _from_mapping(made: Mapping[str, Any], key: str, origin: str) -> Workload:
             f"{origin}: the factory's mapping lacks {', '.join(map(repr, missing))}; required: "
             f"{', '.join(REQUIRED_KEYS)}"
         )
-    for name in ("inputs", "targets", "baseline"):
-        if not isinstance(made[name], torch.Tensor):
-            raise WorkloadContractError(f"{origin}: {name} must be a torch.Tensor, got {type(made[name]).__name__}")
-    inputs = made["inputs"]
+    if not isinstance(made["targets"], torch.Tensor):
+        raise WorkloadContractError(f"{origin}: targets must be a torch.Tensor, got {type(made['targets']).__name__}")
+    layout, packed = _packed_inputs(made, origin)
+    inputs = packed["inputs"]
+    model = made["model"]
+    extra = made.get("additional_forward_args", ())
+    extra = tuple(extra) if isinstance(extra, (tuple, list)) else (extra,)
+    if layout is not None and isinstance(model, nn.Module):
+        model = PackedForward(model, layout, extra, len(inputs))
     return Workload(
         name=key,
-        model=made["model"],
+        model=model,
         inputs=inputs,
         targets=made["targets"],
-        baseline=made["baseline"],
-        background=made.get("background", made["baseline"]),
-        feature_mask=made["feature_mask"] if "feature_mask" in made else default_feature_mask(inputs),
+        baseline=packed["baseline"],
+        background=packed.get("background", packed["baseline"]),
+        feature_mask=packed["feature_mask"],
         layer_name=made.get("layer", ""),
         neuron=tuple(made["neuron"]) if "neuron" in made else None,
         output_name=made.get("output", ""),
@@ -330,6 +337,87 @@ def _from_mapping(made: Mapping[str, Any], key: str, origin: str) -> Workload:
         info=made.get("info", {}),
         output_kind=made.get("output_kind", "logits"),
     )
+
+
+def _tensors(value: Any, name: str, origin: str) -> tuple[torch.Tensor, ...]:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if not isinstance(item, torch.Tensor):
+            raise WorkloadContractError(
+                f"{origin}: {name} must be a torch.Tensor or a tuple of them, got {type(item).__name__}"
+            )
+    if not items:
+        raise WorkloadContractError(f"{origin}: {name} is an empty tuple; give one tensor per model input")
+    return items
+
+
+def _packed_inputs(made: Mapping[str, Any], origin: str) -> tuple[InputLayout | None, dict[str, torch.Tensor]]:
+    """The mapping's inputs, baseline, background and feature mask as single tensors, packed when
+    the model takes several inputs or additional arguments (workloads.packed); None: plain."""
+    inputs = _tensors(made["inputs"], "inputs", origin)
+    several = len(inputs) > 1
+    if not several and "additional_forward_args" not in made:
+        found = {"inputs": inputs[0], "baseline": _tensors(made["baseline"], "baseline", origin)[0]}
+        if "background" in made:
+            found["background"] = _tensors(made["background"], "background", origin)[0]
+        mask = made.get("feature_mask")
+        found["feature_mask"] = default_feature_mask(inputs[0]) if mask is None else mask
+        return None, found
+    for x in inputs:
+        if x.dim() < 2 or len(x) != len(inputs[0]):
+            _fail(
+                origin,
+                f"inputs have shapes {[tuple(t.shape) for t in inputs]}",
+                "give each input as a batch (N, ...) with the same N",
+            )
+        if several and not torch.is_floating_point(x):
+            _fail(
+                origin,
+                f"one of several inputs is {x.dtype}",
+                "several inputs must all be floating point; pass integer ids as the only input, with masks "
+                "and other integers as additional_forward_args",
+            )
+    layout = InputLayout(tuple(tuple(x.shape[1:]) for x in inputs))
+    found = {"inputs": layout.pack(inputs)}
+    for name in ("baseline", "background"):
+        if name in made:
+            parts = _tensors(made[name], name, origin)
+            _check_each(origin, name, parts, layout, exact=1 if name == "baseline" else None)
+            found[name] = layout.pack(parts)
+    found["feature_mask"] = _packed_mask(made.get("feature_mask"), inputs, layout, origin)
+    return layout, found
+
+
+def _check_each(
+    origin: str, name: str, parts: tuple[torch.Tensor, ...], layout: InputLayout, exact: int | None
+) -> None:
+    shapes = [tuple(t.shape[1:]) for t in parts]
+    counts = {len(t) for t in parts}
+    if len(parts) != len(layout.shapes) or shapes != list(layout.shapes) or len(counts) != 1:
+        expected = ", ".join(f"({exact or 'K'}, {_dims(shape)})" for shape in layout.shapes)
+        _fail(
+            origin,
+            f"{name} has shapes {[tuple(t.shape) for t in parts]}",
+            f"give one tensor per input, with the same number of rows: {expected}",
+        )
+
+
+def _packed_mask(mask: Any, inputs: tuple[torch.Tensor, ...], layout: InputLayout, origin: str) -> torch.Tensor:
+    """Feature masks per input, packed; the defaults are numbered on from one input to the next,
+    so no group spans two inputs (a mask the factory gives keeps its own ids)."""
+    if mask is None:
+        masks, offset = [], 0
+        for x in inputs:
+            own = default_feature_mask(x)
+            masks.append(own + offset)
+            offset += int(own.max()) + 1
+    else:
+        masks = list(_tensors(mask, "feature_mask", origin))
+        if len(masks) != len(inputs):
+            _fail(origin, f"feature_mask has {len(masks)} tensors for {len(inputs)} inputs", "give one per input")
+    for part, shape in zip(masks, layout.shapes, strict=True):
+        _check_feature_mask(origin, part, shape)
+    return layout.pack([torch.broadcast_to(m, (1, *shape)) for m, shape in zip(masks, layout.shapes, strict=True)])
 
 
 def default_feature_mask(inputs: torch.Tensor) -> torch.Tensor:

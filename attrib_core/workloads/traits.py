@@ -24,10 +24,12 @@ import torch
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
+from attrib_core.workloads.packed import packed_view
+
 if TYPE_CHECKING:
     from attrib_core.workloads.base import Workload
 
-INPUT_KINDS = ("image", "features", "series", "volume", "tokens")
+INPUT_KINDS = ("image", "features", "series", "volume", "tokens", "several")
 # What a model's outputs are, which decides how fidelity scores them (fidelity.scores.OUTPUT_LINKS):
 # competing class logits, one binary logit, independent label logits, or continuous values.
 OUTPUT_KINDS = ("logits", "single_logit", "multi_label", "regression")
@@ -112,9 +114,12 @@ def rule_limits_from_modules(activation_types: set[str], reused: Mapping[str, tu
     return limits
 
 
-def scan_model(model: nn.Module, example: torch.Tensor, layer_name: str = "") -> tuple[dict[str, str], bool]:
+def scan_model(
+    model: nn.Module, example: torch.Tensor, layer_name: str = "", input_ranks: tuple[int, ...] = ()
+) -> tuple[dict[str, str], bool]:
     """One forward pass of `example` (meta tensors work): rule limits, and whether the layer's
-    output is spatial (N, C, H, W)."""
+    output is spatial: a map of the rank of the example, or of one of `input_ranks` (the
+    batched ranks of a packed model's several inputs)."""
     calls: Counter[str] = Counter()
     kinds: dict[str, str] = {}
     layer_out: list[object] = []
@@ -138,15 +143,18 @@ def scan_model(model: nn.Module, example: torch.Tensor, layer_name: str = "") ->
     reused = {name: (kinds[name], n) for name, n in calls.items() if n > 1}
     out = layer_out[0] if layer_out else None
     # a ConvNd keeps the input's rank: (N, C, T), (N, C, H, W), (N, C, D, H, W) maps GradCAM can pool
-    spatial = isinstance(out, torch.Tensor) and out.dim() >= 3 and out.dim() == example.dim()
+    spatial = isinstance(out, torch.Tensor) and out.dim() >= 3 and out.dim() in (example.dim(), *input_ranks)
     return rule_limits_from_modules(activation_types, reused), spatial
 
 
 def observe_traits(workload: Workload, not_applicable: Mapping[str, str] | None = None) -> Traits:
     """The traits of a built workload, measured on its first example."""
-    limits, spatial = scan_model(workload.model, workload.inputs[:1], workload.layer_name)
+    packed = packed_view(workload.model)
+    several = packed is not None and packed.layout.several
+    ranks = tuple(len(shape) + 1 for shape in packed.layout.shapes) if several else ()
+    limits, spatial = scan_model(workload.model, workload.inputs[:1], workload.layer_name, ranks)
     return Traits(
-        input_kind=input_kind_of(workload.inputs),
+        input_kind="several" if several else input_kind_of(workload.inputs),
         layer_name=workload.layer_name,
         spatial_layer=spatial,
         rule_limits=limits,

@@ -8,13 +8,15 @@ CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: nn.Module, steps: int = 300) -> nn.Module:
+def fit(model: nn.Module, x, y: torch.Tensor, loss: nn.Module, steps: int = 300) -> nn.Module:
+    """x: the inputs, or a tuple of the model's arguments."""
     torch.manual_seed(0)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
+    args = x if isinstance(x, tuple) else (x,)
     for _ in range(steps):
         optimiser.zero_grad()
-        loss(model(x), y).backward()
+        loss(model(*args), y).backward()
         optimiser.step()
     return model.eval()
 
