@@ -148,3 +148,23 @@ def test_a_baseline_for_the_wrong_inputs_is_one_line_naming_the_shapes(tmp_path)
     resolve_reference(f"{factory}:make", key="several_bad_baseline")
     with pytest.raises(WorkloadContractError, match=r"baseline has shapes \[\(1, 2, 64\)\].*\(1, 2, 64\), \(1, 4\)"):
         prepare(RunConfig("Saliency", "several_bad_baseline"))
+
+
+def test_token_ids_with_their_attention_masks_reach_captum_as_the_user_passes_them():
+    resolve_reference(f"{SEVERAL.parent / 'padded_tokens.py'}:make", key="padded_tokens_test")
+    prepared = prepare(RunConfig("LayerIntegratedGradients", "padded_tokens_test", batch_size=8, knobs={"n_steps": 8}))
+    assert prepared.layout is not None and not prepared.layout.several  # one input: the ids stay ids
+    assert not prepared.inputs.is_floating_point()
+    (mask,) = prepared.kwargs["additional_forward_args"]
+    assert mask.shape == (8, 16) and len(mask.sum(1).unique()) > 1
+    model = prepared.workload_model.model
+    direct = ca.LayerIntegratedGradients(model, model.embedding).attribute(
+        prepared.inputs,
+        baselines=prepared.kwargs["baselines"],
+        target=prepared.kwargs["target"],
+        additional_forward_args=(mask,),
+        n_steps=8,
+    )
+    ours = prepared().attributions
+    assert torch.equal(ours, direct)
+    assert (ours.abs().sum(2)[mask == 0] == 0).all()  # padded positions are masked out: no attribution

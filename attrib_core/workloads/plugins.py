@@ -21,7 +21,9 @@ first cell, each problem with an error naming the preset key and what to fix.
 
 The factory returns a `Workload`, or a mapping with the keys of `MAPPING_KEYS`: model,
 inputs, targets and baseline are required; layer, neuron, feature_mask, background,
-method_defaults, weights, output, description and info are optional.
+method_defaults, weights, output, description, info and additional_forward_args are optional.
+A model of several inputs takes a tuple of them (and tuples of baselines, backgrounds and
+masks), which are packed into one tensor for the harness (`workloads.packed`).
 """
 
 from __future__ import annotations
