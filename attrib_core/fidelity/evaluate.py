@@ -20,6 +20,7 @@ import torch
 
 from attrib_core.fidelity.localisation import LOCALISATION_METRICS
 from attrib_core.fidelity.references import recipe_for, reference_attributions
+from attrib_core.fidelity.sanity import SANITY_METRICS
 from attrib_core.fidelity.scores import (
     OUTPUT_LINKS,
     FidelityOptions,
@@ -442,6 +443,7 @@ for _metric in (  # one entry adds a metric
     Metric("infidelity", _infidelity),  # many forwards
     Metric("sensitivity", _sensitivity),  # many attribution calls
     *(Metric(name, _localisation(name)) for name in LOCALISATION_METRICS),  # workloads with masks
+    *(Metric(name, check) for name, check in SANITY_METRICS.items()),  # an attribution call per layer group
 ):
     METRIC_REGISTRY.register(_metric.name, _metric)
 DEFAULT_METRICS = tuple(m.name for m in METRIC_REGISTRY if m.default)

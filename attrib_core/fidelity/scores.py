@@ -64,6 +64,13 @@ class FidelityOptions:
     # On weights "random" every metric is marked not meaningful. "measure" computes it anyway (the raw
     # values say how a method converges, which needs no training); "skip" spends no time on it.
     random_weights: str = "measure"
+    # Sanity checks (attrib_core/fidelity/sanity.py): at most this many randomisation steps (layer
+    # groups, output side first; each costs one attribution call per variant), ROAD's removed
+    # fractions and imputation noise, and the workloads they run on (empty: every workload).
+    randomisation_steps: int = 8
+    road_steps: int = 9
+    road_noise_std: float = 0.01  # in input units, as Rong et al. and Quantus
+    sanity_workloads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -75,6 +82,8 @@ class FidelityOptions:
             "infidelity_samples",
             "sensitivity_samples",
             "blur_kernel_size",
+            "randomisation_steps",
+            "road_steps",
         )
         for name in positive_ints:
             value = getattr(self, name)
@@ -104,6 +113,14 @@ class FidelityOptions:
         for name in ("infidelity_noise_std", "sensitivity_radius", "blur_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"fidelity option {name}={getattr(self, name)!r} is not valid; expected > 0")
+        if not self.road_noise_std >= 0:
+            raise ValueError(f"fidelity option road_noise_std={self.road_noise_std!r} is not valid; expected >= 0")
+        workloads = self.sanity_workloads
+        if isinstance(workloads, str) or not all(isinstance(name, str) for name in workloads):
+            raise ValueError(
+                f"fidelity option sanity_workloads={workloads!r} is not valid; expected a list of workload names"
+            )
+        object.__setattr__(self, "sanity_workloads", tuple(workloads))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> FidelityOptions:
