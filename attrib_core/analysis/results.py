@@ -124,7 +124,19 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
             # v1 files recorded the direction only for curves and scores; the rest are errors
             row[f"fid_{metric}_lower_is_better"] = result.get("lower_is_better", True)
             row[f"fid_{metric}_raw"] = result.get("value")  # kept whatever the weights: tune's distance
+    row["similarity_curves"] = similarity_curves(extra.get("fidelity") or {})
     return row
+
+
+def similarity_curves(fidelity: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """metric -> {"steps", "mean_curve"} for the ok records that follow a map through steps (the
+    randomisation checks), for the report's sanity panel."""
+    curves = {
+        metric: {"steps": result["steps"], "mean_curve": result.get("mean_curve") or {}}
+        for metric, result in fidelity.items()
+        if isinstance(result, dict) and result.get("status") == "ok" and result.get("steps")
+    }
+    return curves or None
 
 
 def timing_blocks(extra: dict[str, Any], stats: dict[str, Any], path: Path) -> list[tuple]:

@@ -114,19 +114,28 @@ def on_model(prepared: PreparedRun, model: nn.Module) -> PreparedRun:
     return dataclasses.replace(prepared, attributor=attributor, model=captum_model, workload_model=model)
 
 
+def randomised_models(
+    model: nn.Module, groups: list[LayerGroup], order: str, seed: int
+) -> Iterator[tuple[LayerGroup, nn.Module]]:
+    """Each step's group and a copy of `model` with the groups so far (cascading) or that group only
+    (independent) randomised. One copy serves every step: use it before asking for the next."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown randomisation order {order!r}; valid: {', '.join(ORDERS)}")
+    randomised = copy.deepcopy(model)
+    trained = copy.deepcopy(randomised.state_dict())
+    for group in groups:
+        if order == "independent":
+            randomised.load_state_dict(trained)
+        randomise(randomised, group, seed)
+        yield group, randomised
+
+
 def randomised_runs(
     prepared: PreparedRun, groups: list[LayerGroup], order: str, seed: int
 ) -> Iterator[tuple[LayerGroup, AttributionResult]]:
-    """Each step's group and the attributions on the model randomised so far (cascading) or in that
-    group only (independent). The prepared run's own model is left as it was."""
-    if order not in ORDERS:
-        raise ValueError(f"unknown randomisation order {order!r}; valid: {', '.join(ORDERS)}")
-    model = copy.deepcopy(prepared.workload_model)
-    trained = copy.deepcopy(model.state_dict())
-    for group in groups:
-        if order == "independent":
-            model.load_state_dict(trained)
-        randomise(model, group, seed)
+    """Each step's group and the attributions of the same run on that step's randomised model.
+    The prepared run's own model is left as it was."""
+    for group, model in randomised_models(prepared.workload_model, groups, order, seed):
         yield group, on_model(prepared, model)()
 
 

@@ -23,6 +23,7 @@ from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
+from attrib_core.fidelity.noise import example_digest, sample_seed
 from attrib_core.fidelity.scores import _target_index, broadcast_to_inputs, linked_scores
 
 ROAD_ORDERS = ("morf", "lerf")
@@ -121,9 +122,9 @@ def road_curve(
 ) -> RoadCurve:
     """The target's score as pixels are removed and imputed, in the map's `order`.
 
-    k = floor(fraction x H x W) pixels go at each fraction (Quantus' count). The noise of example i
-    at step s comes from its own generator seeded by (seed, order, i, s), so batch size and
-    rows_per_forward cannot change it.
+    k = floor(fraction x H x W) pixels go at each fraction (Quantus' count). An example's noise at
+    step s comes from its own generator, seeded by (seed, order, the example's values, s) as in
+    `noise.ExampleNoise`, so batch size and rows_per_forward cannot change it.
     """
     if order not in ROAD_ORDERS:
         raise ValueError(f"unknown ROAD order {order!r}; valid: {', '.join(ROAD_ORDERS)}")
@@ -144,13 +145,14 @@ def road_curve(
     ranking = torch.argsort(pixel_scores, dim=1, descending=order == "morf", stable=True).numpy()
     images = inputs.detach().cpu().double().numpy()
     index = _target_index(target, n, inputs.device)
+    digests = [example_digest(x) for x in inputs]
     perturbed = []
     for step, fraction in enumerate(fractions):
         k = math.floor(height * width * fraction + 1e-9)  # 0.29 * 100 is 28.999...
         for i in range(n):
             removed = np.zeros(height * width, dtype=bool)
             removed[ranking[i, :k]] = True
-            generator = np.random.default_rng([seed, ROAD_ORDERS.index(order), i, step])
+            generator = np.random.default_rng(sample_seed(seed, f"road_{order}", digests[i], step))
             perturbed.append(noisy_linear_imputation(images[i], removed.reshape(height, width), noise_std, generator))
     batch = torch.as_tensor(np.stack(perturbed), dtype=inputs.dtype, device=inputs.device)
     targets = index.repeat(len(fractions))

@@ -61,6 +61,11 @@ def _randomisation(order: str) -> Callable[[_Cell], dict[str, Any]]:
         if skipped := _outside_selection(cell):
             return _skipped(skipped)
         prepared, options = cell.prepared, cell.options
+        if prepared.spec.kind == "neuron" or cell.target is None:
+            return _skipped(
+                f"{prepared.spec.name} explains a unit inside the model, not its output: the layers above that unit "
+                "cannot change its map, so randomising them from the output side tests nothing"
+            )
         groups = layer_groups(prepared.workload_model, options.randomisation_steps)
         trained = cell.result.attributions
         steps = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis.render import gallery, html, plots, tuned
+from attrib_core.analysis.render import gallery, html, plots, sanity, tuned
 from attrib_core.analysis.render.output import staged
 from attrib_core.analysis.render.style import add_labels, method_style
 from attrib_core.analysis.results import ResultsError, load_results
@@ -88,6 +88,7 @@ def render_steps(
     return [
         lambda: [plots.tradeoff_figure(df, style)],
         lambda: [plots.localisation_figure(df, style)],
+        lambda: [sanity.sanity_figure(df, style)],
         lambda: [plots.ig_steps_figure(df)],
         lambda: [plots.ig_internal_batch_figure(df)],
         lambda: [plots.batch_size_figure(df, style)],
@@ -120,6 +121,10 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     front = plots.front_members(plots.tradeoff_table(df))
                     front.to_csv(scratch / "pareto.csv", index=False)
                     section.tables.append(front)
+                if rendered.name == "sanity" and rendered.figure is not None:
+                    table = sanity.sanity_table(df)
+                    table.to_csv(scratch / "sanity.csv", index=False)
+                    section.tables.append(table.round(3))
                 if rendered.name == "tuned" and rendered.figure is not None:  # a tune run: default against tuned
                     table = tuned_answer[1]
                     table.to_csv(scratch / "tuned.csv", index=False)
