@@ -10,6 +10,7 @@ similarity comes from the input's support rather than from the model.
 
     python -m experiments.sanity.measure --out experiments/sanity/measured.json
     python -m experiments.sanity.measure --workload digits_cnn --method Saliency GuidedBackprop
+    python -m experiments.sanity.measure --table experiments/sanity/measured.json   the page's tables
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from attrib_core.analysis.render.sanity import SANITY_THRESHOLD
 from attrib_core.fidelity import evaluate_fidelity
 from attrib_core.fidelity.randomisation import layer_groups, randomised_runs
 from attrib_core.fidelity.scores import _spearman_rows
@@ -86,12 +88,53 @@ def measure(workload: str, method: str) -> dict:
     return row
 
 
+def _number(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(record: dict | None, threshold: float | None = None) -> str:
+    if not record or record.get("value") is None:
+        return "n/a"
+    value = record["value"]
+    flag = " **fails**" if threshold is not None and value >= threshold else ""
+    return f"{value:.2f}{flag} ({record['time_s']:.1f} s)"
+
+
+def table(rows: list[dict]) -> str:
+    """The measurements page's table: one row per (workload, method), each metric's value and seconds."""
+    lines = [
+        "| workload | method | call (s) | cascading, mean over steps | cascading, all random | independent | "
+        "random logit | ROAD MoRF | ROAD LeRF | cascading on the input's support |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row.get("status") == "not_applicable":
+            continue
+        records = row["records"]
+        cascading = records["randomisation_cascading"]
+        full = (cascading.get("at_full_randomisation") or {}).get("spearman_abs")
+        support = row.get("support_spearman_cascading")
+        finite = [v for v in support or [] if v == v]
+        support_text = f"{sum(finite) / len(finite):.2f}" if support and len(finite) == len(support) else "-"
+        lines.append(
+            f"| {row['workload']} | {row['method']} | {row['call_s']:.2f} | {_cell(cascading, SANITY_THRESHOLD)} | "
+            f"{_number(full)} | {_cell(records['randomisation_independent'], SANITY_THRESHOLD)} | "
+            f"{_cell(records['random_logit'], SANITY_THRESHOLD)} | {_cell(records['road_morf'])} | "
+            f"{_cell(records['road_lerf'])} | {support_text} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", nargs="*", default=list(METHODS))
     parser.add_argument("--method", nargs="*")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", type=Path, help="print the markdown table of a JSON this script wrote, and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return 0
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     rows = []
