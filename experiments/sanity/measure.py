@@ -83,7 +83,7 @@ def measure(workload: str, method: str) -> dict:
     records = evaluate_fidelity(prepared, result, SANITY, sanity_workloads=[])
     row = {"workload": workload, "method": method, "weights": prepared.workload.weights, "call_s": call_s}
     row["records"] = {k: {f: v for f, v in r.items() if f != "groups"} for k, r in records.items()}
-    if workload == "digits_cnn" and prepared.spec.kind != "layer":
+    if workload == "digits_cnn" and prepared.spec.kind == "feature":
         row["support_spearman_cascading"] = support_spearman(prepared, result.attributions)
     return row
 
@@ -115,7 +115,8 @@ def table(rows: list[dict]) -> str:
         full = (cascading.get("at_full_randomisation") or {}).get("spearman_abs")
         support = row.get("support_spearman_cascading")
         finite = [v for v in support or [] if v == v]
-        support_text = f"{sum(finite) / len(finite):.2f}" if support and len(finite) == len(support) else "-"
+        defined = support and len(finite) == len(support) and cascading.get("value") is not None
+        support_text = f"{sum(finite) / len(finite):.2f}" if defined else "-"
         lines.append(
             f"| {row['workload']} | {row['method']} | {row['call_s']:.2f} | {_cell(cascading, SANITY_THRESHOLD)} | "
             f"{_number(full)} | {_cell(records['randomisation_independent'], SANITY_THRESHOLD)} | "
