@@ -7,6 +7,7 @@ batch building, Captum object construction) so that a benchmark times only the c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -267,6 +268,22 @@ def _check_neuron_sees_every_input(spec: MethodSpec, workload: Workload) -> None
             f"{workload.layer_name!r} does not depend on input(s) {ignored} of workload {workload.name!r} "
             "(Captum raises); declare a layer that sees every input"
         )
+
+
+def on_model(prepared: PreparedRun, base: nn.Module) -> PreparedRun:
+    """The same run (method, knobs, inputs, targets, baselines, seed) on `base`, another copy of the
+    placed model (the sanity checks' randomised ones): Captum gets the user's model in it and the
+    harness the packed one, as `prepare` builds them, without injected slowdowns."""
+    packed = packed_view(base)
+    model = packed.model if packed is not None else base
+    dtype = PRECISIONS[prepared.config.precision]
+    model = model if dtype is None else AutocastForward(model, prepared.inputs.device.type, dtype)
+    harness_model = model
+    if packed is not None:
+        harness_model = packed.bound(torch.arange(prepared.config.batch_size) % len(prepared.workload.inputs), model)
+    layer = base.get_submodule(prepared.workload.layer_name) if prepared.spec.kind != "feature" else None
+    attributor = prepared.spec.build(model, layer)
+    return dataclasses.replace(prepared, attributor=attributor, model=harness_model, workload_model=base)
 
 
 def run_attribution(method: str, workload: str, **options: Any) -> AttributionResult:

@@ -13,6 +13,8 @@ from captum.attr import Saliency
 from attrib_core.fidelity import evaluate_fidelity
 from attrib_core.fidelity.scores import FidelityOptions
 from attrib_core.run import AttributionResult, PreparedRun, RunConfig, prepare
+from attrib_core.workloads.catalog import resolve_reference
+from tests import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -196,3 +198,21 @@ def test_known_answer_on_shapes_resnet18() -> None:
         record = evaluate_fidelity(prepared, prepared(), ["randomisation_cascading"])["randomisation_cascading"]
         values[method] = record["value"]
     assert values["GuidedBackprop"] - max(values["Saliency"], values["IntegratedGradients"]) > 0.1, values
+
+
+def test_a_model_with_several_inputs_is_randomised_through_its_packing() -> None:
+    """examples/kinds/several.py: two inputs and a per-example mask as additional_forward_args. The
+    randomised copy is built as `prepare` builds the placed model (Captum gets the user's model, the
+    harness the packed one), so its map has the packed shape and the placed model stays trained."""
+    resolve_reference(f"{REPO / 'examples' / 'kinds' / 'several.py'}:make", key="several_inputs_sanity_test")
+    prepared = prepare(RunConfig("Saliency", "several_inputs_sanity_test", batch_size=4))
+    before = {k: v.clone() for k, v in prepared.workload_model.state_dict().items()}
+    records = evaluate_fidelity(prepared, prepared(), ["randomisation_cascading", "random_logit", "road_morf"])
+    cascading = records["randomisation_cascading"]
+    assert cascading["status"] == "ok" and cascading["not_randomised"] == []
+    assert all(label.startswith("model.") for label in cascading["steps"][1:])  # the user's model, looked through
+    assert cascading["value"] < 1.0  # the randomised models did answer differently
+    assert records["random_logit"]["status"] == "ok"
+    assert records["road_morf"]["status"] == "not_applicable"  # packed (N, P) rows are no image
+    after = prepared.workload_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

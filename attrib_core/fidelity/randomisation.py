@@ -25,7 +25,6 @@ variant restores the copy's trained state (a state_dict) before each step.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attrib_core.run import PRECISIONS, AttributionResult, AutocastForward, PreparedRun
+from attrib_core.run import AttributionResult, PreparedRun, on_model
 
 ORDERS = ("cascading", "independent")
 
@@ -99,19 +98,11 @@ def not_randomised(model: nn.Module, groups: list[LayerGroup]) -> list[str]:
 def randomise(model: nn.Module, group: LayerGroup, seed: int) -> None:
     """Re-initialise the group's modules of `model` in place, each after seeding with `seed`."""
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    modules = dict(model.named_modules())  # not get_submodule: a packing wrapper resolves names in the user's model
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
         for name in group.module_names:
             torch.manual_seed(seed)
-            model.get_submodule(name).reset_parameters()
-
-
-def on_model(prepared: PreparedRun, model: nn.Module) -> PreparedRun:
-    """The same run (method, knobs, inputs, targets, baselines) with Captum built on `model`."""
-    dtype = PRECISIONS[prepared.config.precision]
-    captum_model = model if dtype is None else AutocastForward(model, prepared.inputs.device.type, dtype)
-    layer = model.get_submodule(prepared.workload.layer_name) if prepared.spec.kind != "feature" else None
-    attributor = prepared.spec.build(captum_model, layer)
-    return dataclasses.replace(prepared, attributor=attributor, model=captum_model, workload_model=model)
+            modules[name].reset_parameters()
 
 
 def randomised_models(

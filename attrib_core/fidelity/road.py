@@ -25,6 +25,7 @@ from torch import nn
 
 from attrib_core.fidelity.noise import example_digest, sample_seed
 from attrib_core.fidelity.scores import _target_index, broadcast_to_inputs, linked_scores
+from attrib_core.workloads.packed import example_rows
 
 ROAD_ORDERS = ("morf", "lerf")
 NEIGHBOUR_WEIGHTS = (
@@ -159,7 +160,8 @@ def road_curve(
     scores, correct = [], []
     with torch.no_grad():
         for start in range(0, len(batch), rows_per_forward):
-            outputs = model(batch[start : start + rows_per_forward]).float()
+            with example_rows(start):  # rows are the batch repeated once per fraction
+                outputs = model(batch[start : start + rows_per_forward]).float()
             outputs = outputs[:, None] if outputs.dim() == 1 else outputs
             chunk_targets = targets[start : start + rows_per_forward, None]
             scores.append(linked_scores(outputs, link).gather(1, chunk_targets)[:, 0])
