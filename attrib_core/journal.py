@@ -57,6 +57,7 @@ class Contents:
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell key -> its latest line
     resumes: list[dict[str, Any]] = field(default_factory=list)
     arrays: dict[str, str] = field(default_factory=dict)  # name -> encoded array, for the .maps.npz
+    blocks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # cell key -> later passes' blocks
     torn_lines: int = 0  # lines cut short by a kill (at most the last one)
 
     def done_keys(self) -> set[str]:
@@ -94,6 +95,10 @@ class Journal:
         key = record["extra_info"]["cell_key"]
         self._append({"kind": "cell", "cell_key": key, "record": record, "map": encode_map(gallery_map)})
 
+    def add_block(self, key: str, block: Mapping[str, Any]) -> None:
+        """A later pass's block of rounds of a finished cell (merged into its record when assembled)."""
+        self._append({"kind": "block", "cell_key": key, "block": dict(block)})
+
     def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Arrays that go into the .maps.npz beside the cells' maps (e.g. a workload's ground truth)."""
         if arrays:
@@ -128,6 +133,9 @@ def read(path: str | Path) -> Contents:
     for line in parsed[1:]:
         if line.get("kind") == "cell":
             contents.cells[line["cell_key"]] = line
+            contents.blocks.pop(line["cell_key"], None)  # blocks belong to the measurement before them
+        elif line.get("kind") == "block":
+            contents.blocks.setdefault(line["cell_key"], []).append(line["block"])
         elif line.get("kind") == "arrays":
             contents.arrays.update(line["arrays"])
         elif line.get("kind") == "resume":
@@ -146,7 +154,7 @@ def assemble(contents: Contents, finished: bool) -> Path:
         "finished": schema.now_utc() if finished else None,
         "complete": finished,
     }
-    records = [line["record"] for line in contents.cells.values()]
+    records = [_with_blocks(line["record"], contents.blocks.get(key, [])) for key, line in contents.cells.items()]
     document = schema.document(machine_info, header["commit_info"], records, header["pytest_benchmark_version"])
     out = contents.results_path
     atomic_write(out, schema.dumps(document))
@@ -155,6 +163,14 @@ def assemble(contents: Contents, finished: bool) -> Path:
     if maps:
         atomic_save(out.with_suffix(".maps.npz"), lambda tmp: _save_npz(tmp, maps))
     return out
+
+
+def _with_blocks(record: dict[str, Any], later: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cell's record with the later passes' blocks after its own first one."""
+    if not later or "blocks" not in record.get("extra_info", {}):
+        return record
+    extra = {**record["extra_info"], "blocks": [*record["extra_info"]["blocks"], *later]}
+    return {**record, "extra_info": extra}
 
 
 def _save_npz(path: Path, maps: Mapping[str, np.ndarray]) -> None:

@@ -32,7 +32,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"  # the presets that shi
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
 TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed", "workloads"}
-TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "warmup_rounds", "threads"}
+TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "warmup_rounds", "threads", "passes"}
 FIDELITY_KEYS = {"metrics", "options"}
 ISOLATION_KEYS = {"enabled", "cell_timeout_s", "cell_memory_gib"}
 
@@ -48,6 +48,11 @@ class Timing:
     max_time_s: float = 1.0  # time budget for the measured rounds of one cell
     warmup_rounds: int = 1
     threads: int | None = None  # None: torch's default
+    # Passes over the sweep: after the first (every cell measured, in file order), each later
+    # pass times every cell again for a block of rounds, in a shuffled order, so the drift of
+    # the machine lands between blocks and one run carries its own between-run variation
+    # (`compare` of one run against one run gives intervals). 1: no later passes.
+    passes: int = 2
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ SETTING_TYPES: dict[str, tuple[tuple[str, Any], Any]] = {
     "max_time_s": (_NUMBER, 0),
     "warmup_rounds": (_INT, 0),
     "threads": (_INT, 1),
+    "passes": (_INT, 1),
     "cell_timeout_s": (_NUMBER, 0),
     "cell_memory_gib": (_NUMBER, 0),
     "seed": (_INT, 0),

@@ -81,6 +81,11 @@ def test_a_run_writes_one_complete_results_file(tiny_run):
                 paired["rounds"] == len(record["stats"]["data"])
                 and paired["cell_median_s"] == record["stats"]["median"]
             )
+            # two passes over the sweep (the default): the first pass's rounds, then a block of
+            # ceil(3 / 2) rounds timed again after every cell's first pass
+            blocks = record["extra_info"]["blocks"]
+            assert [b["pass"] for b in blocks] == [1, 2]
+            assert blocks[0]["samples_s"] == record["stats"]["data"] and len(blocks[1]["samples_s"]) == 2
     assert files[0].with_suffix(".maps.npz").is_file()
 
 

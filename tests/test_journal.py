@@ -68,3 +68,19 @@ def test_not_a_journal_and_an_existing_journal_are_refused(tmp_path):
     journal.Journal.create(path, HEADER)
     with pytest.raises(journal.JournalError, match="already exists"):
         journal.Journal.create(path, HEADER)
+
+
+def test_later_passes_blocks_join_their_cells_record_and_a_remeasured_cell_drops_old_ones(tmp_path):
+    path = tmp_path / f"run{journal.SUFFIX}"
+    log = journal.Journal.create(path, HEADER)
+    first = record("a")
+    first["extra_info"]["blocks"] = [{"pass": 1, "samples_s": [0.1, 0.2]}]
+    log.add_cell(first, None)
+    log.add_block("a", {"pass": 2, "samples_s": [0.3]})
+    log.add_cell(record("b"), None)
+    log.add_block("b", {"pass": 2, "samples_s": [0.4]})
+    log.add_cell(record("b"), None)  # measured again (a resume): the earlier block was of the old measurement
+    data = json.loads(journal.assemble(journal.read(path), finished=True).read_text())
+    by_key = {r["extra_info"]["cell_key"]: r["extra_info"] for r in schema.records(data)}
+    assert by_key["a"]["blocks"] == [{"pass": 1, "samples_s": [0.1, 0.2]}, {"pass": 2, "samples_s": [0.3]}]
+    assert "blocks" not in by_key["b"]

@@ -179,6 +179,35 @@ def test_one_run_per_side_is_undetermined_and_says_what_to_do(tmp_path):
     assert "1 run per side: between-run variation unknown" in note and "nox -s regress" in note
 
 
+def single_runs_with_passes(tmp_path: Path, name: str, factor: float, passes: int = 3, seed: int = 0) -> Path:
+    """One file whose cells carry a block per pass over the sweep; each pass has its own level
+    (the machine's drift between passes)."""
+    rng = np.random.default_rng(seed)
+    levels = np.exp(rng.normal(0, 0.03, passes))
+    records = []
+    for j, key in enumerate(KEYS):
+        blocks = [
+            {
+                "pass": p + 1,
+                "samples_s": (0.001 * (j + 1) * levels[p] * factor * np.exp(rng.normal(0, 0.01, 5))).tolist(),
+            }
+            for p in range(passes)
+        ]
+        records.append(record(key, blocks[0]["samples_s"], blocks))
+    return write(tmp_path / f"{name}.json", records)
+
+
+def test_one_run_per_side_made_in_passes_gets_verdicts_with_its_passes_as_units(tmp_path):
+    base = load_results([single_runs_with_passes(tmp_path, "a", 1.0, seed=1)])
+    slowed = load_results([single_runs_with_passes(tmp_path, "b", 1.5, seed=2)])
+    result = rule.compare_timing(base, slowed)
+    assert {c.verdict for c in result.cells.values()} == {rule.SLOWER}
+    assert all(c.ratio == pytest.approx(1.5, rel=0.1) for c in result.cells.values())
+    assert "passes over the sweep" in result.warnings[0]
+    again = load_results([single_runs_with_passes(tmp_path, "c", 1.0, seed=3)])
+    assert rule.compare_timing(base, again).run_level.verdict in (rule.SAME, rule.UNDETERMINED)
+
+
 def test_too_few_ab_pairs_are_undetermined(tmp_path):
     a, b = ab_session(tmp_path, 2.0, pairs=2)
     result = rule.compare_timing(a, b)

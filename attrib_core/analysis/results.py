@@ -145,7 +145,13 @@ def timing_blocks(extra: dict[str, Any], stats: dict[str, Any], path: Path) -> l
     blocks = extra.get("blocks")
     if blocks:
         return [
-            (b.get("pair"), b.get("position"), str(b.get("process")), np.asarray(b.get("samples_s") or [], dtype=float))
+            (
+                b.get("pair"),
+                b.get("position", b.get("pass")),
+                # a pass over one run's sweep is a unit of its own (the file keeps runs apart)
+                f"{path.name}:pass{b['pass']}" if "pass" in b else str(b.get("process")),
+                np.asarray(b.get("samples_s") or [], dtype=float),
+            )
             for b in blocks
         ]
     data = stats.get("data")

@@ -24,9 +24,13 @@ Two designs, picked from the files, never from a flag:
   within a group hits both sides alike and cancels. Test: one-sample t-test of the d's
   against 0; ratio exp(mean d), interval exp(mean d +- t * sd / sqrt(n)). Needs 3 pairs.
 - **unpaired** (anything else: committed baselines, runs from different sessions): per side,
-  the units are its processes (a plain file, or the `process` of A/B blocks); a unit's value
-  is log of the median of its block statistics. Test: Welch's t-test on those logs; ratio
-  exp(difference of means), Welch's interval. Needs 2 processes per side (3 are better).
+  the units are its processes (a plain file, or the `process` of A/B blocks) or, in a run made
+  with several passes over its sweep (`[timing] passes`), each pass of each file: a later pass
+  times every cell again in a shuffled order, so the machine's drift between passes is the
+  between-run variation one run can carry (a process's own offset, e.g. its code layout, is
+  shared by its passes; the minimal effect covers that). A unit's value is log of the median
+  of its block statistics. Test: Welch's t-test on those logs; ratio exp(difference of means),
+  Welch's interval. Needs 2 units per side (3 are better).
 
 Why a t-test on log ratios and not a bootstrap or a sign test: with 3 to 10 units per side a
 bootstrap over units has a handful of distinct resamples, so its percentile interval is too
@@ -110,8 +114,9 @@ class Units:
             runs = f"{len(self.base)} and {len(self.new)} runs" if len(self.base) != len(self.new) else None
             runs = runs or f"{len(self.base)} run{'s' if len(self.base) != 1 else ''} per side"
             return (
-                f"{runs}: between-run variation unknown; run A/B (nox -s regress) "
-                f"or pass at least {MIN_PROCESSES} runs per side (3 are better)"
+                f"{runs}: between-run variation unknown; run A/B (nox -s regress), "
+                f"pass at least {MIN_PROCESSES} runs per side (3 are better), or runs made with "
+                f"[timing] passes >= {MIN_PROCESSES}"
             )
         return None
 
@@ -272,7 +277,7 @@ def design_of(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, str]:
     sessions = {side: _distinct(df, "ab_session") for side, df in (("base", base), ("new", new))}
     sides = {side: _distinct(df, "ab_side") for side, df in (("base", base), ("new", new))}
     if not sessions["base"] and not sessions["new"]:
-        return UNPAIRED, "not from an A/B session: processes (files) are the units"
+        return UNPAIRED, "not from an A/B session: processes (files), or their passes over the sweep, are the units"
     if len(sessions["base"]) == 1 and sessions["base"] == sessions["new"]:
         if len(sides["base"]) == 1 and len(sides["new"]) == 1 and sides["base"] != sides["new"]:
             return PAIRED, f"A/B session {next(iter(sessions['base']))}: paired by ABBA group"

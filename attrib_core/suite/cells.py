@@ -52,6 +52,9 @@ class CellOutcome:
     median_s: float | None = None
     peak_bytes: int | None = None
     map: np.ndarray | None = field(default=None, repr=False)
+    # for the sweep's later passes: the timed call, and how many rounds each later block times
+    repeat: Callable[[], Any] | None = field(default=None, repr=False)
+    block_rounds: int = 0
 
 
 def meaningful_fidelity(records: dict[str, dict[str, Any]], weights: str) -> dict[str, dict[str, Any]]:
@@ -212,6 +215,21 @@ def rounds_for(first_call_s: float, preset: Preset) -> int:
     return max(t.min_rounds, min(t.max_rounds, wanted))
 
 
+def block_rounds(rounds: int, passes: int) -> int:
+    """Rounds of each later pass's block: the first pass's rounds shared out, at least one."""
+    return max(1, math.ceil(rounds / passes))
+
+
+def time_block(call: Callable[[], Any], rounds: int) -> list[float]:
+    """`rounds` timed calls (the call synchronises its device), as pytest-benchmark times a round."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def measure_cell(
     config: RunConfig,
     benchmark: Any,
@@ -277,6 +295,8 @@ def measure_cell(
             benchmark.pedantic(counted, setup=pairing.time_passes, rounds=rounds, warmup_rounds=warmup, iterations=1)
             paired = pairing.record(benchmark.stats.stats.median, rounds)  # a copy: the calibration is shared
             info["calibration"] = {**info["calibration"], "paired": paired}
+            if preset.timing.passes > 1:  # the first pass's rounds are its first block; later passes add theirs
+                info["blocks"] = [{"pass": 1, "samples_s": list(benchmark.stats.stats.data)}]
         with phases("memory"):
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)
@@ -299,7 +319,8 @@ def measure_cell(
         info["error"] = None
         benchmark.extra_info.update(info)
         first_map = gallery_map(result.attributions, prepared.inputs)
-        return CellOutcome(key, "ok", info, benchmark.stats.stats.median, reading.peak_bytes, first_map)
+        later = block_rounds(rounds, preset.timing.passes) if preset.timing.passes > 1 else 0
+        return CellOutcome(key, "ok", info, benchmark.stats.stats.median, reading.peak_bytes, first_map, call, later)
     except Exception as exc:  # recorded, not raised: one bad cell must not stop the sweep
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()

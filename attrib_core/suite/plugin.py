@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import tempfile
 import threading
 import time
@@ -135,6 +136,8 @@ class BenchRun:
         self.slowdowns = parse_slowdowns(config.getoption("--inject-slowdown"))
         self.faults = parse_faults(config.getoption("--inject-fault"))
         self.outcomes: list[CellOutcome] = []
+        self.later_passes = self._later_passes()  # item id -> (pass, cell key), each pass shuffled
+        self.repeatable: dict[str, CellOutcome] = {}  # cells timed in this process: their later blocks
         self.unsaved_records: list[dict] = []  # with --no-save, what the summary's figures come from
         self.pending_progress: str | None = None
         self.progress: RunProgress | None = None  # the live display; started once the cells are known
@@ -147,6 +150,35 @@ class BenchRun:
         # the machine's noise around the run (machine_info.attrib_bench.noise); a child measures one cell only
         self.noise_before = noise.context() if self.child_journal is None else None
         self.noise_warnings: list[str] = []
+
+    def _later_passes(self) -> dict[str, tuple[int, str]]:
+        """The sweep's passes after the first, each over every cell in its own seeded shuffle.
+        None where cells are not timed in this process (isolation) or only one cell runs."""
+        passes = self.preset.timing.passes
+        if passes < 2 or self.isolation.enabled or self.only_cell is not None:
+            return {}
+        later: dict[str, tuple[int, str]] = {}
+        for index in range(2, passes + 1):
+            keys = list(self.cells)
+            random.Random(f"{self.preset.seed}-pass{index}").shuffle(keys)
+            later.update({f"pass{index}-{key}": (index, key) for key in keys})
+        return later
+
+    def block_seconds(self, outcome: CellOutcome) -> float:
+        """A later block's predicted timing seconds, from the cell's own first-pass rounds."""
+        timing = outcome.extra_info.get("timing") or {}
+        per_round = (outcome.extra_info.get("phase_s") or {}).get("timing", 0.0) / max(timing.get("rounds", 1), 1)
+        return per_round * outcome.block_rounds
+
+    def add_block(self, key: str, pass_index: int, samples_s: list[float]) -> None:
+        """A later pass's rounds of a cell: into the journal (the results file merges them into the
+        cell's record) and into the record kept in memory."""
+        block = {"pass": pass_index, "samples_s": samples_s}
+        if self.journal is not None:
+            self.journal.add_block(key, block)
+        for record in self.unsaved_records:
+            if record.get("extra_info", {}).get("cell_key") == key:
+                record["extra_info"].setdefault("blocks", []).append(block)
 
     def _shard(self, config: pytest.Config) -> dict | None:
         """This shard's cells and what the run block records about it (None: no sharding)."""
@@ -267,6 +299,10 @@ class BenchRun:
 
     def record(self, outcome: CellOutcome, record: dict) -> None:
         self.outcomes.append(outcome)
+        if outcome.repeat is not None and self.later_passes:
+            self.repeatable[outcome.key] = outcome
+            if self.progress is not None:
+                self.progress.add_block(self.block_seconds(outcome) * (self.preset.timing.passes - 1))
         if not self.save:
             self.unsaved_records.append(record)
         if self.journal is not None:
@@ -343,17 +379,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell_key" in metafunc.fixturenames:
         keys = list(metafunc.config.attrib_bench.cells)
         metafunc.parametrize("cell_key", keys, ids=keys)  # plain strings: pytest-benchmark's params stay JSON
+    if "pass_cell" in metafunc.fixturenames:
+        ids = list(metafunc.config.attrib_bench.later_passes)
+        metafunc.parametrize("pass_cell", ids, ids=ids)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run: BenchRun = config.attrib_bench
     done = run.resumed.done_keys() if run.resumed is not None else set()
     in_shard = run.shard["keys"] if run.shard is not None and run.only_cell is None else None
+
+    def key_of(item: pytest.Item) -> str | None:
+        later = run.later_passes.get(item.callspec.params.get("pass_cell"))
+        return later[1] if later is not None else item.callspec.params.get("cell_key")
+
     skipped = [
         item
         for item in items
-        if item.callspec.params.get("cell_key") in done
-        or (in_shard is not None and item.callspec.params.get("cell_key") not in in_shard)
+        if key_of(item) is None  # a later pass of a run that has none
+        or key_of(item) in done
+        or (in_shard is not None and key_of(item) not in in_shard)
     ]
     if skipped:
         config.hook.pytest_deselected(items=skipped)
@@ -362,11 +407,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     run: BenchRun = session.config.attrib_bench
-    run.selected_keys = {item.callspec.params["cell_key"] for item in session.items}
+    run.selected_keys = {
+        item.callspec.params["cell_key"] for item in session.items if "cell_key" in item.callspec.params
+    }
     if run.save and session.items and not session.config.option.collectonly:
         run.start_journal()
     if session.items and not session.config.option.collectonly and run.child_journal is None:
-        run.progress = start_progress(session.config, run, [item.callspec.params["cell_key"] for item in session.items])
+        keys = [item.callspec.params["cell_key"] for item in session.items if "cell_key" in item.callspec.params]
+        run.progress = start_progress(session.config, run, keys)
 
 
 def start_progress(config: pytest.Config, run: BenchRun, keys: list[str]) -> RunProgress | None:

@@ -64,6 +64,7 @@ class RunProgress:
         self.lock = threading.Lock()
         self.done: dict[str, tuple[float | None, float]] = {}  # key -> (work, wall seconds)
         self.remaining: list[str] = []
+        self.blocks_left_s = 0.0  # the sweep's later passes: their predicted timing seconds
         self.key: str | None = None
         self.phase, self.detail = "", ""
         self.phase_started = self.cell_started = self.last_shown = self.now()
@@ -101,7 +102,7 @@ class RunProgress:
             work = self.work(self.key)
             expected = fixed + rate * work if work is not None and measured else median
             total += max(expected - (self.now() - self.cell_started), 0.0)
-        return total
+        return total + self.blocks_left_s
 
     def eta_text(self) -> str:
         eta = self.eta_s()
@@ -120,6 +121,22 @@ class RunProgress:
     def end_cell(self, key: str) -> None:
         with self.lock:
             self.done[key] = (self.work(key), self.now() - self.cell_started)
+            self.key = None
+
+    def add_block(self, predicted_s: float) -> None:
+        """A later pass's block of a finished cell is due: its rounds join the ETA."""
+        with self.lock:
+            self.blocks_left_s += predicted_s
+
+    def start_block(self, label: str) -> None:
+        with self.lock:
+            self.key = label
+            self.cell_started = self.now()
+        self.set_phase("timing")
+
+    def end_block(self, predicted_s: float) -> None:
+        with self.lock:
+            self.blocks_left_s = max(0.0, self.blocks_left_s - predicted_s)
             self.key = None
 
     @contextmanager
