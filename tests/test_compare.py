@@ -68,8 +68,11 @@ def test_one_run_per_side_is_undetermined_and_says_why(capsys, tmp_path: Path) -
     common, _ = pair(SMOKE_A, SMOKE_B)
     assert set(common["verdict"]) == {"undetermined"} and common["ci_low"].isna().all()
     assert common["note"].str.contains("1 run per side: between-run variation unknown").all()
+    # no speedup that reads as a verdict: the times' ratio is kept, as measured, in its own column
+    assert common["speedup"].isna().all() and np.allclose(common["time_ratio"], common["A_ms"] / common["B_ms"])
     assert compare.main([str(SMOKE_A), str(SMOKE_B), "--out", str(tmp_path)]) == 0
     assert "37 undetermined" in capsys.readouterr().out
+    assert not (tmp_path / "speedup.png").exists()  # nothing decided: nothing drawn as if it were
 
 
 def test_a_side_of_files_joined_by_plus_is_one_side(tmp_path: Path) -> None:
@@ -126,7 +129,7 @@ def test_compare_writes_table_and_plot(capsys, tmp_path: Path) -> None:
     assert "all cells together (geometric mean): speedup" in stdout
     assert "WARNING" not in stdout  # same software, same preset
     table = pd.read_csv(tmp_path / "out" / "compare.csv")
-    assert {"cell", "median_A_ms", "median_B_ms", "speedup", "ci_low", "ci_high", "p_holm", "verdict"} <= set(
+    assert {"cell", "A_ms", "B_ms", "time_ratio", "speedup", "ci_low", "ci_high", "p_holm", "verdict"} <= set(
         table.columns
     )
     assert (tmp_path / "out" / "compare.md").read_text().startswith("# attrib-bench comparison")
@@ -186,6 +189,6 @@ def test_one_device_against_another(tmp_path: Path) -> None:
     with pytest.raises(compare.TimingInputError, match="share no cell"):
         pair(SMOKE_A, on_cuda)
     common, one_sided = pair(f"{SMOKE_A}@cpu", f"{on_cuda}@cuda")
-    assert one_sided.empty and common["speedup"].notna().all()
+    assert one_sided.empty and common["time_ratio"].notna().all()  # matched across devices, one run each
     with pytest.raises(compare.ResultsError, match="no cells on device 'cuda'"):
         pair(f"{SMOKE_A}@cuda", on_cuda)

@@ -8,9 +8,10 @@ matched by cell_key, so runs of different presets compare on their intersection.
 Speedup = A / B (> 1: B is faster); its interval, p-value and verdict come from the one
 timing rule (attrib_core.analysis.timing_rule, shared with `regress`): blocks of rounds
 (one per process, or A/B blocks) are the units, so between-run variation is in the
-interval; Holm over all cells. One file per side is "undetermined": a single run cannot
-show how much the next one would differ. Runs with different torch / captum versions or
-presets are compared all the same, under a loud warning.
+interval; Holm over all cells. One single-pass file per side is "undetermined": a single run
+cannot show how much the next one would differ (a run of several passes over its sweep can).
+Runs with different torch / captum versions or presets are compared all the same, under a
+loud warning.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ COMMON_COLUMNS = [
     "method",
     "baseline",
     "other",
-    "median_A_ms",
-    "median_B_ms",
+    "A_ms",
+    "B_ms",
+    "time_ratio",
     "rounds_A",
     "rounds_B",
     "units_A",
@@ -166,16 +168,17 @@ def compare_pair(
         failed = [side for side, df in (("A", a), ("B", b)) if (df.loc[df["match_key"] == key, "status"] != "ok").any()]
         cell = timing.cells.get(key)
         if failed or cell is None:
-            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, median_A_ms=np.nan, median_B_ms=np.nan)
+            row.update(speedup=np.nan, ci_low=np.nan, ci_high=np.nan, A_ms=np.nan, B_ms=np.nan, time_ratio=np.nan)
             row["verdict"] = f"failed on {' and '.join(failed)}" if failed else "not timed"
         else:
             row.update(
-                median_A_ms=cell.base_s * 1e3,
-                median_B_ms=cell.new_s * 1e3,
+                A_ms=cell.base_s * 1e3,
+                B_ms=cell.new_s * 1e3,
+                time_ratio=cell.base_s / cell.new_s,  # descriptive only: no interval, no verdict
                 units_A=cell.units_base,
                 units_B=cell.units_new,
-                # the rule's ratio is B / A (> 1: B slower); undetermined: the medians' ratio, shown only
-                speedup=1 / cell.ratio if cell.verdict != "undetermined" else cell.base_s / cell.new_s,
+                # the rule's ratio is B / A (> 1: B slower); undetermined cells get none
+                speedup=1 / cell.ratio if cell.verdict != "undetermined" else np.nan,
                 ci_low=1 / cell.high,
                 ci_high=1 / cell.low,
                 p_holm=cell.p_adjusted,
@@ -253,13 +256,11 @@ def spaced_ticks(lower: float, upper: float, most: int = 7) -> list[float]:
     return sorted(chosen)
 
 
-def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
-    """Forest plot: one row per common cell, speedup with its CI, one panel per comparison."""
-    ok = common.dropna(subset=["speedup"]).sort_values(["workload", "method", "cell"])
-    if ok.empty:
+def speedup_figure(common: pd.DataFrame, confidence: float, statistic: str = "min") -> Figure | None:
+    """Forest plot: one row per decided cell, speedup with its interval, one panel per comparison."""
+    ok = common.dropna(subset=["speedup", "ci_low", "ci_high"]).sort_values(["workload", "method", "cell"])
+    if ok.empty:  # undetermined cells have no interval, and are not drawn as if they had a verdict
         return None
-    # undetermined cells (one run per side) have no interval: a bar of zero length
-    ok = ok.assign(ci_low=ok["ci_low"].fillna(ok["speedup"]), ci_high=ok["ci_high"].fillna(ok["speedup"]))
     style = method_style(ok["method"])
     cells = list(dict.fromkeys(ok["cell"]))
     pairs = list(dict.fromkeys(ok["other"]))
@@ -298,8 +299,8 @@ def speedup_figure(common: pd.DataFrame, confidence: float) -> Figure | None:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"{other} vs {part['baseline'].iloc[0]}", fontweight="bold")
         ax.set_xlabel(
-            f"speedup = median A / median {other.split()[0]} (log)\n"
-            f"> 1: {other.split()[0]} faster; bars: {confidence:.0%} interval over blocks"
+            f"speedup = A / {other.split()[0]}, from each block's {statistic} round (log)\n"
+            f"> 1: {other.split()[0]} faster; bars: {confidence:.0%} interval over runs or passes"
         )
     axes[0, 0].set_yticks(range(len(cells)), cells, fontsize=7)
     axes[0, 0].set_ylim(len(cells) - 0.5, -0.5)
@@ -352,8 +353,6 @@ def compact(common: pd.DataFrame, several: bool) -> pd.DataFrame:
         settings = row["cell"].removeprefix(prefix)
         if pd.isna(row["speedup"]):
             speedup = "-"
-        elif pd.isna(row["ci_low"]):
-            speedup = f"{row['speedup']:.2f}x [?]"
         else:
             speedup = f"{row['speedup']:.2f}x [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
         rows.append(
@@ -361,8 +360,8 @@ def compact(common: pd.DataFrame, several: bool) -> pd.DataFrame:
                 "workload · method": f"{row['workload']} · {row['method']}",
                 "settings": settings,
                 **({"other": row["other"]} if several else {}),
-                "A": formatting.seconds(row["median_A_ms"] / 1e3),
-                "B" if not several else "other": formatting.seconds(row["median_B_ms"] / 1e3),
+                "A": formatting.seconds(row["A_ms"] / 1e3),
+                "B" if not several else "other": formatting.seconds(row["B_ms"] / 1e3),
                 "speedup [CI]": speedup,
                 "verdict": row["verdict"],
             }
@@ -437,19 +436,20 @@ def main(argv: list[str] | None = None) -> int:
         parts += [f"- {run.label}: " + ", ".join(f"`{p.name}`" for p in run.paths) for run in runs]
         parts += ["", *[f"**WARNING: {n}**" for n in notes], "", *lines, ""]
         parts += [
-            f"Speedup = A / other, from the {args.statistic} round of each block of rounds (one block per "
-            "process, or A/B blocks): paired by A/B "
-            f"group within one A/B session, Welch on processes otherwise; {1 - args.alpha:.0%} interval over "
-            f"blocks, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < {args.alpha:g} "
-            f"over all cells and a factor of at least {args.min_effect:g} (attrib_core/analysis/timing_rule.py). "
-            "One run per side is undetermined: the speedup shown then is the ratio of medians, with no interval.",
+            f"A and B: the median over each side's blocks of rounds of each block's {args.statistic} round. "
+            f"Speedup = A / other, from the same {args.statistic} rounds: paired by A/B group within one A/B "
+            f"session, Welch on runs (or a run's passes over its sweep) otherwise; {1 - args.alpha:.0%} interval "
+            f"over those units, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < "
+            f"{args.alpha:g} over all cells and a factor of at least {args.min_effect:g} "
+            "(attrib_core/analysis/timing_rule.py). An undetermined cell (one single-pass run per side) gets no "
+            "speedup: compare.csv's time_ratio is A / B as measured, with no interval.",
             "",
         ]
         parts += [to_markdown(compact(common, several=len(runs) > 2)), ""]
         if len(one_sided):
             parts += ["## Cells on one side only", "", to_markdown(one_sided)]
         (scratch / "compare.md").write_text("\n".join(parts))
-        figure = speedup_figure(common, 1 - args.alpha)
+        figure = speedup_figure(common, 1 - args.alpha, args.statistic)
         if figure is not None:
             figure.savefig(scratch / "speedup.png", dpi=110, bbox_inches="tight")
             plt.close(figure)

@@ -47,8 +47,8 @@ def data_uri(png: Path) -> str:
 
 # Sort a table by the clicked column: numbers by their data-sort value, text as text.
 SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0], up = th.dataset.dir !== "up";
+document.querySelectorAll("table.sortable th").forEach((th) => th.addEventListener("click", () => {
+  const col = th.cellIndex, body = th.closest("table").tBodies[0], up = th.dataset.dir !== "up";
   th.dataset.dir = up ? "up" : "down";
   const key = (row) => { const cell = row.cells[col]; const n = parseFloat(cell.dataset.sort);
     return isNaN(n) ? cell.textContent : n; };
