@@ -156,7 +156,7 @@ def _bars(ax: plt.Axes, values: np.ndarray) -> None:
         width=0.8,
     )
     ax.set_ylim(-1.05, 1.05)
-    ax.set_xticks(range(0, len(values), 5))
+    ax.set_xticks(range(0, len(values), 5 * max(1, math.ceil(len(values) / 60))))  # at most 12 labels
     ax.tick_params(labelsize=7)
     ax.set_ylabel("")
 
