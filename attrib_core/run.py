@@ -135,6 +135,7 @@ class PreparedRun:
                 input_shape=tuple(self.workload.inputs.shape[1:]),
                 n_features=self.workload.n_features,
                 with_delta=self.kwargs.get("return_convergence_delta", False),
+                layer_shape=self.workload.layer_shape if self.spec.needs_layer else (),
             )
         )
 
@@ -182,6 +183,12 @@ def prepare(config: RunConfig) -> PreparedRun:
             f"{spec.name} needs a background of >= {spec.min_background} examples and workload "
             f"{workload.name!r} has {len(workload.background)}; give the factory's 'background' (K, ...) examples"
         )
+    if spec.max_features is not None and workload.n_features > spec.max_features:
+        raise NotApplicable(
+            f"{spec.name} needs a feature mask of <= {spec.max_features} groups (its cost grows as n * n!) and "
+            f"workload {workload.name!r} has {workload.n_features}; use ShapleyValueSampling, or a workload whose "
+            "feature_mask has fewer groups"
+        )
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
@@ -191,7 +198,7 @@ def prepare(config: RunConfig) -> PreparedRun:
     base = placed_model(workload.name, str(device), config.memory_format)
     model = base if dtype is None else AutocastForward(base, device.type, dtype)
     model, slowdown = inject.wrap(model, spec.name)  # a test of the regression checks, from the environment
-    layer = base.get_submodule(workload.layer_name) if spec.kind != "feature" else None
+    layer = base.get_submodule(workload.layer_name) if spec.needs_layer else None
 
     inputs, targets = workload.batch(config.batch_size)
     inputs = inputs.to(device=device, memory_format=MEMORY_FORMATS[config.memory_format])

@@ -33,6 +33,7 @@ class CostInput:
     input_shape: tuple[int, ...]  # one example, no batch dimension
     n_features: int  # groups in the workload's feature mask
     with_delta: bool
+    layer_shape: tuple[int, ...] = ()  # one example's output of the workload's layer (layer perturbation methods)
 
 
 CostModel = Callable[[CostInput], Passes]
@@ -122,3 +123,33 @@ def surrogate(c: CostInput) -> Passes:
     example Captum first evaluates the whole batch once more."""
     initial = c.batch_size if c.batch_size > 1 else 0
     return Passes(c.batch_size * c.knobs["n_samples"] + initial, 0)
+
+
+def guided_gradcam(c: CostInput) -> Passes:
+    """GradCAM's pass (output down to the layer), then guided backprop's (down to the inputs)."""
+    return Passes(2 * c.batch_size, 2 * c.batch_size)
+
+
+def lrp(c: CostInput) -> Passes:
+    """One forward records each layer's activations, then a forward and a backward propagate
+    relevance under the rules; the delta reuses the first forward's output."""
+    return Passes(2 * c.batch_size, c.batch_size)
+
+
+def all_orderings(c: CostInput) -> Passes:
+    """ShapleyValues adds the features back in every one of the n! orderings, n rows each."""
+    n = c.n_features
+    return Passes(c.batch_size * (1 + n * math.factorial(n)), 0)
+
+
+def layer_ablation(c: CostInput) -> Passes:
+    """Every unit of the layer's output is a feature: one forward finds the layer's output,
+    then the unperturbed batch and one row per unit run from the layer on (counted whole)."""
+    return Passes(c.batch_size * (2 + math.prod(c.layer_shape)), 0)
+
+
+def layer_gradient_shap(c: CostInput) -> Passes:
+    """GradientShap in layer space: each random point's gradient, and the layer's value at the
+    inputs and at the baselines it scales."""
+    rows = c.batch_size * c.knobs["n_samples"]
+    return Passes(3 * rows + (2 * rows if c.with_delta else 0), rows)

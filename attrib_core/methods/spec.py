@@ -41,8 +41,12 @@ class MethodSpec:
     runner_knobs: frozenset[str] = frozenset()  # knobs used by the runner, not passed to captum
     postprocess: Callable[[torch.Tensor, torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
     needs_spatial_layer: bool = False  # e.g. GradCAM averages gradients over a conv layer's map
-    backward_rules: Literal["deeplift", "guided_relu"] | None = None  # modules whose backward it overrides
+    # Modules whose backward it overrides: DeepLift's rules, guided ReLUs, or LRP's rules (one per module type)
+    backward_rules: Literal["deeplift", "guided_relu", "lrp"] | None = None
+    takes_layer: bool = False  # a feature method built on the workload's layer too (GuidedGradCam)
+    max_features: int | None = None  # its cost grows too fast past this many feature-mask groups (ShapleyValues)
     interpolates_inputs: bool = False  # scales the inputs themselves (LayerConductance), so needs float inputs
+    sets_input_grad: bool = False  # Captum marks the inputs requires_grad (LayerDeepLiftShap), so needs float inputs
     # How far its backward rows go, so the limit times the right pass (attrib_core.limit):
     # "inputs" (the whole model), "to_layer" (output down to the layer's output: layer methods'
     # gradients w.r.t. the layer), "from_layer" (a neuron of the layer down to the inputs).
@@ -103,10 +107,14 @@ class MethodSpec:
             self.check(self.name, resolved)
         return resolved
 
+    @property
+    def needs_layer(self) -> bool:
+        return self.kind != "feature" or self.takes_layer
+
     def build(self, model: nn.Module, layer: nn.Module | None) -> Any:
         if self.inner_class is not None:
             return self.captum_class(self.inner_class(model))
-        if self.kind == "feature":
+        if not self.needs_layer:
             return self.captum_class(model)
         return self.captum_class(model, layer)
 
@@ -114,10 +122,8 @@ class MethodSpec:
     def needs_float_inputs(self) -> bool:
         """Gradients with respect to the inputs (or points between inputs and baselines): not
         defined for integer token ids, where only layer methods on the embedding and
-        perturbation methods apply."""
-        return (
-            (self.kind == "feature" and self.family == "gradient") or self.kind == "neuron" or self.interpolates_inputs
-        )
+        perturbation methods (neuron ones included) apply."""
+        return (self.kind != "layer" and self.family == "gradient") or self.interpolates_inputs or self.sets_input_grad
 
     def attribute_kwargs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in knobs.items() if k not in self.runner_knobs}
