@@ -14,8 +14,9 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
     traits, name = workload.traits, workload.name
     if method.name in traits.not_applicable:
         return f"{method.name} does not apply to workload {name!r}: {traits.not_applicable[method.name]}"
-    if method.kind != "feature" and traits.layer_name == "":
-        return f"{method.name} is a {method.kind} method but workload {name!r} declares no layer"
+    if method.needs_layer and traits.layer_name == "":
+        what = f"is a {method.kind} method" if method.kind != "feature" else "is built on a layer"
+        return f"{method.name} {what} but workload {name!r} declares no layer"
     if method.needs_spatial_layer and traits.spatial_layer is False:
         what = (
             f": its layer {traits.layer_name!r} has no (N, C, ...) map of the input's rank (a ConvNd's output)"

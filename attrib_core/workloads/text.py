@@ -24,6 +24,7 @@ import torch
 from attrib_core.models.text import PAD_ID, UNKNOWN_ID
 from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_weights
 from attrib_core.workloads.movie_reviews import MovieReviews, load_movie_reviews, tokenize
+from attrib_core.workloads.traits import rule_limits_from_modules
 
 TEXT_RECIPE_VERSION = 1
 NEUTRAL_MARGIN = 1.0  # |mean rating| < 1 (a quarter of the -4..4 scale) counts as near-neutral: left out
@@ -105,6 +106,10 @@ def sentiment_split(reviews: MovieReviews | None = None) -> SentimentSplit:
     input_kind="tokens",
     layer="embedding",
     method_defaults={"Occlusion": {"sliding_window_shapes": (3,), "strides": (1,)}},
+    # SentenceCNN's modules, so LayerLRP's lack of rules (Embedding, Conv1d) is known without building it
+    rule_limits=rule_limits_from_modules(
+        {"ReLU"}, reused={}, leaf_types={"Embedding", "Conv1d", "ReLU", "Dropout", "Linear"}
+    ),
 )
 def _sentiment_cnn() -> Workload:
     from attrib_core.models.small import TrainingRecipe, accuracy, train_classifier
