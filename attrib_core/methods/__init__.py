@@ -3,7 +3,8 @@
 A spec (`spec.MethodSpec`) says which Captum class to build, what kind of attribution it is,
 which knobs it takes (`knobs`: defaults and valid values) and how many forward / backward
 passes one call makes (`costs`). The catalog is one module per kind of method: `feature`,
-`layer` and `neuron`. Importing this package registers them all in `METHODS`.
+`layer` and `neuron`. Importing this package registers them all in `METHODS`; the other names
+in `captum.attr.__all__` are listed in `UNREGISTERED`, each with the reason.
 """
 
 from attrib_core.methods import feature, layer, neuron  # noqa: F401  (each registers its methods)
@@ -12,12 +13,17 @@ from attrib_core.methods.costs import (
     CostModel,
     Passes,
     ablation,
+    all_orderings,
     conductance,
     deeplift,
     deeplift_shap,
     forward_only,
     gradient_shap,
+    guided_gradcam,
+    layer_ablation,
+    layer_gradient_shap,
     layer_path_integral,
+    lrp,
     noise_tunnel_ig,
     noise_tunnel_saliency,
     occlusion,
@@ -37,6 +43,7 @@ from attrib_core.methods.knobs import (
     KnobError,
 )
 from attrib_core.methods.spec import METHODS, MethodSpec, get_method, register_method, upsample_to_input
+from attrib_core.methods.unregistered import UNREGISTERED
 from attrib_core.methods.windows import concrete_window, occlusion_windows, shape_occlusion_window
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "NOISE_TUNNEL_KNOBS",
     "NT_TYPES",
     "PERTURBATIONS_PER_EVAL",
+    "UNREGISTERED",
     "CostInput",
     "CostModel",
     "Knob",
@@ -54,6 +62,7 @@ __all__ = [
     "MethodSpec",
     "Passes",
     "ablation",
+    "all_orderings",
     "concrete_window",
     "conductance",
     "deeplift",
@@ -61,7 +70,11 @@ __all__ = [
     "forward_only",
     "get_method",
     "gradient_shap",
+    "guided_gradcam",
+    "layer_ablation",
+    "layer_gradient_shap",
     "layer_path_integral",
+    "lrp",
     "noise_tunnel_ig",
     "noise_tunnel_saliency",
     "occlusion",

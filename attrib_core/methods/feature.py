@@ -6,9 +6,12 @@ import captum.attr as ca
 
 from attrib_core.methods.costs import (
     ablation,
+    all_orderings,
     deeplift,
     deeplift_shap,
     gradient_shap,
+    guided_gradcam,
+    lrp,
     noise_tunnel_ig,
     noise_tunnel_saliency,
     occlusion,
@@ -55,6 +58,30 @@ FEATURE_METHODS = (
     ),
     MethodSpec("InputXGradient", ca.InputXGradient, "feature", "gradient", one_pass),
     MethodSpec("GuidedBackprop", ca.GuidedBackprop, "feature", "gradient", one_pass, backward_rules="guided_relu"),
+    # Deconvolution passes the gradient through each ReLU module by its own sign (not the input's)
+    MethodSpec("Deconvolution", ca.Deconvolution, "feature", "gradient", one_pass, backward_rules="guided_relu"),
+    MethodSpec(
+        "GuidedGradCam",
+        ca.GuidedGradCam,
+        "feature",
+        "gradient",
+        guided_gradcam,
+        (
+            Knob(
+                "interpolate_mode",
+                "nearest",
+                "how the layer's GradCAM map is upsampled to the input (modes valid for any input rank)",
+                type="choice",
+                choices=("nearest", "area"),
+                abbreviation="upsample",
+            ),
+        ),
+        takes_layer=True,
+        needs_spatial_layer=True,
+        backward_rules="guided_relu",
+    ),
+    # LRP's delta is F(x) minus the relevance that reaches the inputs (no baseline: not completeness)
+    MethodSpec("LRP", ca.LRP, "feature", "gradient", lrp, supports_delta=True, backward_rules="lrp"),
     MethodSpec(
         "DeepLift",
         ca.DeepLift,
@@ -168,6 +195,17 @@ FEATURE_METHODS = (
         stochastic=True,
         reference="more_samples",
         sample_knob="n_samples",
+    ),
+    MethodSpec(
+        "ShapleyValues",
+        ca.ShapleyValues,
+        "feature",
+        "perturbation",
+        all_orderings,
+        (PERTURBATIONS_PER_EVAL,),
+        baselines="single",
+        uses_feature_mask=True,
+        max_features=6,  # 6 * 6! = 4320 rows per example; Captum advises fewer than 7 features
     ),
     MethodSpec(
         "KernelShap",
