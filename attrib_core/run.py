@@ -135,7 +135,7 @@ class PreparedRun:
                 input_shape=tuple(self.workload.inputs.shape[1:]),
                 n_features=self.workload.n_features,
                 with_delta=self.kwargs.get("return_convergence_delta", False),
-                layer_shape=self.workload.layer_shape if self.spec.needs_layer else (),
+                layer_shape=self.workload.layer_shape if self.spec.layer_units_are_features else (),
             )
         )
 

@@ -143,8 +143,9 @@ def all_orderings(c: CostInput) -> Passes:
 
 
 def layer_ablation(c: CostInput) -> Passes:
-    """Every unit of the layer's output is a feature: one forward finds the layer's output,
-    then the unperturbed batch and one row per unit run from the layer on (counted whole)."""
+    """Every unit of the layer's output is a feature: one forward finds the layer's output, then
+    the unperturbed batch and one batch per unit run through the whole model, the layer's
+    output replaced."""
     return Passes(c.batch_size * (2 + math.prod(c.layer_shape)), 0)
 
 

@@ -79,6 +79,7 @@ FEATURE_METHODS = (
         takes_layer=True,
         needs_spatial_layer=True,
         backward_rules="guided_relu",
+        # One of its two backward passes stops at the layer; the limit times both as whole ones.
     ),
     # LRP's delta is F(x) minus the relevance that reaches the inputs (no baseline: not completeness)
     MethodSpec("LRP", ca.LRP, "feature", "gradient", lrp, supports_delta=True, backward_rules="lrp"),

@@ -151,7 +151,14 @@ LAYER_METHODS = (
     # Every unit of the layer's output is one feature (Captum's default layer_mask), replaced by 0.
     # No perturbations_per_eval: Captum 0.9 runs the copies with the batch's targets unrepeated,
     # which raises for one target per example (tests/test_methods.py keeps that checked).
-    MethodSpec("LayerFeatureAblation", ca.LayerFeatureAblation, "layer", "perturbation", layer_ablation),
+    MethodSpec(
+        "LayerFeatureAblation",
+        ca.LayerFeatureAblation,
+        "layer",
+        "perturbation",
+        layer_ablation,
+        layer_units_are_features=True,
+    ),
 )
 
 for spec in LAYER_METHODS:

@@ -44,6 +44,7 @@ class MethodSpec:
     # Modules whose backward it overrides: DeepLift's rules, guided ReLUs, or LRP's rules (one per module type)
     backward_rules: Literal["deeplift", "guided_relu", "lrp"] | None = None
     takes_layer: bool = False  # a feature method built on the workload's layer too (GuidedGradCam)
+    layer_units_are_features: bool = False  # perturbs each unit of the layer's output: cost needs its shape
     max_features: int | None = None  # its cost grows too fast past this many feature-mask groups (ShapleyValues)
     interpolates_inputs: bool = False  # scales the inputs themselves (LayerConductance), so needs float inputs
     sets_input_grad: bool = False  # Captum marks the inputs requires_grad (LayerDeepLiftShap), so needs float inputs

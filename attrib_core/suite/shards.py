@@ -92,7 +92,7 @@ def weighted_rows(config: RunConfig) -> float:
             input_shape=tuple(workload.inputs.shape[1:]),
             n_features=workload.n_features,
             with_delta=config.with_delta,
-            layer_shape=workload.layer_shape if spec.needs_layer else (),
+            layer_shape=workload.layer_shape if spec.layer_units_are_features else (),
         )
     )
     return passes.forward + BACKWARD_PER_FORWARD * passes.backward

@@ -64,12 +64,17 @@ class Workload:
 
     @functools.cached_property
     def layer_shape(self) -> tuple[int, ...]:
-        """One example's output shape at the layer (no batch dimension); () without a layer.
-        Layer perturbation methods treat each unit of it as a feature, so it sets their cost."""
+        """One example's output shape at the layer (no batch dimension); () without a layer or
+        for a layer whose output is not one tensor. Layer perturbation methods treat each unit
+        of it as a feature, so it sets their cost."""
         if not self.layer_name:
             return ()
         seen: list[tuple[int, ...]] = []
-        handle = self.layer.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape[1:])))
+
+        def record(module: nn.Module, args: Any, out: Any) -> None:
+            seen.append(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
+
+        handle = self.layer.register_forward_hook(record)
         try:
             with torch.no_grad():
                 self.model(self.inputs[:1])
