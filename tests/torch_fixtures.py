@@ -51,6 +51,14 @@ RESNET_CHEAP_METHODS = (
     "LayerGradientXActivation",
     "LayerActivation",
     "NeuronGradient",
+    "Deconvolution",
+    "GuidedGradCam",
+    "LRP",
+    "LayerLRP",
+    "LayerDeepLift",
+    "NeuronDeepLift",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
 )
 
 
