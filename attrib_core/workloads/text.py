@@ -144,7 +144,9 @@ def _sentiment_cnn() -> Workload:
         background=background,
         feature_mask=torch.arange(SEQUENCE_LENGTH)[None],
         layer_name="embedding",
-        neuron=(0, 0),  # neuron methods take input gradients, which token ids lack: recorded as not applicable
+        # Neuron gradient methods need input gradients, which token ids lack (not applicable);
+        # NeuronFeatureAblation removes tokens and watches this unit of the first token's embedding.
+        neuron=(0, 0),
         output_name="fc",
         weights=weights,
         description=WORKLOADS.get("sentiment_cnn").description,
