@@ -187,7 +187,8 @@ def test_exactly_the_methods_that_can_use_token_ids_apply(sentiment):
         prepare(RunConfig("LayerConductance", "sentiment_cnn"))
     with pytest.raises(ValueError, match="ShapleyValues needs a feature mask of <= 6 groups"):
         prepare(RunConfig("ShapleyValues", "sentiment_cnn"))
-    assert "Embedding" in unsupported_reason(get_method("LayerLRP"), declared)
+    assert "token ids" in unsupported_reason(get_method("LayerLRP"), declared)  # its backward reaches the inputs
+    assert "Embedding" in declared.traits.rule_limits["lrp"]
 
 
 def test_text_preset_has_every_applicable_method_at_batch_1_and_8():
