@@ -144,6 +144,7 @@ class PreparedRun:
                 n_features=self.workload.n_features,
                 with_delta=self.kwargs.get("return_convergence_delta", False),
                 input_shapes=layout.shapes if layout is not None and layout.several else (),
+                layer_shape=self.workload.layer_shape if self.spec.layer_units_are_features else (),
             )
         )
 
@@ -205,6 +206,12 @@ def prepare(config: RunConfig) -> PreparedRun:
             f"{spec.name} needs a background of >= {spec.min_background} examples and workload "
             f"{workload.name!r} has {len(workload.background)}; give the factory's 'background' (K, ...) examples"
         )
+    if spec.max_features is not None and workload.n_features > spec.max_features:
+        raise NotApplicable(
+            f"{spec.name} needs a feature mask of <= {spec.max_features} groups (its cost grows as n * n!) and "
+            f"workload {workload.name!r} has {workload.n_features}; use ShapleyValueSampling, or a workload whose "
+            "feature_mask has fewer groups"
+        )
     if config.with_delta and not spec.supports_delta:
         with_delta = ", ".join(m.name for m in METHODS if m.supports_delta)
         raise ValueError(f"{spec.name} has no convergence delta; methods with one: {with_delta}")
@@ -217,7 +224,7 @@ def prepare(config: RunConfig) -> PreparedRun:
     model = packed.model if packed is not None else base  # Captum calls the user's model itself
     model = model if dtype is None else AutocastForward(model, device.type, dtype)
     model, slowdown = inject.wrap(model, spec.name)  # a test of the regression checks, from the environment
-    layer = base.get_submodule(workload.layer_name) if spec.kind != "feature" else None
+    layer = base.get_submodule(workload.layer_name) if spec.needs_layer else None
     if spec.kind == "neuron" and several:
         _check_neuron_sees_every_input(spec, workload)
 

@@ -14,7 +14,7 @@ import torch
 
 from attrib_core.analysis.results import load_results
 from attrib_core.commands import cli
-from attrib_core.methods import KnobError, get_method, shape_occlusion_window
+from attrib_core.methods import METHODS, KnobError, get_method, shape_occlusion_window
 from attrib_core.workloads.plugins import default_feature_mask
 from attrib_core.workloads.traits import input_kind_of
 from tests import REPO
@@ -109,7 +109,7 @@ def test_every_method_on_every_kind_at_batch_1_and_8_fails_no_cell(tmp_path, mon
     code, df = _run(tmp_path, monkeypatch, (KINDS / "kinds.toml").read_text())
     assert code == 0 and set(df.status) == {"ok", "not_applicable"}
     assert df[df.status == "not_applicable"].error.str.contains("NotApplicable: ").all()
-    assert len(df) == 7 * 2 * 23
+    assert len(df) == 7 * 2 * len(METHODS)
 
 
 def test_random_weights_skip_spends_no_time_on_fidelity_that_would_be_set_aside(tmp_path, monkeypatch):

@@ -274,6 +274,18 @@ def test_registry_says_how_far_each_backward_reaches():
         "LayerIntegratedGradients",
         "LayerConductance",
         "LayerGradientXActivation",
+        "InternalInfluence",
+        "LayerDeepLift",
+        "LayerDeepLiftShap",
+        "LayerGradientShap",
     }
-    assert {name for name, r in reach.items() if r == "from_layer"} == {"NeuronGradient", "NeuronIntegratedGradients"}
+    assert {name for name, r in reach.items() if r == "from_layer"} == {
+        "NeuronGradient",
+        "NeuronIntegratedGradients",
+        "NeuronDeepLift",
+        "NeuronDeepLiftShap",
+        "NeuronGradientShap",
+        "NeuronGuidedBackprop",
+        "NeuronDeconvolution",
+    }
     assert set(reach.values()) <= set(limit.KIND_OF_REACH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from torch import nn
 from attrib_core.methods import (
     IG_METHODS,
     METHODS,
+    UNREGISTERED,
     CostInput,
     KnobError,
     Passes,
@@ -24,7 +26,14 @@ from attrib_core.run import NotApplicable, RunConfig, prepare, run_attribution
 from attrib_core.workloads import WORKLOADS, Workload, load_workload, observed_spec
 from attrib_core.workloads.applicability import applies_to
 from tests.passes import measured_passes
-from tests.torch_fixtures import RESNET_CHEAP_METHODS, SMALL_WORKLOADS, layer_output_shape, small_knobs
+from tests.torch_fixtures import (
+    FEW_FEATURE_GROUPS,
+    FEW_FEATURES,
+    RESNET_CHEAP_METHODS,
+    SMALL_WORKLOADS,
+    layer_output_shape,
+    small_knobs,
+)
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -48,6 +57,12 @@ def applies(method: str, workload: str) -> bool:
     return not (get_method(method).needs_spatial_layer and workload not in IMAGE_WORKLOADS)
 
 
+def too_many_features(method: str, workload: str) -> bool:
+    """Known only once the workload is built (its feature mask), so prepare() decides it."""
+    limit = get_method(method).max_features
+    return limit is not None and load_workload(workload).n_features > limit
+
+
 # --- every method runs ------------------------------------------------------------------
 
 
@@ -64,6 +79,14 @@ def test_every_method_runs_with_the_right_shape(method, workload):
         with pytest.raises(NotApplicable, match=rf"{method}.*{workload}"):
             prepare(config)
         return
+    if too_many_features(method, workload):
+        limit, n_features = spec.max_features, w.n_features
+        with pytest.raises(
+            NotApplicable, match=rf"{method} needs a feature mask of <= {limit} groups.*has {n_features}"
+        ):
+            prepare(config)
+        config = RunConfig(method, FEW_FEATURES, batch_size=batch_size, knobs=small_knobs(method))
+        w = load_workload(FEW_FEATURES)
     prepared = prepare(config)
     result = prepared()
     assert result.attributions.dtype == torch.float32
@@ -144,6 +167,44 @@ DIRECT: dict[str, Callable] = {
     "KernelShap": lambda m, w, x, t: ca.KernelShap(m).attribute(
         x, baselines=w.baseline, target=t, feature_mask=w.feature_mask, n_samples=20
     ),
+    "Deconvolution": lambda m, w, x, t: ca.Deconvolution(m).attribute(x, target=t),
+    "GuidedGradCam": lambda m, w, x, t: ca.GuidedGradCam(m, _layer(w)).attribute(
+        x, target=t, interpolate_mode="nearest"
+    ),
+    "LRP": lambda m, w, x, t: ca.LRP(m).attribute(x, target=t),
+    "ShapleyValues": lambda m, w, x, t: ca.ShapleyValues(m).attribute(
+        x, baselines=w.baseline, target=t, feature_mask=w.feature_mask, perturbations_per_eval=1
+    ),
+    "InternalInfluence": lambda m, w, x, t: ca.InternalInfluence(m, _layer(w)).attribute(
+        x, baselines=w.baseline, target=t, n_steps=4, method="gausslegendre"
+    ),
+    "LayerDeepLift": lambda m, w, x, t: ca.LayerDeepLift(m, _layer(w)).attribute(x, baselines=w.baseline, target=t),
+    "LayerDeepLiftShap": lambda m, w, x, t: ca.LayerDeepLiftShap(m, _layer(w)).attribute(
+        x, baselines=w.background[:2], target=t
+    ),
+    "LayerGradientShap": lambda m, w, x, t: ca.LayerGradientShap(m, _layer(w)).attribute(
+        x, baselines=w.background, n_samples=3, stdevs=0.0, target=t
+    ),
+    "LayerLRP": lambda m, w, x, t: ca.LayerLRP(m, _layer(w)).attribute(x, target=t),
+    "LayerFeatureAblation": lambda m, w, x, t: ca.LayerFeatureAblation(m, _layer(w)).attribute(x, target=t),
+    "NeuronDeepLift": lambda m, w, x, t: ca.NeuronDeepLift(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w), baselines=w.baseline
+    ),
+    "NeuronDeepLiftShap": lambda m, w, x, t: ca.NeuronDeepLiftShap(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w), baselines=w.background[:2]
+    ),
+    "NeuronGradientShap": lambda m, w, x, t: ca.NeuronGradientShap(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w), baselines=w.background, n_samples=3, stdevs=0.0
+    ),
+    "NeuronGuidedBackprop": lambda m, w, x, t: ca.NeuronGuidedBackprop(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w)
+    ),
+    "NeuronDeconvolution": lambda m, w, x, t: ca.NeuronDeconvolution(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w)
+    ),
+    "NeuronFeatureAblation": lambda m, w, x, t: ca.NeuronFeatureAblation(m, _layer(w)).attribute(
+        x, neuron_selector=_neuron(w), baselines=w.baseline, feature_mask=w.feature_mask, perturbations_per_eval=1
+    ),
 }
 
 EQUIVALENCE_CASES = [
@@ -166,6 +227,37 @@ EQUIVALENCE_CASES = [
     ("KernelShap", "tabular_mlp", 1),
     ("KernelShap", "tabular_mlp", 2),
     ("KernelShap", "digits_cnn", 1),
+    ("Deconvolution", "digits_cnn", 3),
+    ("Deconvolution", "tabular_mlp", 3),
+    ("GuidedGradCam", "digits_cnn", 3),
+    ("LRP", "digits_cnn", 3),
+    ("LRP", "tabular_mlp", 3),
+    ("ShapleyValues", FEW_FEATURES, 1),
+    ("ShapleyValues", FEW_FEATURES, 3),
+    ("InternalInfluence", "digits_cnn", 3),
+    ("InternalInfluence", "tabular_mlp", 3),
+    ("LayerDeepLift", "digits_cnn", 3),
+    ("LayerDeepLift", "tabular_mlp", 3),
+    ("LayerDeepLiftShap", "digits_cnn", 2),
+    ("LayerDeepLiftShap", "tabular_mlp", 3),
+    ("LayerGradientShap", "digits_cnn", 3),
+    ("LayerGradientShap", "tabular_mlp", 3),
+    ("LayerLRP", "digits_cnn", 3),
+    ("LayerLRP", "tabular_mlp", 3),
+    ("LayerFeatureAblation", "digits_cnn", 2),
+    ("LayerFeatureAblation", "tabular_mlp", 3),
+    ("NeuronDeepLift", "digits_cnn", 3),
+    ("NeuronDeepLift", "tabular_mlp", 3),
+    ("NeuronDeepLiftShap", "digits_cnn", 2),
+    ("NeuronDeepLiftShap", "tabular_mlp", 3),
+    ("NeuronGradientShap", "digits_cnn", 3),
+    ("NeuronGradientShap", "tabular_mlp", 3),
+    ("NeuronGuidedBackprop", "digits_cnn", 3),
+    ("NeuronGuidedBackprop", "tabular_mlp", 3),
+    ("NeuronDeconvolution", "digits_cnn", 3),
+    ("NeuronDeconvolution", "tabular_mlp", 3),
+    ("NeuronFeatureAblation", "digits_cnn", 2),
+    ("NeuronFeatureAblation", "tabular_mlp", 3),
 ]
 
 
@@ -256,9 +348,9 @@ def test_with_delta_returns_captums_delta(digits):
 
 def _delta_rows(method: str, batch_size: int, knobs: dict) -> int:
     """Captum returns one delta per example, and per baseline draw for the *Shap methods."""
-    if method == "GradientShap":
+    if method.endswith("GradientShap"):
         return batch_size * knobs["n_samples"]
-    if method == "DeepLiftShap":
+    if method.endswith("DeepLiftShap"):
         return batch_size * knobs["n_baselines"]
     return batch_size
 
@@ -293,7 +385,7 @@ def test_completeness_delta_is_the_attribution_sum_minus_the_output_gap(method, 
 def _cost_cases():
     for workload in SMALL_WORKLOADS:
         for spec in METHODS:
-            if not applies(spec.name, workload):
+            if not applies(spec.name, workload) or too_many_features(spec.name, workload):
                 continue
             name, knobs = spec.name, small_knobs(spec.name)
             min_batch = spec.min_batch_size
@@ -324,6 +416,11 @@ def _cost_cases():
         if workload == "tabular_mlp":
             clipped = {"sliding_window_shapes": (4,), "strides": (4,)}
         yield pytest.param(workload, "Occlusion", 2, clipped, False, id=f"{workload}-Occlusion-clipped")
+    for spec in METHODS:
+        if spec.max_features is not None:
+            for batch, knobs in ((1, {}), (3, {}), (3, {"perturbations_per_eval": 4})):
+                name = f"{FEW_FEATURES}-{spec.name}-b{batch}" + ("-ppe4" if knobs else "")
+                yield pytest.param(FEW_FEATURES, spec.name, batch, knobs, False, id=name)
 
 
 @pytest.mark.parametrize(("workload", "method", "batch_size", "knobs", "with_delta"), list(_cost_cases()))
@@ -430,3 +527,92 @@ def test_specs_are_consistent():
         if spec.family == "perturbation":
             assert spec.cost(CostInput(2, spec.resolve_knobs(), (30,), 30, False)).backward == 0, spec.name
         spec.resolve_knobs()  # the defaults are valid
+
+
+# --- the registry covers captum.attr ----------------------------------------------------
+
+
+def _registered_captum_names() -> set[str]:
+    return {spec.captum_class.__name__ for spec in METHODS}
+
+
+def test_every_captum_attr_name_is_registered_or_listed_with_a_reason_never_both():
+    """A class a new Captum adds fails this until it is registered or listed in UNREGISTERED. The
+    LLM wrappers may be registered by the LLM workloads module: then their entry must go."""
+    registered = _registered_captum_names()
+    names = set(ca.__all__)
+    neither = sorted(names - registered - set(UNREGISTERED))
+    both = sorted(registered & set(UNREGISTERED))
+    assert not neither, f"register these or list them with a reason in UNREGISTERED: {neither}"
+    assert not both, f"registered and listed: remove them from UNREGISTERED: {both}"
+    assert set(UNREGISTERED) <= names, f"listed but not in captum.attr: {sorted(set(UNREGISTERED) - names)}"
+    assert all(len(reason) > 20 for reason in UNREGISTERED.values())
+
+
+def test_a_registered_class_is_what_captum_attr_exports():
+    for spec in METHODS:
+        assert getattr(ca, spec.captum_class.__name__) is spec.captum_class, spec.name
+
+
+def test_the_llm_wrappers_are_left_to_the_llm_workloads_and_the_remote_one_needs_a_server():
+    for name in ("LLMAttribution", "LLMGradientAttribution"):
+        assert name in _registered_captum_names() or "LLM workloads module" in UNREGISTERED[name]
+    assert "remote LLM inference server" in UNREGISTERED["RemoteLLMAttribution"]
+
+
+def test_layer_feature_permutation_is_listed_because_captum_selects_the_target_twice(tabular):
+    """When this fails, Captum has fixed it: register LayerFeaturePermutation and drop its entry."""
+    inputs, targets = tabular.batch(4)
+    permutation = ca.LayerFeaturePermutation(tabular.model, tabular.layer)
+    with pytest.raises(AssertionError, match="Output must be 2D to select tensor of targets"):
+        permutation.attribute(inputs, target=targets)
+    assert tuple(permutation.attribute(inputs).shape) == (8, 32)  # no target: twice the batch's rows
+
+
+def test_layer_feature_ablation_has_no_perturbations_per_eval_because_captum_drops_the_targets(tabular):
+    """Captum runs the perturbed copies with the batch's targets unrepeated; when this fails, add the knob."""
+    inputs, targets = tabular.batch(3)
+    with pytest.raises(AssertionError, match=r"Tensor target dimension torch.Size\(\[3\]\) is not valid"):
+        ca.LayerFeatureAblation(tabular.model, tabular.layer).attribute(
+            inputs, target=targets, perturbations_per_eval=2
+        )
+    assert "perturbations_per_eval" not in get_method("LayerFeatureAblation").knob_names
+
+
+def test_shapley_values_split_the_output_gap_exactly_between_the_groups():
+    """Efficiency: each of the n! orderings telescopes to F(x) - F(baseline), so their mean does.
+    float32 rounding: n differences per ordering and a sum over n! orderings, each off by at most
+    eps * |F|, bound the error by (n + n!) * eps * max|F| (726 * 1.2e-7 ~ 1e-4 relative)."""
+    workload = load_workload(FEW_FEATURES)
+    batch_size = 4
+    result = run_attribution("ShapleyValues", FEW_FEATURES, batch_size=batch_size)
+    inputs, targets = workload.batch(batch_size)
+    with torch.no_grad():
+        at_input = workload.model(inputs)[torch.arange(batch_size), targets]
+        at_baseline = workload.model(workload.baseline)[0, targets]
+    first_of_group = [int((workload.feature_mask[0] == g).nonzero()[0]) for g in range(FEW_FEATURE_GROUPS)]
+    per_group = result.attributions[:, first_of_group]
+    n = FEW_FEATURE_GROUPS
+    scale = torch.maximum(at_input.abs(), at_baseline.abs()).max()
+    bound = (n + math.factorial(n)) * torch.finfo(torch.float32).eps * scale
+    torch.testing.assert_close(per_group.sum(dim=1), at_input - at_baseline, rtol=0, atol=float(bound))
+    # every input of a group carries the group's value
+    assert torch.equal(result.attributions, per_group[:, workload.feature_mask[0]])
+
+
+def test_shapley_values_name_the_feature_limit_and_the_alternative(tabular):
+    with pytest.raises(NotApplicable, match=r"<= 6 groups.*'tabular_mlp' has 30; use ShapleyValueSampling"):
+        prepare(RunConfig("ShapleyValues", "tabular_mlp"))
+
+
+def test_guided_gradcam_is_guided_backprop_times_the_upsampled_gradcam(digits):
+    """Its definition, from the two registered methods it combines (GradCAM's positive part only):
+    exact, the same float products."""
+    batch_size = 3
+    ours = run_attribution("GuidedGradCam", "digits_cnn", batch_size=batch_size).attributions
+    guided = run_attribution("GuidedBackprop", "digits_cnn", batch_size=batch_size).attributions
+    cam_knobs = {"interpolate": False, "relu_attributions": True}
+    cam = run_attribution("LayerGradCam", "digits_cnn", batch_size=batch_size, knobs=cam_knobs)
+    upsampled = ca.LayerAttribution.interpolate(cam.attributions, tuple(guided.shape[2:]), "nearest")
+    assert ours.abs().sum() > 0
+    assert torch.equal(ours, guided * upsampled)

@@ -20,7 +20,7 @@ from attrib_core.run import (
     run_attribution,
 )
 from tests.numerics import relative_error, rounding_bound
-from tests.torch_fixtures import SMALL_WORKLOADS, small_knobs
+from tests.torch_fixtures import FEW_FEATURES, SMALL_WORKLOADS, small_knobs
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -34,7 +34,10 @@ def _batch_for(method: str) -> int:
 
 
 def _workload_for(method: str) -> str:
-    return "digits_cnn" if get_method(method).needs_spatial_layer else "tabular_mlp"
+    spec = get_method(method)
+    if spec.needs_spatial_layer:
+        return "digits_cnn"
+    return FEW_FEATURES if spec.max_features is not None else "tabular_mlp"
 
 
 # --- determinism ------------------------------------------------------------------------
@@ -91,7 +94,7 @@ def _hooks(model: nn.Module) -> int:
 
 
 LEAK_CASES = [
-    (method.name, workload)
+    (method.name, FEW_FEATURES if method.max_features is not None else workload)
     for workload in SMALL_WORKLOADS
     for method in METHODS
     if not (method.needs_spatial_layer and workload == "tabular_mlp")
@@ -241,7 +244,7 @@ BAD_CONFIGS = [
     pytest.param({"precision": "fp8"}, ValueError, r"unknown precision 'fp8'; valid: fp32, bf16, fp16", id="precision"),
     pytest.param(
         {"method": "Saliency", "with_delta": True}, ValueError,
-        r"Saliency has no convergence delta; methods with one: IntegratedGradients, DeepLift", id="delta",
+        r"Saliency has no convergence delta; methods with one: IntegratedGradients, .*DeepLift, .*LayerLRP", id="delta",
     ),
 ]  # fmt: skip
 

@@ -17,6 +17,7 @@ from attrib_core.models.resnet import CHECKPOINT_ENV, distinct_relus, load_resne
 from attrib_core.models.small import accuracy
 from attrib_core.workloads import WORKLOADS, load_workload, observed_spec, patch_mask
 from attrib_core.workloads.builtin import IMAGENET_MEAN, IMAGENET_STD, breast_cancer_split, digits_split
+from attrib_core.workloads.traits import scan_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -263,3 +264,42 @@ def test_small_model_training_is_reproducible():
         assert not model.training and all(p.grad is None for p in model.parameters())
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+# --- LRP's rules ------------------------------------------------------------------------
+
+
+class _LinearTwice(nn.Module):
+    """One Linear module called twice per forward pass, each ReLU its own module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.relu2(self.fc(self.relu1(self.fc(x)))))
+
+
+@pytest.mark.parametrize(
+    ("model", "lrp_reason", "other_families"),
+    [
+        (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), None, set()),
+        (
+            nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2)),
+            "uses GELU, for which",
+            {"deeplift", "guided_relu"},
+        ),
+        (nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), "uses Flatten, for which Captum's LRP has no", set()),
+        (_LinearTwice(), r"'fc' \(Linear, 2 calls\).*one activation per module", set()),
+    ],
+)
+def test_lrp_needs_a_rule_for_every_leaf_module_each_used_once(model, lrp_reason, other_families):
+    """DeepLift's reuse check stays on its own rule modules: a Linear called twice does not limit it."""
+    limits, _ = scan_model(model, torch.zeros(1, 4))
+    assert set(limits) - {"lrp"} == other_families
+    if lrp_reason is None:
+        assert "lrp" not in limits
+    else:
+        assert re.search(lrp_reason, limits["lrp"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from attrib_core.workloads import Workload, load_workload
+from attrib_core.workloads.catalog import resolve_reference
 
 # Knobs that make each method cheap; methods not listed take none or use their defaults.
 SMALL_KNOBS: dict[str, dict] = {
@@ -27,9 +28,18 @@ SMALL_KNOBS: dict[str, dict] = {
     "LayerConductance": {"n_steps": 4},
     "NeuronIntegratedGradients": {"n_steps": 4},
     "NeuronConductance": {"n_steps": 4},
+    "InternalInfluence": {"n_steps": 4},
+    "LayerDeepLiftShap": {"n_baselines": 2},
+    "LayerGradientShap": {"n_samples": 3},
+    "NeuronDeepLiftShap": {"n_baselines": 2},
+    "NeuronGradientShap": {"n_samples": 3},
 }
 
 SMALL_WORKLOADS = ("digits_cnn", "tabular_mlp")
+
+# tabular_mlp with its 30 features in 5 groups of 6: few enough for ShapleyValues (n * n! rows)
+FEW_FEATURES = "tabular_in_5_groups"
+FEW_FEATURE_GROUPS = 5
 
 # One backward pass (or one forward) per example: affordable on resnet18 on a CPU.
 RESNET_CHEAP_METHODS = (
@@ -41,6 +51,39 @@ RESNET_CHEAP_METHODS = (
     "LayerGradientXActivation",
     "LayerActivation",
     "NeuronGradient",
+    "Deconvolution",
+    "GuidedGradCam",
+    "LRP",
+    "LayerLRP",
+    "LayerDeepLift",
+    "NeuronDeepLift",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
+)
+
+
+def tabular_in_groups() -> dict:
+    """The factory of FEW_FEATURES (a plug-in by module reference)."""
+    tabular = load_workload("tabular_mlp")
+    n_columns = tabular.inputs.shape[1]
+    return {
+        "model": tabular.model,
+        "inputs": tabular.inputs,
+        "targets": tabular.targets,
+        "baseline": tabular.baseline,
+        "background": tabular.background,
+        "feature_mask": (torch.arange(n_columns) * FEW_FEATURE_GROUPS // n_columns)[None],
+        "layer": tabular.layer_name,
+        "neuron": tabular.neuron,
+        "output": tabular.output_name,
+        "weights": tabular.weights,
+    }
+
+
+resolve_reference(
+    "tests.torch_fixtures:tabular_in_groups",
+    key=FEW_FEATURES,
+    declared={"input_kind": "features", "layer": "fc2"},
 )
 
 

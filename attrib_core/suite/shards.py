@@ -83,6 +83,8 @@ def weighted_rows(config: RunConfig) -> float:
     """Forward rows + BACKWARD_PER_FORWARD x backward rows of one `attribute` call (cost model)."""
     spec = get_method(config.method)
     workload = load_workload(config.workload)
+    if spec.max_features is not None and workload.n_features > spec.max_features:
+        return 0.0  # prepare() records it not applicable, and its cost model would overflow (n * n!)
     passes = spec.cost(
         CostInput(
             batch_size=config.batch_size,
@@ -90,6 +92,7 @@ def weighted_rows(config: RunConfig) -> float:
             input_shape=tuple(workload.inputs.shape[1:]),
             n_features=workload.n_features,
             with_delta=config.with_delta,
+            layer_shape=workload.layer_shape if spec.layer_units_are_features else (),
         )
     )
     return passes.forward + BACKWARD_PER_FORWARD * passes.backward

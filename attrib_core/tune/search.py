@@ -80,7 +80,10 @@ class Search:
         return self.request.target.meets(cand.quality, self.bound)
 
     def cost_input(self, config: RunConfig) -> CostInput:
-        return CostInput(config.batch_size, config.knobs, self.input_shape, self.workload.n_features, False)
+        layer_shape = self.workload.layer_shape if self.spec.layer_units_are_features else ()
+        return CostInput(
+            config.batch_size, config.knobs, self.input_shape, self.workload.n_features, False, layer_shape
+        )
 
     def units(self, config: RunConfig) -> float:
         """Cost-model work of a call: a backward pass counts as two forwards."""

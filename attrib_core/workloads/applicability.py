@@ -14,8 +14,9 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
     traits, name = workload.traits, workload.name
     if method.name in traits.not_applicable:
         return f"{method.name} does not apply to workload {name!r}: {traits.not_applicable[method.name]}"
-    if method.kind != "feature" and traits.layer_name == "":
-        return f"{method.name} is a {method.kind} method but workload {name!r} declares no layer"
+    if method.needs_layer and traits.layer_name == "":
+        what = f"is a {method.kind} method" if method.kind != "feature" else "is built on a layer"
+        return f"{method.name} {what} but workload {name!r} declares no layer"
     if method.needs_spatial_layer and traits.spatial_layer is False:
         what = (
             f": its layer {traits.layer_name!r} has no (N, C, ...) map of the input's rank (a ConvNd's output)"
@@ -26,6 +27,11 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
             + ", torchvision:<model>)"
         )
         return f"{method.name} needs a convolutional layer; workload {name!r}{what}"
+    if method.takes_layer and method.kind == "feature" and traits.input_kind == "several":
+        return (
+            f"{method.name} scales the layer's map up to every input's shape, and workload {name!r} takes several "
+            "inputs that are not all maps of the layer's rank; run LayerGradCam and GuidedBackprop apart"
+        )
     if method.needs_float_inputs and traits.input_kind == "tokens":
         return (
             f"{method.name} needs gradients with respect to the inputs, and workload {name!r} takes integer "

@@ -5,6 +5,7 @@ Workloads are built lazily and cached per process: a sweep loads each model once
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,26 @@ class Workload:
     @property
     def layer(self) -> nn.Module:
         return self.model.get_submodule(self.layer_name)
+
+    @functools.cached_property
+    def layer_shape(self) -> tuple[int, ...]:
+        """One example's output shape at the layer (no batch dimension); () without a layer or
+        for a layer whose output is not one tensor. Layer perturbation methods treat each unit
+        of it as a feature, so it sets their cost."""
+        if not self.layer_name:
+            return ()
+        seen: list[tuple[int, ...]] = []
+
+        def record(module: nn.Module, args: Any, out: Any) -> None:
+            seen.append(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
+
+        handle = self.layer.register_forward_hook(record)
+        try:
+            with torch.no_grad():
+                self.model(self.inputs[:1])
+        finally:
+            handle.remove()
+        return seen[0]
 
     @property
     def n_features(self) -> int:

@@ -24,6 +24,7 @@ import torch
 from attrib_core.models.text import PAD_ID, UNKNOWN_ID
 from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_weights
 from attrib_core.workloads.movie_reviews import MovieReviews, load_movie_reviews, tokenize
+from attrib_core.workloads.traits import rule_limits_from_modules
 
 TEXT_RECIPE_VERSION = 1
 NEUTRAL_MARGIN = 1.0  # |mean rating| < 1 (a quarter of the -4..4 scale) counts as near-neutral: left out
@@ -105,6 +106,10 @@ def sentiment_split(reviews: MovieReviews | None = None) -> SentimentSplit:
     input_kind="tokens",
     layer="embedding",
     method_defaults={"Occlusion": {"sliding_window_shapes": (3,), "strides": (1,)}},
+    # SentenceCNN's modules, so LayerLRP's lack of rules (Embedding, Conv1d) is known without building it
+    rule_limits=rule_limits_from_modules(
+        {"ReLU"}, reused={}, leaf_types={"Embedding", "Conv1d", "ReLU", "Dropout", "Linear"}
+    ),
 )
 def _sentiment_cnn() -> Workload:
     from attrib_core.models.small import TrainingRecipe, accuracy, train_classifier
@@ -139,7 +144,9 @@ def _sentiment_cnn() -> Workload:
         background=background,
         feature_mask=torch.arange(SEQUENCE_LENGTH)[None],
         layer_name="embedding",
-        neuron=(0, 0),  # neuron methods take input gradients, which token ids lack: recorded as not applicable
+        # Neuron gradient methods need input gradients, which token ids lack (not applicable);
+        # NeuronFeatureAblation removes tokens and watches this unit of the first token's embedding.
+        neuron=(0, 0),
         output_name="fc",
         weights=weights,
         description=WORKLOADS.get("sentiment_cnn").description,

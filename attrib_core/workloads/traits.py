@@ -10,6 +10,9 @@ Two kinds of limit come from the model itself, not from its inputs:
   attention...) silently keeps its plain gradient, which breaks DeepLift's summation to the
   output difference; and a rule module called twice in one forward pass makes Captum raise.
 - GuidedBackprop overrides only `nn.ReLU` modules' backward, and needs one module per use.
+- LRP (and LayerLRP) needs a propagation rule for every leaf module (`SUPPORTED_LAYERS_WITH_RULES`,
+  `SUPPORTED_NON_LINEAR_LAYERS`) and raises on any other; each module keeps one activation, so
+  a module called twice in one forward pass breaks it too.
 Nonlinearities called as functions (`F.relu`) cannot be seen by either, nor by this check.
 """
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
 from torch import nn
 
 from attrib_core.workloads.packed import packed_view
@@ -33,7 +37,8 @@ INPUT_KINDS = ("image", "features", "series", "volume", "tokens", "several")
 # What a model's outputs are, which decides how fidelity scores them (fidelity.scores.OUTPUT_LINKS):
 # competing class logits, one binary logit, independent label logits, or continuous values.
 OUTPUT_KINDS = ("logits", "single_logit", "multi_label", "regression")
-RULE_FAMILIES = ("deeplift", "guided_relu")  # backward rules a method may depend on
+RULE_FAMILIES = ("deeplift", "guided_relu", "lrp")  # backward rules a method may depend on
+LRP_RULE_TYPES = frozenset(t.__name__ for t in (*SUPPORTED_LAYERS_WITH_RULES, *SUPPORTED_NON_LINEAR_LAYERS))
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,16 @@ def _is_activation(module: nn.Module) -> bool:
     return type(module).__module__ == "torch.nn.modules.activation"
 
 
-def rule_limits_from_modules(activation_types: set[str], reused: Mapping[str, tuple[str, int]]) -> dict[str, str]:
-    """Why DeepLift / GuidedBackprop cannot apply, from the activation module types a model uses
-    and its rule modules called more than once per forward pass (name -> (type, calls))."""
+def rule_limits_from_modules(
+    activation_types: set[str], reused: Mapping[str, tuple[str, int]], leaf_types: set[str] = frozenset()
+) -> dict[str, str]:
+    """Why DeepLift / GuidedBackprop / LRP cannot apply, from the activation module types a model
+    uses, its leaf module types, and its leaf modules called more than once per forward pass
+    (name -> (type, calls))."""
     supported = {t.__name__ for t in SUPPORTED_NON_LINEAR}
     limits: dict[str, str] = {}
+    lrp_reused = dict(reused)
+    reused = {name: item for name, item in reused.items() if item[0] in supported}
 
     def listed(items: Mapping[str, tuple[str, int]], limit: int = 3) -> str:
         shown = [f"{name!r} ({kind}, {calls} calls)" for name, (kind, calls) in sorted(items.items())]
@@ -111,6 +121,17 @@ def rule_limits_from_modules(activation_types: set[str], reused: Mapping[str, tu
             f"ReLU module(s) {listed(reused_relus)} run more than once per forward pass; GuidedBackprop needs one "
             "module per use"
         )
+    no_rule = sorted(leaf_types - LRP_RULE_TYPES)
+    if no_rule:
+        limits["lrp"] = (
+            f"the model uses {', '.join(no_rule)}, for which Captum's LRP has no propagation rule; rules exist for "
+            f"{', '.join(sorted(LRP_RULE_TYPES))}"
+        )
+    elif lrp_reused:
+        limits["lrp"] = (
+            f"module(s) {listed(lrp_reused)} run more than once per forward pass; Captum's LRP keeps one "
+            "activation per module"
+        )
     return limits
 
 
@@ -125,10 +146,13 @@ def scan_model(
     layer_out: list[object] = []
     handles = []
     activation_types = set()
+    leaf_types = set()
     for name, module in model.named_modules():
         if _is_activation(module):
             activation_types.add(type(module).__name__)
-        if type(module) in SUPPORTED_NON_LINEAR:
+        if not list(module.children()):
+            leaf_types.add(type(module).__name__)
+        if type(module) in SUPPORTED_NON_LINEAR or not list(module.children()):
             kinds[name] = type(module).__name__
             handles.append(module.register_forward_hook(lambda m, a, o, name=name: calls.update([name])))
     if layer_name:
@@ -144,7 +168,7 @@ def scan_model(
     out = layer_out[0] if layer_out else None
     # a ConvNd keeps the input's rank: (N, C, T), (N, C, H, W), (N, C, D, H, W) maps GradCAM can pool
     spatial = isinstance(out, torch.Tensor) and out.dim() >= 3 and out.dim() in (example.dim(), *input_ranks)
-    return rule_limits_from_modules(activation_types, reused), spatial
+    return rule_limits_from_modules(activation_types, reused, leaf_types), spatial
 
 
 def observe_traits(workload: Workload, not_applicable: Mapping[str, str] | None = None) -> Traits:

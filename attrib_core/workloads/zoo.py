@@ -42,16 +42,34 @@ class Family:
     layer: str
     spatial_layer: bool
     activations: tuple[str, ...]  # activation module types its models use
+    without_lrp_rule: tuple[str, ...] = ()  # its leaf module types that Captum's LRP has no rule for
     distinct_relus: bool = False  # reuses ReLU modules; rebuilt with one per use (same outputs)
     image_size_arg: bool = False  # the constructor takes image_size (ViT): pretrained weights fix it
 
 
 FAMILIES = {
     "resnet": Family(("resnet", "resnext", "wide_resnet"), "layer4", True, ("ReLU",), distinct_relus=True),
-    "mobilenet_v3": Family(("mobilenet_v3_",), "features", True, ("Hardsigmoid", "Hardswish", "ReLU")),
-    "efficientnet": Family(("efficientnet_",), "features", True, ("SiLU", "Sigmoid")),
-    "convnext": Family(("convnext_",), "features", True, ("GELU",)),
-    "vit": Family(("vit_",), "encoder.layers", False, ("GELU", "MultiheadAttention"), image_size_arg=True),
+    "mobilenet_v3": Family(
+        ("mobilenet_v3_",), "features", True, ("Hardsigmoid", "Hardswish", "ReLU"), ("Hardsigmoid", "Hardswish")
+    ),
+    "efficientnet": Family(
+        ("efficientnet_",), "features", True, ("SiLU", "Sigmoid"), ("SiLU", "Sigmoid", "StochasticDepth")
+    ),
+    "convnext": Family(
+        ("convnext_",),
+        "features",
+        True,
+        ("GELU",),
+        ("Flatten", "GELU", "LayerNorm", "LayerNorm2d", "Permute", "StochasticDepth"),
+    ),
+    "vit": Family(
+        ("vit_",),
+        "encoder.layers",
+        False,
+        ("GELU", "MultiheadAttention"),
+        ("GELU", "LayerNorm", "NonDynamicallyQuantizableLinear"),
+        image_size_arg=True,
+    ),
 }
 
 
@@ -78,7 +96,9 @@ def zoo_traits(model_name: str) -> Traits:
         input_kind="image",
         layer_name=family.layer,
         spatial_layer=family.spatial_layer,
-        rule_limits=rule_limits_from_modules(set(family.activations), reused={}),
+        rule_limits=rule_limits_from_modules(
+            set(family.activations), reused={}, leaf_types=set(family.without_lrp_rule)
+        ),
     )
 
 
