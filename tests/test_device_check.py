@@ -13,7 +13,7 @@ import torch
 from attrib_core.commands import cli
 from attrib_core.device_check import plan
 from attrib_core.device_check.frontier import FrontierTarget, search_frontier
-from attrib_core.device_check.oom import DRY_RUN_LABEL
+from attrib_core.device_check.oom import DRY_RUN_LABEL, DryRunMemoryCapExceeded, is_out_of_memory
 from attrib_core.device_check.steps import Budget, Step, StepJournal, StepSkipped, run_steps
 from attrib_core.device_check.suite_slice import RESNET18_OOM, gpu_slice, read_slice
 from attrib_core.device_check.summary import exit_status, render, summarise
@@ -73,12 +73,23 @@ def test_a_failed_step_is_recorded_and_the_next_one_runs(tmp_path):
     assert exit_status(lines) == 1
 
 
-def test_an_expected_failure_passes_only_when_it_fails(tmp_path):
+def test_the_deliberate_oom_passes_only_when_it_fails_with_an_out_of_memory(tmp_path):
     clock = FakeClock()
     budget = Budget(10, clock)
-    failed = run_steps([Step("oom", 1, failing, expect_failure=True)], budget, StepJournal(tmp_path / "a"), print)
+
+    def over_the_cap(allowance_s: float) -> dict:
+        raise DryRunMemoryCapExceeded(f"{DRY_RUN_LABEL}: peak 9 B is over the imposed cap of 8 B")
+
+    def one_step(run, name: str) -> list[dict]:
+        step = Step("oom", 1, run, expected_error=is_out_of_memory)
+        return run_steps([step], budget, StepJournal(tmp_path / name), lambda line: None)
+
+    failed = one_step(over_the_cap, "a")
     assert failed[0]["status"] == "failed" and failed[0]["as_expected"] and exit_status(failed) == 0
-    ran = run_steps([Step("oom", 1, taking(clock, 0), expect_failure=True)], budget, StepJournal(tmp_path / "b"), print)
+    assert "expected: DryRunMemoryCapExceeded" in render(summarise(failed), failed)
+    other = one_step(failing, "b")  # it failed, but not for want of memory
+    assert other[0]["status"] == "failed" and not other[0]["as_expected"] and exit_status(other) == 1
+    ran = one_step(taking(clock, 0), "c")
     assert ran[0]["status"] == "ok" and not ran[0]["as_expected"] and exit_status(ran) == 1
     assert "NOT as expected: it did not fail" in render(summarise(ran), ran)
 
@@ -231,7 +242,7 @@ def test_a_budget_too_small_for_the_first_step_skips_everything_and_says_so(tmp_
     assert code == 0
     summary = json.loads((run_dir(out) / "summary.json").read_text())
     assert summary["steps"] == {"cuda_tests": "skipped", "timing": "skipped"}
-    assert summary["skipped"]["cuda_tests"].startswith("needs about 20 s and")
+    assert summary["skipped"]["cuda_tests"].startswith("needs about 40 s and")
 
 
 @pytest.mark.parametrize(
@@ -261,8 +272,7 @@ def test_without_cuda_the_check_refuses_and_points_to_the_dry_run(tmp_path, caps
 
 def test_every_step_has_an_estimate_and_the_gpu_plan_fits_eight_minutes(tmp_path):
     settings = plan.Settings("cuda", tmp_path, plan.GPU_BUDGET_BYTES, None)
-    gpu_total = sum(plan.GPU.estimates_s[name.split(":")[0]] for name in plan.step_names(settings))
-    assert gpu_total <= 480
+    assert sum(step.estimate_s for step in plan.steps(settings)) <= 480
 
 
 @pytest.mark.slow

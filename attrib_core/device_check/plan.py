@@ -1,7 +1,7 @@
 """What the check runs, in order, with the sizes of a GPU run and of a dry run on the CPU.
 
 The GPU sizes are chosen for a budget of about 8 minutes on one H100 (estimates below sum to
-about 430 s); the dry sizes run in seconds on a laptop core.
+about 455 s); the dry sizes run in seconds on a laptop core.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from attrib_core.device_check import probes, suite_slice
 from attrib_core.device_check.frontier import FrontierTarget, search_frontier
-from attrib_core.device_check.oom import capped_peak
+from attrib_core.device_check.oom import capped_peak, is_out_of_memory
 from attrib_core.device_check.steps import Step, StepSkipped
 from attrib_core.methods import METHODS
 from attrib_core.run import RunConfig, prepare
@@ -44,7 +44,7 @@ GPU = Sizes(
     known_allocation_bytes=256 * MiB,
     oom=suite_slice.RESNET18_OOM,
     frontier=(
-        FrontierTarget("IntegratedGradients", "resnet18", "internal_batch_size", 16, 4096, 16, {"n_steps": 256}),
+        FrontierTarget("IntegratedGradients", "resnet18", "internal_batch_size", 64, 4096, 16, {"n_steps": 256}),
         FrontierTarget(
             "Occlusion",
             "resnet18",
@@ -65,7 +65,7 @@ GPU = Sizes(
         "deliberate_oom": 15,
         "after_oom": 5,
         "suite_slice": 200,
-        "frontier": 30,
+        "frontier": 35,
     },
 )
 
@@ -91,13 +91,13 @@ DRY = Sizes(
         FrontierTarget("NoiseTunnel-Saliency", "digits_cnn", "nt_samples_batch_size", 1, 32, 4, {"nt_samples": 32}),
     ),
     estimates_s={
-        "cuda_tests": 20,
+        "cuda_tests": 40,
         "timing": 1,
         "peak_memory": 1,
         "deliberate_oom": 2,
         "after_oom": 1,
-        "suite_slice": 40,
-        "frontier": 5,
+        "suite_slice": 60,
+        "frontier": 15,
     },
 )
 
@@ -167,12 +167,12 @@ def steps(settings: Settings) -> list[Step]:
         Step("cuda_tests", est["cuda_tests"], cuda_tests),
         Step("timing", est["timing"], timing),
         Step("peak_memory", est["peak_memory"], peak),
-        Step("deliberate_oom", est["deliberate_oom"], deliberate_oom, expect_failure=True),
+        Step("deliberate_oom", est["deliberate_oom"], deliberate_oom, expected_error=is_out_of_memory),
         Step("after_oom", est["after_oom"], after_oom),
         Step("suite_slice", est["suite_slice"], slice_of_full, allowance_factor=1.0),
     ]
     listed += [Step(f"frontier:{t.method}", est["frontier"], frontier_run(t, settings)) for t in sizes.frontier]
-    listed.append(Step("frontier:LLM", est["frontier"], llm_frontier))
+    listed.append(Step("frontier:LLM", 1, llm_frontier))  # a registry look-up until a target is declared
     return listed
 
 

@@ -152,7 +152,8 @@ def run_slice(preset_text: str, device: str, out: Path, timeout_s: float, oom_fi
         "cells_in_preset": len(order),
     }
     results = sorted(results_dir.glob(f"*_{load_preset(preset_path).name}.json"), key=lambda p: p.stat().st_mtime)
-    problems = [] if code is not None else [f"the suite was cut at {timeout_s:.0f} s (what it measured is kept)"]
+    found["complete"] = code is not None  # cut at its time: what it measured is kept, the rest is listed as not run
+    problems = [] if code in (0, 1, None) else [f"the suite exited with status {code}; see {log}"]
     if not results:
         return {**found, "problems": [*problems, f"no results file in {results_dir}; see {log}"]}
     found["results_file"] = str(results[-1])
