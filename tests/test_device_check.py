@@ -284,3 +284,20 @@ def test_the_whole_dry_run_with_the_cuda_tests_and_the_suite_slice(tmp_path):
     lines = [json.loads(text) for text in (run_dir(out) / "journal.jsonl").read_text().splitlines()]
     sliced = next(line for line in lines if line.get("step") == "suite_slice")["result"]
     assert sliced["counts"] == {"ok": 8} and Path(sliced["results_file"]).exists()
+
+
+def test_summarise_rebuilds_the_summary_of_a_killed_run_from_its_journal(tmp_path, capsys):
+    folder = tmp_path / "run"
+    journal = StepJournal(folder / "journal.jsonl")
+    journal.append({"header": {"mode": "GPU", "device_name": "H100", "steps": ["cuda_tests", "timing", "suite_slice"]}})
+    journal.append({"step": "cuda_tests", "status": "ok", "as_expected": True, "wall_s": 30.0})
+    journal.append({"step": "timing", "status": "ok", "as_expected": True, "wall_s": 2.0})
+    assert cli.main(["device-check", "--summarise", str(folder)]) == 1  # stopped before suite_slice
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["not_run"] == ["suite_slice"] and summary["steps"] == {"cuda_tests": "ok", "timing": "ok"}
+    assert "not run (the check was stopped before them): suite_slice" in capsys.readouterr().out
+
+
+def test_summarise_a_folder_without_a_journal_is_bad_input(tmp_path, capsys):
+    assert cli.main(["device-check", "--summarise", str(tmp_path)]) == 2
+    assert "no device-check journal there" in capsys.readouterr().err

@@ -6,15 +6,16 @@ known allocation, runs a GPU-sized slice of the `full` preset through the suite 
 file, after one deliberate out-of-memory cell), makes one deliberate out-of-memory and then runs on,
 and measures the out-of-memory frontier of each batching knob beside tune's memory model. Each
 finished step is one line of DIR/<UTC time>/journal.jsonl, so a kill keeps what was measured; the
-end writes summary.json and summary.md there. A step starts only if the budget left can hold its
-estimate; the summary names what was skipped.
+end writes summary.json and summary.md there (`--summarise DIR/<UTC time>` writes them for a run
+that was killed). A step starts only if the budget left can hold its estimate; the summary names
+what was skipped.
 
 --dry-run takes the same path on the CPU with tiny workloads and an imposed memory cap standing in
 for the device's memory (labelled so in every line): for testing the check, never a GPU result.
 
 Exit status: 0 every step ran as expected (skipped steps are listed, not failed); 1 a step failed,
-or the deliberate out-of-memory did not happen; 2 bad input (no CUDA without --dry-run, a bad budget
-or step name); 3 an internal error.
+the deliberate out-of-memory did not happen, or the run was stopped before its last step; 2 bad
+input (no CUDA without --dry-run, a bad budget or step name); 3 an internal error.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-cap", help="dry run: the memory cap standing in for the device's memory (default 4MiB)")
     p.add_argument("--only", help="comma-separated step names to run (default: all); --list shows them")
     p.add_argument("--list", action="store_true", help="print the steps with their estimates and exit")
+    p.add_argument(
+        "--summarise",
+        metavar="RUN_DIR",
+        help="write the summary of an earlier run from its journal alone (a run that was killed) and exit",
+    )
     return p
 
 
@@ -46,12 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from attrib_core import measure
     from attrib_core.device_check import plan
     from attrib_core.device_check.oom import DRY_RUN_LABEL
-    from attrib_core.device_check.steps import Budget, StepJournal, run_steps
-    from attrib_core.device_check.summary import render, summarise
+    from attrib_core.device_check.steps import JOURNAL_NAME, Budget, StepJournal, run_steps
     from attrib_core.devices import check_device
-    from attrib_core.fileio import atomic_write, new_run_dir
+    from attrib_core.fileio import new_run_dir
     from attrib_core.tune.memory import MemoryBudgetError, parse_bytes
 
+    if args.summarise:
+        return write_summary(Path(args.summarise))
     if not args.budget_s > 0:
         raise BadInputError(f"--budget-s {args.budget_s!r} is not valid; needs a number of seconds > 0")
     device = "cpu" if args.dry_run else args.device
@@ -88,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = new_run_dir(Path(args.out))
     settings = plan.Settings(device, run_dir, memory_budget, cap, settings.cuda_test_paths)
     listed = [step for step in plan.steps(settings) if step.name in {s.name for s in listed}]
-    journal = StepJournal(run_dir / "journal.jsonl")
+    journal = StepJournal(run_dir / JOURNAL_NAME)
     environment = measure.environment()
     header = {
         "mode": "dry run on the CPU (not a GPU result)" if args.dry_run else "GPU",
@@ -109,7 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {line['step']:<32} {line['status']:<8} {note[:120]}", flush=True)
 
     run_steps(listed, budget, journal, on_line=show)
+    return write_summary(run_dir)
+
+
+def write_summary(run_dir: Path) -> int:
+    """summary.json and summary.md of `run_dir` from its journal; the check's exit status."""
+    from attrib_core.device_check.steps import JOURNAL_NAME, StepJournal
+    from attrib_core.device_check.summary import render, summarise
+    from attrib_core.fileio import atomic_write
+
+    journal = StepJournal(run_dir / JOURNAL_NAME)
     lines = journal.read()
+    if not any("header" in line for line in lines):
+        raise BadInputError(f"{journal.path}: no device-check journal there (a run folder holds {JOURNAL_NAME})")
     summary = summarise(lines)
     atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     text = render(summary, lines)

@@ -10,9 +10,12 @@ from attrib_core.formatting import seconds, size_bytes
 
 
 def exit_status(lines: list[dict[str, Any]]) -> int:
-    """1 when a step failed that should have run, or the deliberate out-of-memory did not happen; else 0."""
+    """1 when a step failed that should have run, the deliberate out-of-memory did not happen, or the
+    check was stopped before a step it meant to run; else 0."""
+    header = next((line["header"] for line in lines if "header" in line), {})
     steps = [line for line in lines if "step" in line]
-    return EXIT_OK if all(line.get("as_expected", True) for line in steps) else EXIT_FAILED
+    stopped = len(steps) < len(header.get("steps", []))
+    return EXIT_OK if all(line.get("as_expected", True) for line in steps) and not stopped else EXIT_FAILED
 
 
 def summarise(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -23,6 +26,7 @@ def summarise(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": {line["step"]: line["status"] for line in steps},
         "unexpected": [line["step"] for line in steps if not line.get("as_expected", True)],
         "skipped": {line["step"]: line.get("reason", "") for line in steps if line["status"] == "skipped"},
+        "not_run": [name for name in header.get("steps", []) if name not in {line["step"] for line in steps}],
         "frontier": [
             frontier_row(line["result"])
             for line in steps
@@ -90,6 +94,8 @@ def render(summary: dict[str, Any], lines: list[dict[str, Any]]) -> str:
             if largest
             else "no setting fits the budget"
         )
+    if summary["not_run"]:
+        out += ["", "not run (the check was stopped before them): " + ", ".join(summary["not_run"])]
     if summary["skipped"]:
         out += ["", "skipped: " + "; ".join(f"{name} ({why})" for name, why in summary["skipped"].items())]
     out += ["", f"exit status {summary['exit_status']}"]
