@@ -242,7 +242,7 @@ def test_a_budget_too_small_for_the_first_step_skips_everything_and_says_so(tmp_
     assert code == 0
     summary = json.loads((run_dir(out) / "summary.json").read_text())
     assert summary["steps"] == {"cuda_tests": "skipped", "timing": "skipped"}
-    assert summary["skipped"]["cuda_tests"].startswith("needs about 40 s and")
+    assert summary["skipped"]["cuda_tests"].startswith("needs about 60 s and")
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ DRY = Sizes(
         FrontierTarget("NoiseTunnel-Saliency", "digits_cnn", "nt_samples_batch_size", 1, 32, 4, {"nt_samples": 32}),
     ),
     estimates_s={
-        "cuda_tests": 40,
+        "cuda_tests": 60,
         "timing": 1,
         "peak_memory": 1,
         "deliberate_oom": 2,

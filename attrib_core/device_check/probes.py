@@ -148,12 +148,13 @@ def run_logged(command: list[str], log: Path, timeout_s: float, env: dict[str, s
 
 
 def cuda_tests(test_paths: list[str], log: Path, timeout_s: float) -> dict[str, Any]:
-    """The repository's tests whose names mention CUDA (`pytest -k cuda`), with their counts.
-    Without CUDA they skip themselves, which the counts show."""
+    """The repository's tests whose names mention CUDA (`pytest -k cuda`), with their counts;
+    without CUDA they skip themselves, which the counts show."""
     missing = [p for p in test_paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"test path(s) {missing} not found; run the check from the repository's root")
-    command = [sys.executable, "-m", "pytest", *test_paths, "-k", "cuda", "-q", "-rs", "-p", "no:cacheprovider"]
+    selection = "cuda and not device_check"  # not this check's own tests: they would run it again
+    command = [sys.executable, "-m", "pytest", *test_paths, "-k", selection, "-q", "-rs", "-p", "no:cacheprovider"]
     code = run_logged(command, log, timeout_s)
     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
     counts = {

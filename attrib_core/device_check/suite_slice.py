@@ -151,7 +151,7 @@ def run_slice(preset_text: str, device: str, out: Path, timeout_s: float, oom_fi
         "log": str(log),
         "cells_in_preset": len(order),
     }
-    results = sorted(results_dir.glob(f"*_{load_preset(preset_path).name}.json"), key=lambda p: p.stat().st_mtime)
+    results = sorted(results_dir.glob(f"*_{load_preset(preset_path).name}*.json"), key=lambda p: p.stat().st_mtime)
     found["complete"] = code is not None  # cut at its time: what it measured is kept, the rest is listed as not run
     problems = [] if code in (0, 1, None) else [f"the suite exited with status {code}; see {log}"]
     if not results:

@@ -77,14 +77,16 @@ def render(summary: dict[str, Any], lines: list[dict[str, Any]]) -> str:
             f"## {result['method']} on {result['workload']}, batch {result['batch_size']}, {result['precision']}: "
             f"{knob} doubled (stopped by {result['stopped_by']})",
             "",
-            f"| {knob} | rows per call | peak | tune predicts | median | fits {size_bytes(result['budget_bytes'])} |",
-            "|---|---|---|---|---|---|",
+            f"| {knob} | rows per call | peak | tune predicts | median | fits {size_bytes(result['budget_bytes'])} "
+            "| tune allows |",
+            "|---|---|---|---|---|---|---|",
         ]
         for point in result["points"]:
             peak = size_bytes(point.get("peak_bytes")) if point["status"] == "ok" else point["status"]
             out.append(
                 f"| {point[knob]} | {point['chunk_rows']} | {peak} | {size_bytes(point.get('predicted_bytes'))} "
-                f"| {seconds(point.get('median_s'))} | {'yes' if point['fits_budget'] else 'no'} |"
+                f"| {seconds(point.get('median_s'))} | {'yes' if point['fits_budget'] else 'no'} "
+                f"| {'yes' if point['predicted_fits'] else 'no'} |"
             )
         largest = result.get("largest_fitting")
         out.append("")
