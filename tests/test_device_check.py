@@ -5,6 +5,7 @@ run, exit codes), the frontier search, and the GPU slice's preset and verdict re
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from attrib_core.commands import cli
 from attrib_core.device_check import plan
 from attrib_core.device_check.frontier import FrontierTarget, search_frontier
 from attrib_core.device_check.oom import DRY_RUN_LABEL, DryRunMemoryCapExceeded, is_out_of_memory
+from attrib_core.device_check.probes import cuda_tests, run_logged
 from attrib_core.device_check.steps import Budget, Step, StepJournal, StepSkipped, run_steps
 from attrib_core.device_check.suite_slice import RESNET18_OOM, gpu_slice, read_slice
 from attrib_core.device_check.summary import exit_status, render, summarise
@@ -121,6 +123,20 @@ def test_a_line_cut_short_by_a_kill_is_left_out(tmp_path):
 def test_a_budget_must_be_positive(bad):
     with pytest.raises(ValueError, match=rf"budget {bad!r} s is not valid"):
         Budget(bad)
+
+
+def test_a_command_past_its_time_is_interrupted_and_reported_as_cut(tmp_path):
+    log = tmp_path / "slow.log"
+    command = [sys.executable, "-c", "import time\nprint('started', flush=True)\ntime.sleep(60)"]
+    assert run_logged(command, log, timeout_s=1.0) is None
+    assert log.read_text().startswith("started")
+
+
+def test_the_cuda_tests_step_names_a_missing_test_path(tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match=r"\['no/such/tests'\] not found; run the check from the repository's root"
+    ):
+        cuda_tests(["no/such/tests"], tmp_path / "log", 10)
 
 
 # --- the frontier -----------------------------------------------------------------------
@@ -284,6 +300,8 @@ def test_the_whole_dry_run_with_the_cuda_tests_and_the_suite_slice(tmp_path):
     lines = [json.loads(text) for text in (run_dir(out) / "journal.jsonl").read_text().splitlines()]
     sliced = next(line for line in lines if line.get("step") == "suite_slice")["result"]
     assert sliced["counts"] == {"ok": 8} and Path(sliced["results_file"]).exists()
+    frontiers = [line["result"] for line in lines if line.get("step", "").startswith("frontier:") and "result" in line]
+    assert len(frontiers) == 5 and all(f["peaks_non_decreasing"] for f in frontiers)
 
 
 def test_summarise_rebuilds_the_summary_of_a_killed_run_from_its_journal(tmp_path, capsys):

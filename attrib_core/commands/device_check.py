@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = {
         "mode": "dry run on the CPU (not a GPU result)" if args.dry_run else "GPU",
         "device": device,
-        "device_name": environment["gpus"][0]["name"] if environment["gpus"] and not args.dry_run else "cpu",
+        "device_name": "cpu" if args.dry_run else environment["gpus"][int(device.partition(":")[2] or 0)]["name"],
         "budget_s": args.budget_s,
         "memory_budget_bytes": memory_budget,
         "dry_run_cap_bytes": cap,

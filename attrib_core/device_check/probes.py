@@ -138,13 +138,21 @@ def run_logged(command: list[str], log: Path, timeout_s: float, env: dict[str, s
         try:
             return proc.wait(timeout=max(1.0, timeout_s))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _stop(proc)
             return None
+        except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
+            _stop(proc)
+            raise
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C to the process group (a suite then writes what it measured), a kill 30 s later."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def cuda_tests(test_paths: list[str], log: Path, timeout_s: float) -> dict[str, Any]:

@@ -122,7 +122,8 @@ def _run_one(step: Step, budget: Budget) -> dict[str, Any]:
     except Exception as exc:  # recorded, not raised: one failed step must not stop the check
         line.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
         failed_as_expected = step.expected_error is not None and step.expected_error(exc)
-        release_device_memory()
+    if line["status"] == "failed":
+        release_device_memory()  # here, once the exception and the tensors its frames held are gone
     line["wall_s"] = round(budget.elapsed_s() - started, 3)
     line["expect_failure"] = step.expected_error is not None
     if line["status"] == "failed":
