@@ -167,6 +167,16 @@ def test_a_frontier_stops_when_the_next_setting_would_not_fit_the_time_allowed()
     assert result["memory_model"] is not None  # fitted from the one point, as tune fits a knob that does not chunk
 
 
+def test_a_setting_that_fails_otherwise_ends_the_frontier_as_a_problem_keeping_the_points():
+    target = FrontierTarget(
+        "Occlusion", "digits_cnn", "perturbations_per_eval", 1, 4, 4, {"sliding_window_shapes": (1, 9, 9)}
+    )  # a window wider than the 8x8 digits: Captum refuses
+    result = search_frontier(target, "cpu", budget_bytes=1 * MiB, allowance_s=600, repeats=1)
+    assert [p["status"] for p in result["points"]] == ["failed"] and result["stopped_by"] == "failed"
+    assert result["problems"][0].startswith("perturbations_per_eval=1: ")
+    assert result["largest_fitting"] is None and result["memory_model"] is None
+
+
 def test_frontier_values_must_be_a_range():
     with pytest.raises(ValueError, match="from 8 to 4 is not a range"):
         FrontierTarget("GradientShap", "digits_cnn", "n_samples", 8, 4, 4).values()

@@ -20,11 +20,14 @@ from typing import Any
 from attrib_core import measure
 from attrib_core.device_check.oom import DryRunMemoryCapExceeded, capped_peak, is_out_of_memory
 from attrib_core.device_check.steps import release_device_memory
-from attrib_core.methods import CostInput
+from attrib_core.methods import CostInput, get_method
 from attrib_core.run import PreparedRun, RunConfig, prepare
 from attrib_core.tune.memory import PREDICTION_MARGIN, MemoryModel, chunk_rows, fit, held_bytes_per_row
 
-NEXT_POINT_FACTOR = 2.5  # a doubled setting is expected to take up to this many times the last one
+# the next setting's expected time, as a multiple of the last one's: a batching knob keeps the call's
+# work (only the chunks grow), any other knob doubles it
+NEXT_POINT_FACTOR = {"batching": 1.2, "work": 2.5}
+STOPPING = ("out_of_memory", "over_dry_run_cap", "failed")  # a point with one of these ends the search
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,9 @@ def search_frontier(
     stopped_by = "last value"
     last_s = 0.0
     held = None
+    factor = NEXT_POINT_FACTOR["batching" if target.knob in get_method(target.method).batching_knobs else "work"]
     for value in target.values():
-        if points and clock() - started + NEXT_POINT_FACTOR * last_s > allowance_s:
+        if points and clock() - started + factor * last_s > allowance_s:
             stopped_by = "time"
             break
         point_started = clock()
@@ -115,17 +119,18 @@ def search_frontier(
         try:
             point.update(status="ok", **measure_point(prepared, device, cap_bytes, repeats))
             point["rows_per_s"] = total / point["median_s"] if point["median_s"] > 0 else None
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            status = "over_dry_run_cap" if isinstance(exc, DryRunMemoryCapExceeded) else "out_of_memory"
-            point.update(status=status, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        except Exception as exc:  # the points before it are kept; another error fails the step
+            if is_out_of_memory(exc):
+                status = "over_dry_run_cap" if isinstance(exc, DryRunMemoryCapExceeded) else "out_of_memory"
+            else:
+                status = "failed"
+            point.update(status=status, error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
             stopped_by = status
         finally:
             del prepared
         last_s = clock() - point_started
         points.append(point)
-        if stopped_by in ("out_of_memory", "over_dry_run_cap"):
+        if stopped_by in STOPPING:
             release_device_memory()
             break
     model = _tune_model(target, points, held or 0.0)
@@ -136,7 +141,9 @@ def search_frontier(
     fitting = [p for p in points if p["fits_budget"]]
     largest = max(fitting, key=lambda p: p[target.knob]) if fitting else None
     measured = [p["peak_bytes"] for p in points if p["status"] == "ok"]
+    failed = [p for p in points if p["status"] == "failed"]
     return {
+        "problems": [f"{target.knob}={p[target.knob]}: {p['error']}" for p in failed],
         "method": target.method,
         "workload": target.workload,
         "device": device,
@@ -166,7 +173,5 @@ def _tune_model(target: FrontierTarget, points: list[dict[str, Any]], held: floa
     measured = [p for p in points if p["status"] == "ok"]
     if not measured:
         return None
-    from attrib_core.methods import get_method
-
     probes = measured[:2] if target.knob in get_method(target.method).batching_knobs else measured[:1]
     return fit([(p["chunk_rows"], p["total_rows"], p["peak_bytes"]) for p in probes], held)
