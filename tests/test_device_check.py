@@ -296,6 +296,12 @@ def test_without_cuda_the_check_refuses_and_points_to_the_dry_run(tmp_path, caps
     assert "(for the CPU stand-in run use --dry-run)" in capsys.readouterr().err
 
 
+def test_the_gpu_plan_can_be_listed_without_a_gpu(capsys):
+    assert cli.main(["device-check", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split() == ["cuda_tests", "about", "45", "s"] and listed[5].startswith("suite_slice ")
+
+
 def test_every_step_has_an_estimate_and_the_gpu_plan_fits_eight_minutes(tmp_path):
     settings = plan.Settings("cuda", tmp_path, plan.GPU_BUDGET_BYTES, None)
     assert sum(step.estimate_s for step in plan.steps(settings)) <= 480

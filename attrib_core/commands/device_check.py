@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.budget_s > 0:
         raise BadInputError(f"--budget-s {args.budget_s!r} is not valid; needs a number of seconds > 0")
     device = "cpu" if args.dry_run else args.device
+    if args.list:  # no device needed: the plan for a GPU can be read on a laptop
+        for step in plan.steps(plan.Settings(device, Path(args.out), 0, None)):
+            print(f"{step.name:<32} about {step.estimate_s:.0f} s")
+        return 0
     if not args.dry_run:
         if not device.startswith("cuda"):
             raise BadInputError(f"--device {device!r} is not a CUDA device; valid: cuda, cuda:N (or --dry-run)")
@@ -80,10 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = plan.Settings(device, Path(args.out), memory_budget, cap)
     listed = plan.steps(settings)
-    if args.list:
-        for step in listed:
-            print(f"{step.name:<32} about {step.estimate_s:.0f} s")
-        return 0
     if args.only:
         wanted = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in {step.name for step in listed}]
