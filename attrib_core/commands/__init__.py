@@ -30,4 +30,7 @@ COMMANDS = {
     "tune": Command("attrib_core.commands.tune", "the fastest setting at least as faithful as the default", True),
     "history": Command("attrib_core.analysis.render.history_report", "each cell over commits, with steps", False),
     "merge": Command("attrib_core.analysis.merge", "the shards of one sweep into one results file", False),
+    "device-check": Command(
+        "attrib_core.commands.device_check", "prove the harness on this GPU within a time budget (--dry-run: CPU)", True
+    ),
 }

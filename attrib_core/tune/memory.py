@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from attrib_core.methods import CostInput, MethodSpec
 
 # safety margin on predictions: a configuration is run only if predicted * margin <= budget
@@ -71,6 +73,13 @@ class MemoryModel:
 
     def fits(self, chunk: int, total_rows: int, budget_bytes: int | None) -> bool:
         return budget_bytes is None or self.predict(chunk, total_rows) * PREDICTION_MARGIN <= budget_bytes
+
+
+def held_bytes_per_row(spec: MethodSpec, example: torch.Tensor) -> float:
+    """Bytes each row of the whole call holds until its end: a gradient method keeps the scaled
+    inputs and their gradients (two copies of one example); a perturbation method nothing."""
+    per_row = example.numel() * example.element_size()
+    return 2.0 * per_row if spec.family == "gradient" else 0.0
 
 
 def fit(probes: list[tuple[int, int, int]], held_bytes_per_row: float) -> MemoryModel:

@@ -16,7 +16,14 @@ from attrib_core.run import RunConfig
 from attrib_core.sweep import cell_key
 from attrib_core.tune.fidelity_stage import fidelity_stage
 from attrib_core.tune.measurer import Measurer
-from attrib_core.tune.memory import PREDICTION_MARGIN, PROBE_VALUES, MemoryModel, chunk_rows, fit
+from attrib_core.tune.memory import (
+    PREDICTION_MARGIN,
+    PROBE_VALUES,
+    MemoryModel,
+    chunk_rows,
+    fit,
+    held_bytes_per_row,
+)
 from attrib_core.tune.records import Candidate, MethodTuning, Pruned, knob_text, quality_text
 from attrib_core.tune.request import TARGET_KINDS, Quality, TargetUnreachable, TuneError, TuneRequest
 from attrib_core.tune.space import MethodSpace, batching_values, probe_knobs
@@ -97,9 +104,7 @@ class Search:
     # --- memory ------------------------------------------------------------------------------
 
     def held_bytes_per_row(self) -> float:
-        row = self.workload.inputs[:1]
-        per_row = row.numel() * row.element_size()
-        return 2.0 * per_row if self.spec.family == "gradient" else 0.0  # scaled inputs and their gradients
+        return held_bytes_per_row(self.spec, self.workload.inputs[0])
 
     def memory_model(self, precision: str, memory_format: str) -> MemoryModel:
         """Fitted from two probes at small chunks (cheapest fidelity setting), once per precision and format."""
