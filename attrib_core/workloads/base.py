@@ -84,7 +84,7 @@ class WorkloadSpec:
     """A workload's static metadata, known without building it, and the factory that builds it.
 
     `traits` decide which methods apply; `method_defaults` resolve into cell keys. `source` is
-    "builtin", "torchvision" or "plugin"; `definition` is what a plug-in was declared with
+    "builtin", "torchvision", "huggingface" or "plugin"; `definition` is what a plug-in was declared with
     (two declarations are the same workload when it is equal); `origin` says where it was
     declared, for error messages.
     """
