@@ -702,3 +702,6 @@ for spec in (
     ),
 ):
     register_method(spec)
+
+# Captum's LLM wrappers (LLMAttribution, LLMGradientAttribution) register from their own module
+from attrib_core import llm_methods as _llm_methods  # noqa: E402, F401

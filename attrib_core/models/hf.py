@@ -6,6 +6,8 @@ a module whose forward takes the tensors being attributed and returns one tensor
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -34,3 +36,16 @@ class FromWordEmbeddings(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.model(inputs_embeds=embeddings.transpose(1, 2)).logits
+
+
+class NextTokenLogits(nn.Module):
+    """Token ids -> a causal LM's logits for the token after them, (N, vocabulary). `model` is the
+    Hugging Face causal LM (what Captum's LLM wrappers take) and `tokenizer` its tokenizer, if any."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any = None) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, use_cache=False).logits[:, -1, :]

@@ -14,6 +14,11 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
     traits, name = workload.traits, workload.name
     if method.name in traits.not_applicable:
         return f"{method.name} does not apply to workload {name!r}: {traits.not_applicable[method.name]}"
+    if getattr(method, "needs_generator", False) and traits.generates_text is False:
+        return (
+            f"{method.name} explains the text a causal LM generates, and workload {name!r} is not a causal LM "
+            "with a tokenizer (e.g. reviews_lm_64, or hf:<causal LM folder with its tokenizer>)"
+        )
     if method.kind != "feature" and traits.layer_name == "":
         return f"{method.name} is a {method.kind} method but workload {name!r} declares no layer"
     if method.needs_spatial_layer and traits.spatial_layer is False:

@@ -121,6 +121,7 @@ def register_workload(
     rule_limits: Mapping[str, str] | None = None,
     not_applicable: Mapping[str, str] | None = None,
     noise_stdevs: float | None = None,
+    generates_text: bool = False,
 ) -> Callable:
     """Decorator registering a built-in workload factory with its static metadata.
 
@@ -139,6 +140,7 @@ def register_workload(
         spatial_layer=spatial_layer,
         rule_limits=dict(rule_limits or {}),
         not_applicable=dict(not_applicable or {}),
+        generates_text=generates_text,
     )
 
     def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:

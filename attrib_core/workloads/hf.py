@@ -6,7 +6,7 @@ downloaded. Its config's architecture decides how it is explained:
 
 - `...ForSequenceClassification`: the class logits, for the class the model predicts;
 - `...ForCausalLM` / `...LMHeadModel`: the next-token logits after the prompt, for the token
-  the model predicts (the tensor view of a causal LM; the generation view is `llm_*`).
+  the model predicts; with its tokenizer, Captum's LLM wrappers apply too (attrib_core/llm_methods.py).
 
 Inputs are short movie-review-like sentences (preset argument `texts`), through the model's own
 tokenizer when the folder has one; without one, seeded random token ids (recorded in `info`).
@@ -86,17 +86,6 @@ def task_of(config: Any, target: str, origin: str) -> str:
     )
 
 
-class LogitsAtLastToken(nn.Module):
-    """Token ids -> a causal LM's logits for the token after the prompt: (N, vocabulary)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids).logits[:, -1, :]
-
-
 def hf_spec(
     key: str, target: str, args: Mapping[str, Any], declared: Mapping[str, Any], origin: str, definition: dict
 ) -> WorkloadSpec:
@@ -110,7 +99,10 @@ def hf_spec(
         "Occlusion": {"sliding_window_shapes": (3,), "strides": (1,)},
         **knob_tuples(declared.get("method_defaults", {})),
     }
-    defaults = Traits(input_kind="tokens", layer_name=None, spatial_layer=False)
+    # a causal LM with a tokenizer takes Captum's LLM wrappers: known once it is built
+    defaults = Traits(
+        input_kind="tokens", layer_name=None, spatial_layer=False, generates_text=None if task == "causal_lm" else False
+    )
 
     def build() -> Workload:
         return build_hf_workload(key, target, task, args, declared, origin, method_defaults)
@@ -161,7 +153,7 @@ def build_hf_workload(
 ) -> Workload:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from attrib_core.models.hf import Logits
+    from attrib_core.models.hf import Logits, NextTokenLogits
 
     folder = Path(target).expanduser()
     path = str(folder) if folder.is_dir() else target
@@ -170,8 +162,8 @@ def build_hf_workload(
         model = auto.from_pretrained(path, local_files_only=True).eval()
     except OSError as exc:  # a config without weights
         raise HFModelUnavailable(f"{origin}: {target!r} has a config but no loadable weights offline: {exc}") from None
-    wrapped = (Logits if task == "classification" else LogitsAtLastToken)(model).eval()
     tokenizer = _load_tokenizer(path)
+    wrapped = (Logits(model) if task == "classification" else NextTokenLogits(model, tokenizer)).eval()
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0

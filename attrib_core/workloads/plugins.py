@@ -145,6 +145,7 @@ def declared_traits(declared: Mapping[str, Any], defaults: Traits | None = None)
         spatial_layer=spatial,
         rule_limits=base.rule_limits,
         not_applicable={**base.not_applicable, **declared.get("not_applicable", {})},
+        generates_text=base.generates_text,
     )
 
 
