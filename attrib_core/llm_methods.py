@@ -155,6 +155,7 @@ def llm_layer_path_integral(c: CostInput) -> Passes:
     calls = c.batch_size * c.knobs["target_length"]
     return Passes(calls * (c.knobs["n_steps"] + 2), calls * c.knobs["n_steps"])
 
+
 PERTURBATION_KNOBS = (TARGET_LENGTH, KV_CACHE, IN_TOKENS)
 N_SAMPLES = {
     "ShapleyValueSampling": Knob("n_samples", 25, "feature permutations sampled", minimum=1, abbreviation="samples"),
