@@ -53,8 +53,10 @@ def tokens_at_budget(fit: np.ndarray, budget_bytes: float) -> float:
 def report(path: Path, budgets_gib: list[float]) -> str:
     df = llm_cells(path)
     out = [f"results: {path.name}", ""]
-    out.append("| method | prompt tokens | target tokens | KV cache | in tokens | per prompt (s) | peak memory (MiB) "
-               "| efficiency | forward rows |")
+    out.append(
+        "| method | prompt tokens | target tokens | KV cache | in tokens | per prompt (s) | peak memory (MiB) "
+        "| efficiency | forward rows |"
+    )
     out.append("|---|---|---|---|---|---|---|---|---|")
     for _, row in df.sort_values(["method", "prompt_tokens", "knob_target_length"]).iterrows():
         cache = row.get("knob_use_cached_outputs")
@@ -66,8 +68,11 @@ def report(path: Path, budgets_gib: list[float]) -> str:
             f"{row['efficiency']:.3g} | {int(row['passes_forward'])} |"
         )
     out += ["", "Growth in the prompt length (target 4 tokens, Captum's defaults otherwise):", ""]
-    out.append("| method | time exponent | memory exponent | memory fit | memory per prompt token (KiB) | "
-               + " | ".join(f"OOM at {b:g} GiB (tokens)" for b in budgets_gib) + " |")
+    out.append(
+        "| method | time exponent | memory exponent | memory fit | memory per prompt token (KiB) | "
+        + " | ".join(f"OOM at {b:g} GiB (tokens)" for b in budgets_gib)
+        + " |"
+    )
     out.append("|---|---|---|---|---|" + "---|" * len(budgets_gib))
     default = df[(df["knob_target_length"] == 4) & (df.get("knob_use_cached_outputs", True) != False)]  # noqa: E712
     default = default[default.get("knob_forward_in_tokens", True) != False]  # noqa: E712
