@@ -102,7 +102,7 @@ def test_missing_files_name_the_id_and_where_they_were_looked_for(tmp_path):
     message = str(caught.value)
     assert "'nobody/no-such-model'" in message and "local_files_only=True" in message
     assert "Hugging Face cache" in message and "\n" not in message
-    with pytest.raises(HFModelUnavailable, match=r"has no config\.json"):
+    with pytest.raises(HFModelUnavailable, match=r"does not hold a loadable config\.json"):
         workload_spec(f"hf:{tmp_path}")  # a folder, but not a saved model
 
 

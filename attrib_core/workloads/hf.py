@@ -62,16 +62,15 @@ def load_config(target: str, origin: str) -> Any:
     try:
         return AutoConfig.from_pretrained(str(folder) if folder.is_dir() else target, local_files_only=True)
     except (OSError, ValueError) as exc:
-        looked = (
-            f"the folder {str(folder.resolve())!r} has no config.json"
-            if folder.is_dir()
-            else f"no folder {str(folder.resolve())!r} and no {target!r} in the Hugging Face cache ({hub_cache()})"
-        )
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if folder.is_dir():  # a folder, but what is in it does not load: say why
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            looked = f"the folder {str(folder.resolve())!r} does not hold a loadable config.json ({first_line[:160]})"
+        else:
+            looked = f"no folder {str(folder.resolve())!r} and no {target!r} in the Hugging Face cache ({hub_cache()})"
         raise HFModelUnavailable(
-            f"{origin}: cannot load Hugging Face model {target!r} offline (local_files_only=True): {looked} "
-            f"({first_line[:160]}); save one with model.save_pretrained(folder) or run "
-            f"`huggingface-cli download {target}` where there is network"
+            f"{origin}: cannot load Hugging Face model {target!r} offline (local_files_only=True): {looked}; "
+            f"save one with model.save_pretrained(folder) or run `huggingface-cli download {target}` where there "
+            "is network"
         ) from None
 
 
