@@ -114,6 +114,16 @@ def test_cost_models_count_the_rows_through_the_lm_head(tiny_lm, method, knobs):
     assert measured_passes(prepared) == prepared.passes
 
 
+def test_token_by_token_without_the_cache_scores_what_one_forward_scores(tiny_lm):
+    def attributions(**knobs):
+        return prepare(RunConfig("LLM-FeatureAblation", tiny_lm, batch_size=2, knobs=knobs))().attributions
+
+    by_token = attributions(target_length=3, use_cached_outputs=False)
+    one_forward = attributions(target_length=3, forward_in_tokens=False)
+    # the same log-probabilities summed in another order: float32 rounding of a few logits apart
+    torch.testing.assert_close(by_token, one_forward, rtol=1e-4, atol=1e-5)
+
+
 def test_llm_methods_apply_to_causal_lms_with_a_tokenizer_only(tiny_lm):
     for name in LLM_METHODS:
         spec = get_method(name)
