@@ -6,9 +6,11 @@ Captum's wrappers take one `TextTokenInput` (a prompt's text, tokenised) and a t
 not tensors; the harness's one way to run hands an attributor a batch of token ids. `LLMRunner`
 is the attributor between the two: for each prompt it builds the `TextTokenInput` from the
 decoded ids (and checks that the tokenizer gives the same ids back), takes as target the
-`target_length` tokens the model generates greedily (generated once per prompt and kept, so
-the timed calls attribute and do not generate), calls the wrapper, and returns the sequence
-attributions `seq_attr`: one score per prompt token, (B, T), like the other token methods.
+cell's target (the token the model predicts next, as for every other method) followed by the
+tokens the model generates greedily after it, `target_length` in all (generated once per
+prompt and kept, so the timed calls attribute and do not generate), calls the wrapper, and
+returns the sequence attributions `seq_attr`: one score per prompt token, (B, T), like the
+other token methods. The fidelity curves score the cell's target, the first generated token.
 
 It applies to workloads whose model is a tensor view of a Hugging Face causal LM with its
 tokenizer (`model.model`, `model.tokenizer`; traits `generates_text`).
@@ -91,27 +93,31 @@ class LLMRunner:
             )
         return prompt
 
-    def target(self, ids: torch.Tensor, length: int) -> torch.Tensor:
-        """The `length` tokens the model generates greedily after `ids` (once per prompt and length)."""
-        key = (tuple(ids.tolist()), length)
+    def target(self, ids: torch.Tensor, first: int, length: int) -> torch.Tensor:
+        """`first` (the cell's target: the token the model predicts after `ids`), then the tokens the
+        model generates greedily after it, `length` in all; generated once per prompt and kept."""
+        key = (tuple(ids.tolist()), first, length)
         if key not in self._targets:
-            with torch.no_grad():
-                out = self.lm.generate(
-                    ids[None],
-                    attention_mask=torch.ones_like(ids[None]),
-                    max_new_tokens=length,
-                    min_new_tokens=length,
-                    do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-            self._targets[key] = out[0, len(ids) :].cpu()
+            start = torch.cat([ids, ids.new_tensor([first])])[None]
+            generated = start
+            if length > 1:
+                with torch.no_grad():
+                    generated = self.lm.generate(
+                        start,
+                        attention_mask=torch.ones_like(start),
+                        max_new_tokens=length - 1,
+                        min_new_tokens=length - 1,
+                        do_sample=False,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                    )
+            self._targets[key] = generated[0, len(ids) :].cpu()
         return self._targets[key]
 
-    def attribute(self, inputs: torch.Tensor, target_length: int, **kwargs: Any) -> torch.Tensor:
+    def attribute(self, inputs: torch.Tensor, target: torch.Tensor, target_length: int, **kwargs: Any) -> torch.Tensor:
         rows = []
-        for ids in inputs:
-            result = self.wrapper.attribute(self.text_input(ids), target=self.target(ids, target_length), **kwargs)
-            rows.append(result.seq_attr)
+        for ids, first in zip(inputs, target.tolist(), strict=True):
+            explained = self.target(ids, first, target_length)
+            rows.append(self.wrapper.attribute(self.text_input(ids), target=explained, **kwargs).seq_attr)
         return torch.stack(rows)
 
 
@@ -180,7 +186,6 @@ for inner, cost in (
             "perturbation",
             cost,
             PERTURBATION_KNOBS + ((N_SAMPLES[name],) if sampled else ()),
-            takes_target=False,  # the target is the generated text, made by the runner
             stochastic=sampled,
             reference="more_samples" if sampled else None,
             sample_knob="n_samples" if sampled else None,
@@ -196,7 +201,6 @@ register_method(
         "gradient",
         llm_layer_path_integral,
         (TARGET_LENGTH, *IG_KNOBS),
-        takes_target=False,
         check=_check_integration,
         reference="path",
         backward_reach="to_layer",

@@ -124,6 +124,20 @@ def test_token_by_token_without_the_cache_scores_what_one_forward_scores(tiny_lm
     torch.testing.assert_close(by_token, one_forward, rtol=1e-4, atol=1e-5)
 
 
+def test_deletion_scores_the_first_generated_token_the_cell_explains(tiny_lm):
+    from attrib_core.fidelity import evaluate_fidelity
+
+    prepared = prepare(RunConfig("LLM-FeatureAblation", tiny_lm, batch_size=2, knobs={"target_length": 2}))
+    result = prepared()
+    explained = [
+        prepared.attributor.target(ids, int(first), 2)[0].item()
+        for ids, first in zip(prepared.inputs, prepared.kwargs["target"], strict=True)
+    ]
+    assert explained == prepared.kwargs["target"].tolist()  # the target the curve scores
+    records = evaluate_fidelity(prepared, result, ["deletion"])
+    assert records["deletion"]["status"] == "ok" and records["deletion"]["n_groups"] == prepared.inputs.shape[1]
+
+
 def test_llm_methods_apply_to_causal_lms_with_a_tokenizer_only(tiny_lm):
     for name in LLM_METHODS:
         spec = get_method(name)

@@ -50,28 +50,53 @@ def tokens_at_budget(fit: np.ndarray, budget_bytes: float) -> float:
     return min(real) if real else math.inf
 
 
+def shown(value: object) -> str:
+    """A table entry: numbers to 3 significant digits, flags as they are, missing as blank."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def classifier_table(path: Path) -> list[str]:
+    """The BERT cells: time per example, peak memory, efficiency and the fidelity the run recorded."""
+    df = load_results([path])
+    df = df[df["workload"].str.startswith("sentiment_bert") & (df["status"] == "ok")]
+    out = [
+        "| workload | method | batch | per example (s) | peak memory (MiB) | efficiency | deletion AUC | "
+        "completeness error | reference error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    for _, row in df.iterrows():
+        out.append(
+            f"| {row['workload']} | {row['method']} | {row['batch_size']} | "
+            f"{row['median_s'] / row['batch_size']:.4g} | "
+            f"{row['peak_bytes'] / 2**20:.2f} | {shown(row['efficiency'])} | {shown(row.get('fid_deletion'))} | "
+            f"{shown(row.get('fid_completeness'))} | {shown(row.get('fid_reference_error'))} |"
+        )
+    return out
+
+
 def report(path: Path, budgets_gib: list[float]) -> str:
     df = llm_cells(path)
-    out = [f"results: {path.name}", ""]
+    out = [f"results: {path.name}", "", *classifier_table(path), ""]
     out.append(
         "| method | prompt tokens | target tokens | KV cache | in tokens | per prompt (s) | peak memory (MiB) "
-        "| efficiency | forward rows |"
+        "| efficiency | forward rows | deletion AUC | reference error |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for _, row in df.sort_values(["method", "prompt_tokens", "knob_target_length"]).iterrows():
-        cache = row.get("knob_use_cached_outputs")
-        in_tokens = row.get("knob_forward_in_tokens")
         out.append(
             f"| {row['method']} | {row['prompt_tokens']} | {int(row['knob_target_length'])} | "
-            f"{'' if pd.isna(cache) else cache} | {'' if pd.isna(in_tokens) else in_tokens} | "
-            f"{row['per_prompt_s']:.4g} | {row['peak_bytes'] / 2**20:.1f} | "
-            f"{row['efficiency']:.3g} | {int(row['passes_forward'])} |"
+            f"{shown(row.get('knob_use_cached_outputs'))} | {shown(row.get('knob_forward_in_tokens'))} | "
+            f"{row['per_prompt_s']:.4g} | {row['peak_bytes'] / 2**20:.1f} | {shown(row['efficiency'])} | "
+            f"{int(row['passes_forward'])} | {shown(row.get('fid_deletion'))} | "
+            f"{shown(row.get('fid_reference_error'))} |"
         )
     out += ["", "Growth in the prompt length (target 4 tokens, Captum's defaults otherwise):", ""]
     out.append(
-        "| method | time exponent | memory exponent | memory fit | memory per prompt token (KiB) | "
-        + " | ".join(f"OOM at {b:g} GiB (tokens)" for b in budgets_gib)
-        + " |"
+        "| method | time exponent (all / last doubling) | memory exponent (all / last doubling) | memory fit "
+        "| memory per prompt token (KiB) | " + " | ".join(f"OOM at {b:g} GiB (tokens)" for b in budgets_gib) + " |"
     )
     out.append("|---|---|---|---|---|" + "---|" * len(budgets_gib))
     default = df[(df["knob_target_length"] == 4) & (df.get("knob_use_cached_outputs", True) != False)]  # noqa: E712
@@ -83,9 +108,11 @@ def report(path: Path, budgets_gib: list[float]) -> str:
         tokens = cells["prompt_tokens"].to_numpy(float)
         fit, kind = memory_fit(tokens, cells["peak_bytes"].to_numpy(float))
         slope_at_longest = np.polyval(np.polyder(fit), tokens.max())
+        seconds, peak = cells["per_prompt_s"].to_numpy(float), cells["peak_bytes"].to_numpy(float)
         out.append(
-            f"| {method} | {exponent(tokens, cells['per_prompt_s'].to_numpy(float)):.2f} | "
-            f"{exponent(tokens, cells['peak_bytes'].to_numpy(float)):.2f} | {kind} | {slope_at_longest / 1024:.1f} | "
+            f"| {method} | {exponent(tokens, seconds):.2f} / {exponent(tokens[-2:], seconds[-2:]):.2f} | "
+            f"{exponent(tokens, peak):.2f} / {exponent(tokens[-2:], peak[-2:]):.2f} | {kind} | "
+            f"{slope_at_longest / 1024:.1f} | "
             + " | ".join(f"{tokens_at_budget(fit, b * GIB):,.0f}" for b in budgets_gib)
             + " |"
         )
