@@ -274,6 +274,7 @@ def test_registry_says_how_far_each_backward_reaches():
         "LayerIntegratedGradients",
         "LayerConductance",
         "LayerGradientXActivation",
+        "LLM-LayerIntegratedGradients",  # Captum's LLMGradientAttribution over LayerIntegratedGradients
     }
     assert {name for name, r in reach.items() if r == "from_layer"} == {"NeuronGradient", "NeuronIntegratedGradients"}
     assert set(reach.values()) <= set(limit.KIND_OF_REACH)

@@ -93,6 +93,17 @@ def test_each_method_gives_what_a_direct_captum_call_gives(tiny_lm, method):
     torch.testing.assert_close(ours[0], theirs.seq_attr.float())
 
 
+@pytest.mark.parametrize("method", sorted(CAPTUM))
+def test_the_same_seed_gives_the_same_attributions_and_another_seed_only_changes_sampling(tiny_lm, method):
+    def attributions(seed: int) -> torch.Tensor:
+        knobs = {"target_length": 2, **KNOBS[method]}
+        return prepare(RunConfig(method, tiny_lm, batch_size=2, knobs=knobs, seed=seed))().attributions
+
+    first = attributions(3)
+    assert torch.equal(first, attributions(3))
+    assert torch.equal(first, attributions(4)) == (not get_method(method).stochastic)
+
+
 @pytest.mark.parametrize(
     ("method", "knobs"),
     [

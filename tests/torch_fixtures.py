@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 
+from attrib_core.methods import METHODS
 from attrib_core.workloads import Workload, load_workload
 
 # Knobs that make each method cheap; methods not listed take none or use their defaults.
@@ -30,6 +31,9 @@ SMALL_KNOBS: dict[str, dict] = {
 }
 
 SMALL_WORKLOADS = ("digits_cnn", "tabular_mlp")
+# Every method that runs on a tensor model; Captum's LLM wrappers need a causal LM with its
+# tokenizer and are tested on one in tests/test_llm.py.
+TENSOR_METHODS = tuple(m.name for m in METHODS if not getattr(m, "needs_generator", False))
 
 # One backward pass (or one forward) per example: affordable on resnet18 on a CPU.
 RESNET_CHEAP_METHODS = (
