@@ -159,6 +159,20 @@ def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:
     return (rows[:, None] * n_cols + cols[None, :])[None, None]
 
 
+def trained_tokenizer(tag: str, recipe_key: dict, train: Callable[[], Any]) -> Any:
+    """A `tokenizers.Tokenizer` trained once for this exact recipe and cached as JSON: the trainers
+    break frequency ties in a different order in each process, so a tokenizer trained afresh per
+    process would give each process another vocabulary, and so other model weights."""
+    from tokenizers import Tokenizer
+
+    path = cache_dir() / f"{tag}-tokenizer-{stable_hash(recipe_key)}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    tokenizer = train()
+    atomic_save(path, lambda tmp: tokenizer.save(str(tmp)))
+    return tokenizer
+
+
 def trained_weights(model: nn.Module, tag: str, recipe_key: dict, train: Callable[[nn.Module], None]) -> str:
     """Load cached weights for this exact recipe, or train once and cache; return the label."""
     key = stable_hash(recipe_key)

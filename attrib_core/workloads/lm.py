@@ -27,7 +27,7 @@ from torch import nn
 
 from attrib_core.cache import stable_hash
 from attrib_core.models.hf import NextTokenLogits
-from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_weights
+from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_tokenizer, trained_weights
 
 LM_RECIPE_VERSION = 1
 PROMPT_LENGTHS = (16, 32, 64, 128, 256)
@@ -53,8 +53,17 @@ EPOCHS, BATCH_SIZE, LEARNING_RATE, SEED = 3, 32, 3e-3, 0
 
 def train_bpe(texts: list[str], vocabulary_size: int = VOCABULARY_SIZE) -> Any:
     """A byte-level BPE tokenizer (GPT-2's scheme) as a `transformers` fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    return as_transformers_tokenizer(bpe_tokenizer(texts, vocabulary_size))
+
+
+def as_transformers_tokenizer(tokenizer: Any) -> Any:
     from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS)
+
+
+def bpe_tokenizer(texts: list[str], vocabulary_size: int = VOCABULARY_SIZE) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -65,7 +74,7 @@ def train_bpe(texts: list[str], vocabulary_size: int = VOCABULARY_SIZE) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS)
+    return tokenizer
 
 
 def token_stream(tokenizer: Any, texts: list[str]) -> torch.Tensor:
@@ -134,7 +143,13 @@ def trained_lm() -> TrainedLM:
 
     texts = list(load_movie_reviews().texts)
     train_texts, test_texts = train_test_split(texts, test_size=TEST_SIZE, random_state=0)
-    tokenizer = train_bpe(train_texts)
+    tokenizer = as_transformers_tokenizer(
+        trained_tokenizer(
+            "reviews_lm",
+            {"texts": stable_hash(train_texts), "size": VOCABULARY_SIZE, "special": [PAD, EOS], "version": 1},
+            lambda: bpe_tokenizer(train_texts),
+        )
+    )
     config = LlamaConfig(vocab_size=len(tokenizer), **CONFIG)
     torch.manual_seed(SEED)
     lm = LlamaForCausalLM(config).eval()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from attrib_core.cache import stable_hash
-from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_weights
+from attrib_core.workloads.base import WORKLOADS, Workload, register_workload, trained_tokenizer, trained_weights
 
 BERT_RECIPE_VERSION = 1
 SEQUENCE_LENGTH = 48  # word pieces with [CLS]; 90% of the training sentences fit, 98% within 52
@@ -140,7 +140,11 @@ def trained_bert() -> TrainedBert:
     train_texts, test_texts, y_train, y_test = train_test_split(
         texts, labels, test_size=TEST_SIZE, random_state=0, stratify=labels
     )
-    tokenizer = train_wordpiece(train_texts)
+    tokenizer = trained_tokenizer(
+        "sentiment_bert",
+        {"texts": stable_hash(train_texts), "size": VOCABULARY_SIZE, "special": SPECIAL_TOKENS, "version": 1},
+        lambda: train_wordpiece(train_texts),
+    )
     x_train, x_test = encode(tokenizer, train_texts), encode(tokenizer, test_texts)
     config = BertConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
     torch.manual_seed(SEED)
