@@ -135,7 +135,8 @@ def test_trained_bert_beats_the_word_cnn_on_held_out_sentences():
 
     bert = tf.trained_bert()
     assert bert.weights.startswith("trained:")
-    # sentiment_cnn's held-out accuracy on the same split is 0.786; measured here: 0.807
+    # sentiment_cnn's held-out accuracy on the same split is 0.786; measured: 0.795-0.814 over five
+    # tokenizer trainings (0.796 with the one cached here)
     assert accuracy(bert.model, bert.x_test, bert.y_test) == bert.info["held_out_accuracy"] >= 0.786
 
 
@@ -168,3 +169,18 @@ def test_deletion_and_completeness_are_recorded_for_the_trained_model():
     records = evaluate_fidelity(prepared, prepared(), ["completeness", "deletion"])
     assert records["deletion"]["status"] == records["completeness"]["status"] == "ok"
     assert records["deletion"]["n_groups"] == tf.SEQUENCE_LENGTH
+
+
+def test_a_tokenizer_is_trained_once_per_recipe_and_reloaded(tmp_path, monkeypatch):
+    from attrib_core.workloads.base import trained_tokenizer
+
+    monkeypatch.setenv("ATTRIB_BENCH_CACHE", str(tmp_path))
+    first = trained_tokenizer("tiny", {"texts": 1}, lambda: tf.train_wordpiece(TEXTS, vocabulary_size=200))
+
+    def must_not_train():
+        raise AssertionError("trained again")
+
+    again = trained_tokenizer("tiny", {"texts": 1}, must_not_train)
+    assert again.get_vocab() == first.get_vocab() and again.encode(TEXTS[0]).ids == first.encode(TEXTS[0]).ids
+    other = trained_tokenizer("tiny", {"texts": 2}, lambda: tf.train_wordpiece(TEXTS[:2], vocabulary_size=100))
+    assert other.get_vocab() != first.get_vocab()  # another recipe, another file
