@@ -278,6 +278,7 @@ def test_registry_says_how_far_each_backward_reaches():
         "LayerDeepLift",
         "LayerDeepLiftShap",
         "LayerGradientShap",
+        "LLM-LayerIntegratedGradients",  # Captum's LLMGradientAttribution over LayerIntegratedGradients
     }
     assert {name for name, r in reach.items() if r == "from_layer"} == {
         "NeuronGradient",

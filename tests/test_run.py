@@ -20,12 +20,12 @@ from attrib_core.run import (
     run_attribution,
 )
 from tests.numerics import relative_error, rounding_bound
-from tests.torch_fixtures import FEW_FEATURES, SMALL_WORKLOADS, small_knobs
+from tests.torch_fixtures import FEW_FEATURES, SMALL_WORKLOADS, TENSOR_METHODS, small_knobs
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
-STOCHASTIC = [m.name for m in METHODS if m.stochastic]
-DETERMINISTIC = [m.name for m in METHODS if not m.stochastic]
+STOCHASTIC = [m.name for m in METHODS if m.stochastic and m.name in TENSOR_METHODS]
+DETERMINISTIC = [m.name for m in METHODS if not m.stochastic and m.name in TENSOR_METHODS]
 
 
 def _batch_for(method: str) -> int:
@@ -43,7 +43,7 @@ def _workload_for(method: str) -> str:
 # --- determinism ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", TENSOR_METHODS)
 def test_same_config_and_seed_give_identical_attributions(method):
     config = RunConfig(method, _workload_for(method), batch_size=_batch_for(method), knobs=small_knobs(method), seed=3)
     first = prepare(config)()
@@ -97,7 +97,7 @@ LEAK_CASES = [
     (method.name, FEW_FEATURES if method.max_features is not None else workload)
     for workload in SMALL_WORKLOADS
     for method in METHODS
-    if not (method.needs_spatial_layer and workload == "tabular_mlp")
+    if method.name in TENSOR_METHODS and not (method.needs_spatial_layer and workload == "tabular_mlp")
 ]
 
 

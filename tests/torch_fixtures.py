@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 
+from attrib_core.methods import METHODS
 from attrib_core.workloads import Workload, load_workload
 from attrib_core.workloads.catalog import resolve_reference
 
@@ -36,6 +37,9 @@ SMALL_KNOBS: dict[str, dict] = {
 }
 
 SMALL_WORKLOADS = ("digits_cnn", "tabular_mlp")
+# Every method that runs on a tensor model; Captum's LLM wrappers need a causal LM with its
+# tokenizer and are tested on one in tests/test_llm.py.
+TENSOR_METHODS = tuple(m.name for m in METHODS if not getattr(m, "needs_generator", False))
 
 # tabular_mlp with its 30 features in 5 groups of 6: few enough for ShapleyValues (n * n! rows)
 FEW_FEATURES = "tabular_in_5_groups"

@@ -3,11 +3,11 @@
 A spec (`spec.MethodSpec`) says which Captum class to build, what kind of attribution it is,
 which knobs it takes (`knobs`: defaults and valid values) and how many forward / backward
 passes one call makes (`costs`). The catalog is one module per kind of method: `feature`,
-`layer` and `neuron`. Importing this package registers them all in `METHODS`; the other names
+`layer`, `neuron`, and `llm` (Captum's LLM wrappers, on causal LMs that generate text). Importing this package registers them all in `METHODS`; the other names
 in `captum.attr.__all__` are listed in `UNREGISTERED`, each with the reason.
 """
 
-from attrib_core.methods import feature, layer, neuron  # noqa: F401  (each registers its methods)
+from attrib_core.methods import feature, layer, llm, neuron  # noqa: F401  (each registers its methods)
 from attrib_core.methods.costs import (
     CostInput,
     CostModel,

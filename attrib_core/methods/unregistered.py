@@ -36,8 +36,6 @@ UNREGISTERED: dict[str, str] = {
         "target on a classifier raises and no target returns twice the batch's rows; "
         "tests/test_methods.py fails once a Captum release fixes it, so it can be registered then"
     ),
-    "LLMAttribution": "registered by the LLM workloads module (it needs a causal language model and a prompt)",
-    "LLMGradientAttribution": "registered by the LLM workloads module (it needs a causal language model and a prompt)",
     "LLMAttributionResult": "the LLM attribution classes' result container, not a method",
     "RemoteLLMAttribution": (
         "needs a remote LLM inference server (RemoteLLMProvider, e.g. VLLMProvider); the bench runs every model "

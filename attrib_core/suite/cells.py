@@ -80,7 +80,9 @@ def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) 
     series = inputs is not None and inputs.is_floating_point() and inputs.dim() == 3
     if first.dim() == 4:  # a volume's (C, D, H, W): the middle depth slice
         first = first[:, first.shape[1] // 2]
-    if first.dim() == 3 or (series and first.dim() == 2):  # channels summed: an image's (H, W), a series' (T,)
+    if series and first.dim() == 2 and first.shape != inputs.shape[1:] and first.shape == inputs.shape[:0:-1]:
+        first = first.sum(1)  # a sequence layer's (T, D) output (a Transformer layer's) over a (D, T) series
+    elif first.dim() == 3 or (series and first.dim() == 2):  # channels summed: an image's (H, W), a series' (T,)
         first = first.sum(0)
     if first.dim() == 2 and max(first.shape) > MAP_SIDE:
         first = torch.nn.functional.adaptive_avg_pool2d(first[None, None], MAP_SIDE)[0, 0]

@@ -5,8 +5,10 @@ user's plug-ins (`plugins`) are registered when a preset or `workload_spec` name
 turns a name into a spec and a built workload."""
 
 from attrib_core.workloads import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from attrib_core.workloads import lm as _lm  # noqa: F401  (registers the causal LM workloads)
 from attrib_core.workloads import shapes as _shapes  # noqa: F401  (registers the ground-truth shapes task)
 from attrib_core.workloads import text as _text  # noqa: F401  (registers the text workload)
+from attrib_core.workloads import transformer as _transformer  # noqa: F401  (registers the BERT workloads)
 from attrib_core.workloads.base import (
     WORKLOADS,
     Workload,

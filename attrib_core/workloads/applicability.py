@@ -14,6 +14,11 @@ def unsupported_reason(method: MethodSpec, workload: WorkloadSpec) -> str | None
     traits, name = workload.traits, workload.name
     if method.name in traits.not_applicable:
         return f"{method.name} does not apply to workload {name!r}: {traits.not_applicable[method.name]}"
+    if getattr(method, "needs_generator", False) and traits.generates_text is False:
+        return (
+            f"{method.name} explains the text a causal LM generates, and workload {name!r} is not a causal LM "
+            "with a tokenizer (e.g. reviews_lm_64, or hf:<causal LM folder with its tokenizer>)"
+        )
     if method.needs_layer and traits.layer_name == "":
         what = f"is a {method.kind} method" if method.kind != "feature" else "is built on a layer"
         return f"{method.name} {what} but workload {name!r} declares no layer"

@@ -105,7 +105,7 @@ class WorkloadSpec:
     """A workload's static metadata, known without building it, and the factory that builds it.
 
     `traits` decide which methods apply; `method_defaults` resolve into cell keys. `source` is
-    "builtin", "torchvision" or "plugin"; `definition` is what a plug-in was declared with
+    "builtin", "torchvision", "huggingface" or "plugin"; `definition` is what a plug-in was declared with
     (two declarations are the same workload when it is equal); `origin` says where it was
     declared, for error messages.
     """
@@ -142,6 +142,7 @@ def register_workload(
     rule_limits: Mapping[str, str] | None = None,
     not_applicable: Mapping[str, str] | None = None,
     noise_stdevs: float | None = None,
+    generates_text: bool = False,
 ) -> Callable:
     """Decorator registering a built-in workload factory with its static metadata.
 
@@ -160,6 +161,7 @@ def register_workload(
         spatial_layer=spatial_layer,
         rule_limits=dict(rule_limits or {}),
         not_applicable=dict(not_applicable or {}),
+        generates_text=generates_text,
     )
 
     def decorate(build: Callable[[], Workload]) -> Callable[[], Workload]:
@@ -176,6 +178,20 @@ def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:
     cols = torch.arange(width) // patch
     n_cols = (width + patch - 1) // patch
     return (rows[:, None] * n_cols + cols[None, :])[None, None]
+
+
+def trained_tokenizer(tag: str, recipe_key: dict, train: Callable[[], Any]) -> Any:
+    """A `tokenizers.Tokenizer` trained once for this exact recipe and cached as JSON: the trainers
+    break frequency ties in a different order in each process, so a tokenizer trained afresh per
+    process would give each process another vocabulary, and so other model weights."""
+    from tokenizers import Tokenizer
+
+    path = cache_dir() / f"{tag}-tokenizer-{stable_hash(recipe_key)}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    tokenizer = train()
+    atomic_save(path, lambda tmp: tokenizer.save(str(tmp)))
+    return tokenizer
 
 
 def trained_weights(model: nn.Module, tag: str, recipe_key: dict, train: Callable[[nn.Module], None]) -> str:

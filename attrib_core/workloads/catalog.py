@@ -1,7 +1,7 @@
 """The workload catalog: names and references -> specs -> built workloads, once per process.
 
 A name is a registered workload (the built-ins register when imported), or a reference that is
-resolved and registered on first use: `torchvision:<model>` (zoo.py) or a user's plug-in
+resolved and registered on first use: `torchvision:<model>` (zoo.py), `hf:<id or folder>` (hf.py) or a user's plug-in
 (`file.py:factory`, `package.module:factory`, an entry point; plugins.py). This module is the
 only one that knows every kind, so the contract (base.py), the plug-in loader and the zoo need
 not know each other.
@@ -17,6 +17,7 @@ from typing import Any
 
 from attrib_core.registry import UnknownNameError
 from attrib_core.workloads.base import WORKLOADS, Workload, WorkloadSpec
+from attrib_core.workloads.hf import hf_spec
 from attrib_core.workloads.plugins import check_declared, parse_reference, plugin_spec, unknown_workload_message
 from attrib_core.workloads.traits import Traits, observe_traits
 from attrib_core.workloads.zoo import zoo_spec
@@ -50,6 +51,8 @@ def resolve_reference(
     origin = origin or f"workload {key!r}"
     if ref.kind == "torchvision":
         spec = zoo_spec(key, ref.target, args, declared, origin, definition)
+    elif ref.kind == "huggingface":
+        spec = hf_spec(key, ref.target, args, declared, origin, definition)
     else:
         spec = plugin_spec(key, ref, args, declared, origin, definition)
     if existing is None:

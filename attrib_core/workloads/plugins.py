@@ -3,6 +3,7 @@
 A preset names a workload by reference:
 
 - `"torchvision:<model>"`: a torchvision classification model (see `zoo`);
+- `"hf:<model id or folder>"`: a Hugging Face model from local files (see `hf`);
 - `"path/to/file.py:factory"`: a function in a Python file (relative to the preset's folder);
 - `"package.module:factory"`: a function in an importable module;
 - `"<name>"`: an entry point of that name in the group `attrib_bench.workloads`.
@@ -78,7 +79,10 @@ OPTIONAL_KEYS = (
     "additional_forward_args",
 )
 MAPPING_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
-REFERENCE_FORMS = "'torchvision:<model>', 'path/to/file.py:factory', 'package.module:factory' or an entry point name"
+REFERENCE_FORMS = (
+    "'torchvision:<model>', 'hf:<model id or folder>', 'path/to/file.py:factory', 'package.module:factory' "
+    "or an entry point name"
+)
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -103,6 +107,8 @@ def parse_reference(text: str, base_dir: Path | None = None) -> Reference | None
     """The reference `text` stands for, or None if it is none of the forms (no import happens)."""
     if text.startswith("torchvision:"):
         return Reference(text, "torchvision", text.removeprefix("torchvision:"))
+    if text.startswith("hf:"):
+        return Reference(text, "huggingface", text.removeprefix("hf:"))
     if ":" in text:
         left, attr = text.rsplit(":", 1)
         if left.endswith(".py"):
@@ -143,6 +149,7 @@ def declared_traits(declared: Mapping[str, Any], defaults: Traits | None = None)
         spatial_layer=spatial,
         rule_limits=base.rule_limits,
         not_applicable={**base.not_applicable, **declared.get("not_applicable", {})},
+        generates_text=base.generates_text,
     )
 
 

@@ -56,6 +56,8 @@ class Traits:
     spatial_layer: bool | None = False  # the layer's output is a map of the input's rank: GradCAM pools it
     rule_limits: Mapping[str, str] = field(default_factory=dict)
     not_applicable: Mapping[str, str] = field(default_factory=dict)
+    # a tensor view of a causal LM with its tokenizer (`.model`, `.tokenizer`): Captum's LLM wrappers apply
+    generates_text: bool | None = False
 
     def __post_init__(self) -> None:
         if self.input_kind is not None and self.input_kind not in INPUT_KINDS:
@@ -171,6 +173,12 @@ def scan_model(
     return rule_limits_from_modules(activation_types, reused, leaf_types), spatial
 
 
+def is_generator(model: nn.Module) -> bool:
+    """A tensor view of a Hugging Face causal LM that carries its tokenizer (`.model`, `.tokenizer`)."""
+    inner = getattr(model, "model", None)
+    return getattr(model, "tokenizer", None) is not None and callable(getattr(inner, "generate", None))
+
+
 def observe_traits(workload: Workload, not_applicable: Mapping[str, str] | None = None) -> Traits:
     """The traits of a built workload, measured on its first example."""
     packed = packed_view(workload.model)
@@ -183,4 +191,5 @@ def observe_traits(workload: Workload, not_applicable: Mapping[str, str] | None 
         spatial_layer=spatial,
         rule_limits=limits,
         not_applicable=dict(not_applicable or {}),
+        generates_text=is_generator(workload.model),
     )
