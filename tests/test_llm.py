@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from attrib_core.methods.llm import LLMRunner
 from attrib_core.methods import METHODS, get_method
+from attrib_core.methods.llm import LLMRunner
 from attrib_core.run import RunConfig, prepare, seed_everything
 from attrib_core.sweep import PRESET_DIR, load_preset
 from attrib_core.workloads import WORKLOADS, load_workload, observed_spec
