@@ -191,8 +191,9 @@ def llm_frontier(allowance_s: float) -> dict[str, Any]:
     if not registered:
         raise StepSkipped(f"no LLM attribution method is registered (no method name contains {LLM_MARKER!r})")
     raise StepSkipped(
-        f"LLM method(s) {registered} are registered but have no frontier target in "
-        "attrib_core/device_check/plan.py yet (a workload and a batching knob to double)"
+        f"LLM method(s) {registered} have no batching knob to double (Captum's LLM wrappers score one perturbed "
+        "prompt per forward): their memory grows with the prompt, measured per token over reviews_lm_16..256 "
+        "by the llm preset (docs/measurements/llm.md: memory per prompt token and the predicted out-of-memory point)"
     )
 
 
