@@ -536,7 +536,9 @@ def test_specs_are_consistent():
 
 
 def _registered_captum_names() -> set[str]:
-    return {spec.captum_class.__name__ for spec in METHODS}
+    """Every class a registered method builds: its own, and the LLM wrapper around it."""
+    wrappers = {spec.wrapper.__name__ for spec in METHODS if getattr(spec, "wrapper", None) is not None}
+    return {spec.captum_class.__name__ for spec in METHODS} | wrappers
 
 
 def test_every_captum_attr_name_is_registered_or_listed_with_a_reason_never_both():
@@ -557,9 +559,9 @@ def test_a_registered_class_is_what_captum_attr_exports():
         assert getattr(ca, spec.captum_class.__name__) is spec.captum_class, spec.name
 
 
-def test_the_llm_wrappers_are_left_to_the_llm_workloads_and_the_remote_one_needs_a_server():
+def test_the_llm_wrappers_are_registered_and_the_remote_one_needs_a_server():
     for name in ("LLMAttribution", "LLMGradientAttribution"):
-        assert name in _registered_captum_names() or "LLM workloads module" in UNREGISTERED[name]
+        assert name in _registered_captum_names() and name not in UNREGISTERED  # attrib_core/methods/llm.py
     assert "remote LLM inference server" in UNREGISTERED["RemoteLLMAttribution"]
 
 
