@@ -55,12 +55,13 @@ def test_eta_is_the_cost_model_work_left_at_the_measured_rate():
         progress.start_cell(key)
         clock.t += wall
         progress.end_cell(key)
-    # line through (10, 7) and (20, 12): 2 s + 0.5 s per unit; c: 2 + 20 = 22 s, d (workload not
-    # built yet): the median cell, 9.5 s
-    assert progress.eta_s() == pytest.approx(22.0 + 9.5)
+    # line through (10, 7) and (20, 12): 2 s + 0.5 s per unit; c: 2 + 20 = 22 s; d's workload is not
+    # built yet, so nothing prices it: left out of the sum, and said
+    assert progress.eta_s() == pytest.approx(22.0)
+    assert progress.eta_text() == "about 00:22 left + 1 cell of models not built yet"
     progress.start_cell("c")
     clock.t += 5.0
-    assert progress.eta_s() == pytest.approx(22.0 - 5.0 + 9.5)  # the running cell's share shrinks
+    assert progress.eta_s() == pytest.approx(22.0 - 5.0)  # the running cell's share shrinks
 
 
 def test_the_end_of_a_run_says_where_its_time_went():
@@ -75,3 +76,17 @@ def test_the_end_of_a_run_says_where_its_time_went():
         "where the time went (00:40): fidelity 42%, timed rounds 25%, first calls 8%, outside cells 25%"
     )
     assert lines[1] == "  slow: b 00:22 (most in fidelity: 00:16)" and lines[2].startswith("  slow: a 00:08")
+
+
+def test_a_later_pass_adds_its_blocks_to_the_eta_and_takes_them_off_as_they_run():
+    progress, _, clock = plain({"a": 10.0})
+    progress.start_cell("a")
+    clock.t += 4.0
+    progress.end_cell("a")
+    progress.add_block(3.0)  # a's block in the second pass, predicted from its own rounds
+    assert progress.eta_s() == pytest.approx(3.0)
+    progress.start_block("pass 2/2: a")
+    clock.t += 1.0
+    assert progress.eta_s() == pytest.approx(3.0)  # a block is not a cell: nothing of the median added
+    progress.end_block(3.0)
+    assert progress.eta_s() == pytest.approx(0.0)

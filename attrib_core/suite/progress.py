@@ -65,6 +65,7 @@ class RunProgress:
         self.done: dict[str, tuple[float | None, float]] = {}  # key -> (work, wall seconds)
         self.remaining: list[str] = []
         self.blocks_left_s = 0.0  # the sweep's later passes: their predicted timing seconds
+        self.in_block = False  # a later pass's block runs (its key is a label, not a cell)
         self.key: str | None = None
         self.phase, self.detail = "", ""
         self.phase_started = self.cell_started = self.last_shown = self.now()
@@ -88,25 +89,34 @@ class RunProgress:
             self.write("", True)
 
     def eta_s(self) -> float | None:
-        """Seconds the cells left should take, or None until a cell has finished."""
+        """Seconds the priced cells left should take, or None until a cell has finished. A cell
+        whose workload is not built yet has no cost-model work: it is left out (and counted by
+        `unpriced`), since another model's cells say nothing of its time."""
         if not self.done:
             return None
         measured = [(w, s) for w, s in self.done.values() if w is not None]
         fixed, rate = fit_line(measured) if measured else (0.0, 0.0)
         median = statistics.median(s for _, s in self.done.values())
-        total = 0.0
-        for key in self.remaining:
-            work = self.work(key)
-            total += fixed + rate * work if work is not None and measured else median
-        if self.key is not None:  # the running cell: its expected time, less what it has had
-            work = self.work(self.key)
-            expected = fixed + rate * work if work is not None and measured else median
-            total += max(expected - (self.now() - self.cell_started), 0.0)
+
+        def expected(work: float | None) -> float:
+            return fixed + rate * work if work is not None and measured else median
+
+        total = sum(expected(self.work(key)) for key in self.remaining if self.work(key) is not None)
+        if self.key is not None and not self.in_block:  # the running cell, less what it has had
+            total += max(expected(self.work(self.key)) - (self.now() - self.cell_started), 0.0)
         return total + self.blocks_left_s
+
+    def unpriced(self) -> int:
+        """Cells left whose workload is not built yet, so the ETA leaves them out."""
+        return sum(self.work(key) is None for key in self.remaining)
 
     def eta_text(self) -> str:
         eta = self.eta_s()
-        return "ETA after the first cell" if eta is None else f"about {clock(eta)} left"
+        if eta is None:
+            return "ETA after the first cell"
+        unpriced = self.unpriced()
+        more = f" + {unpriced} cell{'s' if unpriced != 1 else ''} of models not built yet" if unpriced else ""
+        return f"about {clock(eta)} left{more}"
 
     # --- one cell ------------------------------------------------------------------------------
 
@@ -130,14 +140,14 @@ class RunProgress:
 
     def start_block(self, label: str) -> None:
         with self.lock:
-            self.key = label
+            self.key, self.in_block = label, True
             self.cell_started = self.now()
         self.set_phase("timing")
 
     def end_block(self, predicted_s: float) -> None:
         with self.lock:
             self.blocks_left_s = max(0.0, self.blocks_left_s - predicted_s)
-            self.key = None
+            self.key, self.in_block = None, False
 
     @contextmanager
     def in_phase(self, name: str) -> Iterator[None]:
