@@ -245,8 +245,7 @@ def prepare(config: RunConfig) -> PreparedRun:
         kwargs["feature_mask"] = unpack(workload.feature_mask.to(device))
     harness_model = model
     if packed is not None:
-        examples = torch.arange(config.batch_size) % len(workload.inputs)
-        harness_model = packed.bound(examples, model)
+        harness_model = packed.bound(workload.batch_examples(config.batch_size), model)
         if harness_model.additional_forward_args:
             kwargs["additional_forward_args"] = harness_model.additional_forward_args
     if config.with_delta:

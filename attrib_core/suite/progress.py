@@ -101,7 +101,8 @@ class RunProgress:
         def expected(work: float | None) -> float:
             return fixed + rate * work if work is not None and measured else median
 
-        total = sum(expected(self.work(key)) for key in self.remaining if self.work(key) is not None)
+        priced = (self.work(key) for key in self.remaining)
+        total = sum(expected(work) for work in priced if work is not None)
         if self.key is not None and not self.in_block:  # the running cell, less what it has had
             total += max(expected(self.work(self.key)) - (self.now() - self.cell_started), 0.0)
         return total + self.blocks_left_s

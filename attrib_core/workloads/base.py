@@ -86,11 +86,15 @@ class Workload:
     def n_features(self) -> int:
         return int(self.feature_mask.max().item()) + 1
 
-    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first `batch_size` examples, cycling through the real inputs if needed."""
+    def batch_examples(self, batch_size: int) -> torch.Tensor:
+        """Which examples `batch(batch_size)` holds: the first ones, cycling if needed."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        idx = torch.arange(batch_size) % len(self.inputs)
+        return torch.arange(batch_size) % len(self.inputs)
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `batch_size` examples, cycling through the real inputs if needed."""
+        idx = self.batch_examples(batch_size)
         return self.inputs[idx].clone(), self.targets[idx].clone()
 
     def batch_masks(self, batch_size: int) -> torch.Tensor | None:
