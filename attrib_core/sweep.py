@@ -32,7 +32,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"  # the presets that shi
 DEVICES = ("cpu", "cuda")
 AXES = ("workload", "method", "device", "batch_size", "precision", "memory_format")
 TOP_LEVEL = {"name", "description", "timing", "fidelity", "isolation", "sweep", "seed", "workloads"}
-TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "warmup_rounds", "threads", "passes"}
+TIMING_KEYS = {"min_rounds", "max_rounds", "max_time_s", "target_halfwidth", "warmup_rounds", "threads", "passes"}
 FIDELITY_KEYS = {"metrics", "options"}
 ISOLATION_KEYS = {"enabled", "cell_timeout_s", "cell_memory_gib"}
 
@@ -46,6 +46,9 @@ class Timing:
     min_rounds: int = 5
     max_rounds: int = 50
     max_time_s: float = 1.0  # time budget for the measured rounds of one cell
+    # Rounds stop once the 95% interval of their geometric mean is within +-2% of it (after
+    # min_rounds; attrib_core/suite/rounds.py). min_rounds = max_rounds gives a fixed count.
+    target_halfwidth: float = 0.02
     warmup_rounds: int = 1
     threads: int | None = None  # None: torch's default
     # Passes over the sweep: after the first (every cell measured, in file order), each later
@@ -71,6 +74,7 @@ SETTING_TYPES: dict[str, tuple[tuple[str, Any], Any]] = {
     "min_rounds": (_INT, 1),
     "max_rounds": (_INT, 1),
     "max_time_s": (_NUMBER, 0),
+    "target_halfwidth": (_NUMBER, 0),
     "warmup_rounds": (_INT, 0),
     "threads": (_INT, 1),
     "passes": (_INT, 1),

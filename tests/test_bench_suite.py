@@ -83,6 +83,8 @@ def test_a_run_writes_one_complete_results_file(tiny_run):
             )
             # two passes over the sweep (the default): the first pass's rounds, then a block of
             # ceil(3 / 2) rounds timed again after every cell's first pass
+            timing = record["extra_info"]["timing"]  # min_rounds = max_rounds = 3: a fixed count
+            assert timing["stopped_by"] == "max_rounds" and timing["rounds"] == 3
             blocks = record["extra_info"]["blocks"]
             assert [b["pass"] for b in blocks] == [1, 2]
             assert blocks[0]["samples_s"] == record["stats"]["data"] and len(blocks[1]["samples_s"]) == 2
@@ -338,3 +340,36 @@ def test_a_run_without_saving_still_shows_efficiency_and_its_self_check(tmp_path
     assert "self-check of this run's figures:" in proc.stdout
     saliency = next(line for line in proc.stdout.splitlines() if line.startswith("digits_cnn-Saliency"))
     assert re.search(r"\d\.\d\d\s*$", saliency), saliency  # the efficiency column holds a number
+
+
+WIDE_INTERVAL = """
+name = "adaptive"
+[timing]
+min_rounds = 2
+max_rounds = 40
+max_time_s = 60
+target_halfwidth = 1000.0
+passes = 1
+threads = 1
+[fidelity]
+metrics = ["completeness"]
+[[sweep]]
+workload = "digits_cnn"
+method = "Saliency"
+batch_size = [2]
+"""
+
+
+def test_rounds_stop_once_the_interval_is_as_narrow_as_the_preset_asks(tmp_path):
+    """A target no interval misses: the cell stops at min_rounds, far below max_rounds and its budget."""
+    preset = tmp_path / "adaptive.toml"
+    preset.write_text(WIDE_INTERVAL)
+    out = tmp_path / "results"
+    proc = run_bench(tmp_path, f"--preset={preset}", f"--results-dir={out}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = schema.records(json.loads(next(out.glob("*.json")).read_text()))
+    timing = record["extra_info"]["timing"]
+    assert timing["stopped_by"] == "interval" and timing["target_halfwidth"] == 1000.0
+    assert timing["rounds"] == 2 == len(record["stats"]["data"]) == record["stats"]["rounds"]
+    assert 0 <= timing["halfwidth"] <= 1000.0
+    assert record["extra_info"]["calibration"]["paired"]["rounds"] == 2

@@ -30,6 +30,7 @@ from attrib_core.fileio import atomic_write
 from attrib_core.run import NotApplicable, PreparedRun, RunConfig, prepare
 from attrib_core.suite.faults import faulty, slowed_down
 from attrib_core.suite.progress import RunProgress
+from attrib_core.suite.rounds import EnoughRounds, RoundRule, RoundStopper
 from attrib_core.sweep import Preset, cell_key
 from attrib_core.workloads import load_workload
 
@@ -211,12 +212,6 @@ class LimitPairing:
         }
 
 
-def rounds_for(first_call_s: float, preset: Preset) -> int:
-    t = preset.timing
-    wanted = math.ceil(t.max_time_s / max(first_call_s, 1e-9))
-    return max(t.min_rounds, min(t.max_rounds, wanted))
-
-
 def block_rounds(rounds: int, passes: int) -> int:
     """Rounds of each later pass's block: the first pass's rounds shared out, at least one."""
     return max(1, math.ceil(rounds / passes))
@@ -290,15 +285,21 @@ def measure_cell(
             info["calibration"] = calibrations.get(prepared, max(call_rows, default=config.batch_size))
             pairing = calibrations.pairing(prepared, info["calibration"])
         with phases("timing"):
-            rounds = rounds_for(phases.seconds["first_call"], preset)
+            rule = RoundRule.of(preset.timing)
             warmup = preset.timing.warmup_rounds
-            info["timing"] = {"rounds": rounds, "warmup_rounds": warmup}
-            counted = counting(call, rounds + warmup, progress, phases.seconds["first_call"])
-            benchmark.pedantic(counted, setup=pairing.time_passes, rounds=rounds, warmup_rounds=warmup, iterations=1)
+            stopper = RoundStopper(rule, lambda: benchmark.stats.stats.data, pairing.time_passes)
+            counted = counting(call, rule.max_rounds + warmup, progress, phases.seconds["first_call"])
+            try:
+                benchmark.pedantic(counted, setup=stopper, rounds=rule.max_rounds, warmup_rounds=warmup, iterations=1)
+            except EnoughRounds:
+                pass  # the rounds timed so far are in benchmark.stats: the interval is narrow enough
+            samples = list(benchmark.stats.stats.data)
+            rounds = len(samples)
+            info["timing"] = {"rounds": rounds, "warmup_rounds": warmup, **stopper.record(samples)}
             paired = pairing.record(benchmark.stats.stats.median, rounds)  # a copy: the calibration is shared
             info["calibration"] = {**info["calibration"], "paired": paired}
             if preset.timing.passes > 1:  # the first pass's rounds are its first block; later passes add theirs
-                info["blocks"] = [{"pass": 1, "samples_s": list(benchmark.stats.stats.data)}]
+                info["blocks"] = [{"pass": 1, "samples_s": samples}]
         with phases("memory"):
             reading = measure.peak_memory(prepared, config.device)
             info["memory"] = asdict(reading)
@@ -351,7 +352,7 @@ def counting(
     def counted() -> Any:
         nonlocal made
         made += 1
-        progress.set_detail(f"{made}/{calls}")
+        progress.set_detail(f"{made} of at most {calls}")
         return call()
 
     return counted
