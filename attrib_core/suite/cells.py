@@ -13,7 +13,7 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -289,10 +289,8 @@ def measure_cell(
             warmup = preset.timing.warmup_rounds
             stopper = RoundStopper(rule, lambda: benchmark.stats.stats.data, pairing.time_passes)
             counted = counting(call, rule.max_rounds + warmup, progress, phases.seconds["first_call"])
-            try:
+            with suppress(EnoughRounds):  # ended early: the rounds timed so far are in benchmark.stats
                 benchmark.pedantic(counted, setup=stopper, rounds=rule.max_rounds, warmup_rounds=warmup, iterations=1)
-            except EnoughRounds:
-                pass  # the rounds timed so far are in benchmark.stats: the interval is narrow enough
             samples = list(benchmark.stats.stats.data)
             rounds = len(samples)
             info["timing"] = {"rounds": rounds, "warmup_rounds": warmup, **stopper.record(samples)}
