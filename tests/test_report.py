@@ -136,7 +136,7 @@ def test_report_writes_every_figure_table_and_a_self_contained_page(tmp_path: Pa
     out = tmp_path / "report"
     code, stdout, _ = run_report([str(SMOKE_A), "--out", str(out)], capsys)
     assert code == 0
-    figures = ["tradeoff.png", "ig_steps.png", "batch_size.png", "efficiency.png"]
+    figures = ["tradeoff.png", "reference_error.png", "ig_steps.png", "batch_size.png", "efficiency.png"]
     figures += ["gallery_digits_cnn.png", "gallery_tabular_mlp.png"]
     assert_images(out, figures)
     for name in figures:
@@ -171,7 +171,7 @@ def test_two_files_get_a_panel_per_run(tmp_path: Path) -> None:
     }
     rendered = plots.tradeoff_figure(df, method_style(df["method"]))
     assert rendered.figure is not None
-    assert len(rendered.figure.axes) == 2 * df["panel"].nunique()  # reference error and deletion rows
+    assert len(rendered.figure.axes) == 2 * df["panel"].nunique()  # deletion and insertion rows
     assert_images(tmp_path, [plots.save(rendered, str(tmp_path))])
 
 

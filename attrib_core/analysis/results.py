@@ -21,6 +21,7 @@ TIME_STATS = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3")
 OLD_BASIS = "own batch (old file)"
 SUSPECT_ABOVE = 1.05  # efficiency above this is a measurement problem, not a fast method
 SINGLE_PASS_RANGE = (0.8, 1.05)  # where a single-pass method's efficiency should lie
+EXAMPLES_PREFIX = "examples_"  # + metric: a fidelity value's per-example values (ok records only)
 IDENTITY = ("workload", "method", "device", "batch_size", "precision", "memory_format", "seed")
 
 
@@ -124,6 +125,10 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
             # v1 files recorded the direction only for curves and scores; the rest are errors
             row[f"fid_{metric}_lower_is_better"] = result.get("lower_is_better", True)
             row[f"fid_{metric}_raw"] = result.get("value")  # kept whatever the weights: tune's distance
+            per_example = result.get("per_example") if result.get("status") == "ok" else None
+            # the spread behind the value, for the figures' error bars: outside fid_*, which
+            # regression and history read as metrics; a tuple, so cells stay hashable
+            row[f"{EXAMPLES_PREFIX}{metric}"] = tuple(per_example) if isinstance(per_example, list) else None
     row["similarity_curves"] = similarity_curves(extra.get("fidelity") or {})
     return row
 

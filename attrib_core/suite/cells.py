@@ -91,18 +91,23 @@ def gallery_map(attributions: torch.Tensor, inputs: torch.Tensor | None = None) 
 
 
 def ground_truth_arrays(workloads: set[str]) -> dict[str, np.ndarray]:
-    """What the gallery draws the maps on: for workloads with masks, the first example's image
-    (H, W, C) and mask (H, W), to outline where the label lives; for series, the first example
-    (C, T), whose lines the attributions colour."""
+    """What the gallery draws the maps beside or on: for image workloads, the first example's
+    image (H, W, C; pooled like the maps to at most MAP_SIDE a side), the input every map is of,
+    and with it the mask (H, W) where the workload has one, to outline where the label lives;
+    for series, the first example (C, T), whose lines the attributions colour."""
     out = {}
     for name in sorted(workloads):
         workload = load_workload(name)
         if workload.inputs.is_floating_point() and workload.inputs.dim() == 3:
             out[SERIES_INPUT + name] = workload.inputs[0].numpy().astype(np.float16)
-        if workload.masks is None or not workload.is_image:
+        if not workload.is_image or workload.inputs.dim() != 4:
             continue
-        out[GROUND_TRUTH_IMAGE + name] = workload.inputs[0].permute(1, 2, 0).numpy().astype(np.float16)
-        out[GROUND_TRUTH_MASK + name] = workload.masks[0, 0].numpy().astype(bool)
+        image = workload.inputs[0].float()
+        if max(image.shape[1:]) > MAP_SIDE and workload.masks is None:  # a mask keeps the image's own size
+            image = torch.nn.functional.adaptive_avg_pool2d(image[None], MAP_SIDE)[0]
+        out[GROUND_TRUTH_IMAGE + name] = image.permute(1, 2, 0).numpy().astype(np.float16)
+        if workload.masks is not None:
+            out[GROUND_TRUTH_MASK + name] = workload.masks[0, 0].numpy().astype(bool)
     return out
 
 

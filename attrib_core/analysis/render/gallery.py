@@ -7,9 +7,9 @@ report shows what the methods produced without running a model. One figure per w
 its own 99.5th percentile of |attribution|, as Captum's visualisations clip outliers),
 1-D maps (tabular inputs) as bar charts of the signed attribution per feature, and 1-D maps
 of text workloads (cells that record `example_tokens`) as the sentence with each word's
-background coloured by its attribution. Workloads with a ground-truth mask (the shapes task)
-also store their first image and mask: the gallery then starts with the image and outlines the
-mask on it and on every map.
+background coloured by its attribution. Image workloads also store their first image, which the
+gallery shows first; where the workload has a ground-truth mask (the shapes task) it is outlined
+on the image and on every map. A gallery of randomly initialised weights says so in its title.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ def load_maps(results_path: Path) -> dict[str, np.ndarray]:
         raise ResultsError(f"{path}: not a readable maps archive ({exc})") from None
 
 
-def ground_truth(maps: dict[tuple[str, str], np.ndarray], workload: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(image (H, W, C), mask (H, W) bool) stored for this workload in any of the files, or None."""
+def input_image(maps: dict[tuple[str, str], np.ndarray], workload: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(image (H, W, C), mask (H, W) bool or None) stored for this workload in any of the files, or
+    None (files from before the run stored every image workload's input)."""
     for (file, key), image in maps.items():
-        mask = maps.get((file, GROUND_TRUTH_MASK + workload))
-        if key == GROUND_TRUTH_IMAGE + workload and mask is not None:
-            return image, mask > 0.5
+        if key == GROUND_TRUTH_IMAGE + workload:
+            mask = maps.get((file, GROUND_TRUTH_MASK + workload))
+            return image, (mask > 0.5 if mask is not None else None)
     return None
 
 
@@ -98,15 +99,31 @@ def _outline(ax: plt.Axes, mask: np.ndarray | None, shape: tuple[int, ...]) -> N
         ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE, linewidths=1.2)
 
 
-def _input_panel(ax: plt.Axes, image: np.ndarray, mask: np.ndarray) -> None:
-    ax.imshow(np.clip(image.squeeze(), 0.0, 1.0), cmap="gray" if image.shape[-1] == 1 else None)
-    ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=2.4)
-    ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE, linewidths=1.2)
+def displayable(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The image as matplotlib shows it, and whether it had to be stretched: inputs already in
+    [0, 1] as they are; normalised ones (ImageNet mean and std) stretched to their own range."""
+    image = image.astype(np.float32).squeeze()
+    low, high = float(image.min()), float(image.max())
+    if low >= 0.0 and high <= 1.0:
+        return image, False
+    return (image - low) / ((high - low) or 1.0), True
+
+
+def _input_panel(ax: plt.Axes, image: np.ndarray, mask: np.ndarray | None) -> None:
+    shown, stretched = displayable(image)
+    ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    notes = []
+    if mask is not None and mask.shape == shown.shape[:2]:
+        ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=2.4)
+        ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE, linewidths=1.2)
+        notes.append("outline: the class-defining\nobject's ground-truth mask")
+    if stretched:
+        notes.append("normalised input, stretched\nto its own range for display")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
     ax.set_title("input", fontsize=9.5, fontweight="bold")
-    ax.set_xlabel("outline: the class-defining\nobject's ground-truth mask", fontsize=7.5)
+    ax.set_xlabel("\n".join(notes) or "the first example", fontsize=7.5)
 
 
 def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
@@ -124,7 +141,7 @@ def pick_cells(df: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray]) -> pd.
 
 def _caption(row: pd.Series, knobs: list[str]) -> str:
     knob_text = all_knobs_label(row, knobs)
-    timing = f"{seconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
+    timing = f"median {seconds(row['median_s'])} per call (b{row['batch_size']}, {row['device']})"
     lines = textwrap.wrap(knob_text, 34) if knob_text else []
     mass = pd.to_numeric(pd.Series([row.get("fid_relevance_mass")]), errors="coerce").iloc[0]
     if np.isfinite(mass):
@@ -226,6 +243,9 @@ def text_gallery_figure(
         "|attribution|. Layer methods' embedding attributions are summed over the embedding. "
         "One config per method: plain fp32, smallest batch, most converged; knobs and median time beside it."
     )
+    if random_weights(pd.DataFrame([row for row, _, _ in chosen])):
+        title += " (random weights)"
+        caption = RANDOM_NOTE + " " + caption
     heights = [len(wrap_tokens(tokens, TEXT_LINE_CHARS)) for _, _, tokens in chosen]
     theme()
     fig, axes = plt.subplots(
@@ -285,23 +305,36 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
     skipped = len(images) - len(chosen)
     if skipped:
         caption += f" {skipped} map(s) of another shape are not shown."
-    truth = ground_truth(maps, workload) if kind == "image" else None
-    mask = truth[1] if truth is not None else None
-    if truth is not None:
+    stored = input_image(maps, workload) if kind == "image" else None
+    mask = stored[1] if stored is not None else None
+    if stored is not None:
+        caption += " First panel: the input the maps are of."
+    elif kind == "image":
+        caption += " This results file stored no input image (it predates that), so no input panel is shown."
+    if mask is not None:
         caption += (
-            " First panel: the input, with the class-defining object's ground-truth mask outlined; the same "
-            "outline is drawn on every map of the input's size, and the cell's relevance mass accuracy (share of "
-            "positive attribution inside the mask, mean over the cell's examples) is given under it."
+            " The class-defining object's ground-truth mask is outlined on it and on every map of the input's "
+            "size, and the cell's relevance mass accuracy (share of positive attribution inside the mask, mean "
+            "over the cell's examples) is given under each map."
         )
-    panels = len(chosen) + (truth is not None)
+    random = random_weights(cells)
+    if random:
+        title += " (random weights)"
+        caption = RANDOM_NOTE + " " + caption
+    panels = len(chosen) + (stored is not None)
     columns = min(COLUMNS if kind == "image" else 4, panels)
     rows = math.ceil(panels / columns)
-    width, height = (2.5, 3.35) if kind == "image" else (3.6, 2.9)
+    width, height = (2.5, 3.6) if kind == "image" else (3.6, 3.1)
     theme()
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    # constrained layout sizes each row to its tallest caption, so a caption never meets the next title
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout="constrained"
+    )
+    if random:
+        fig.suptitle(f"{workload}: {RANDOM_NOTE}", fontsize=10.5, color="crimson", fontweight="bold")
     flat = list(axes.flat)
-    if truth is not None:
-        _input_panel(flat.pop(0), *truth)
+    if stored is not None:
+        _input_panel(flat.pop(0), *stored)
     for ax, (row, values) in zip(flat, chosen, strict=False):
         if kind == "series":
             _series(ax, signal, values)
@@ -318,8 +351,15 @@ def gallery_figure(workload: str, cells: pd.DataFrame, maps: dict, style: Method
         ax.set_xlabel(_caption(row, knobs), fontsize=7.5)
     for ax in flat[len(chosen) :]:
         ax.set_visible(False)
-    fig.tight_layout()
     return Rendered(name, title, caption, fig)
+
+
+RANDOM_NOTE = "randomly initialised weights: these maps explain an untrained network."
+
+
+def random_weights(cells: pd.DataFrame) -> bool:
+    """Whether the gallery's cells ran on randomly initialised weights (the pretrained file was absent)."""
+    return "weights" in cells.columns and (cells["weights"].astype(str) == "random").any()
 
 
 def gallery_figures(df: pd.DataFrame, results_paths: list[Path], style: MethodStyle) -> list[Rendered]:

@@ -87,6 +87,7 @@ def render_steps(
     style = method_style(df["method"])
     return [
         lambda: [plots.tradeoff_figure(df, style)],
+        lambda: [plots.reference_error_figure(df, style)],
         lambda: [plots.localisation_figure(df, style)],
         lambda: [sanity.sanity_figure(df, style)],
         lambda: [plots.ig_steps_figure(df)],
@@ -117,6 +118,7 @@ def build(paths: list[Path], out: Path, log: Callable[[str], None] = print) -> l
                     name = plots.save(rendered, str(scratch))
                     section.image = scratch / name
                     log(f"  wrote {name}  ({rendered.title})")
+                # fronts across methods on comparable metrics only; the own-reference error has none
                 if rendered.name == "tradeoff" and rendered.figure is not None:  # no points (e.g. random weights)
                     front = plots.front_members(plots.tradeoff_table(df))
                     front.to_csv(scratch / "pareto.csv", index=False)

@@ -28,6 +28,7 @@ CHECKS = {  # column -> the check it fails when its value is at or above the thr
     "fid_randomisation_independent": "independent randomisation",
     "fid_random_logit": "random logit",
 }
+SIMILARITY_LABEL = "Spearman of |map| with the\ntrained model's |map|\n(mean over examples)"
 COLUMNS = {
     "fid_randomisation_cascading": "cascading (mean over steps)",
     "full_randomisation": "cascading, all randomised",
@@ -83,8 +84,9 @@ def sanity_figure(df: pd.DataFrame, style: MethodStyle, threshold: float = SANIT
         "method: Spearman rank correlation between |map| on the trained model and |map| after randomising the "
         "model's layer groups. Top row: cascading, output side first (x: the last group randomised; at the right "
         "end every group is random). Bottom row: each group randomised alone. A map that explains the model falls "
-        f"towards 0; the dashed line is the failing threshold ({threshold:g}). The table names the cells failing a "
-        "check and sets the checks' cost beside the call's time."
+        f"towards 0; the dashed line is the failing threshold ({threshold:g}). Each point is the mean over the "
+        "cell's examples; the run records no per-step spread, so no bars are drawn. The table names the cells "
+        "failing a check (by that mean) and sets the checks' cost beside the call's time."
     )
     cells = _sanity_cells(df)
     if cells.empty:
@@ -118,7 +120,7 @@ def sanity_figure(df: pd.DataFrame, style: MethodStyle, threshold: float = SANIT
             ax.set_xticks(range(len(steps)), steps, rotation=45, ha="right", fontsize=7)
             ax.set_ylim(-0.1, 1.05)
             ax.set_title(f"{panel}\n{label}", fontsize=8)
-            ax.set_ylabel("Spearman of |map| with\nthe trained model's map" if column == 0 else "")
+            ax.set_ylabel(SIMILARITY_LABEL if column == 0 else "")
     fig.tight_layout()
     legend_right(fig, method_handles(sorted(cells["method"].astype(str).unique()), style), "method")
     several = cells.groupby(["panel", "method"]).size()
