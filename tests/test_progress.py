@@ -64,6 +64,23 @@ def test_eta_is_the_cost_model_work_left_at_the_measured_rate():
     assert progress.eta_s() == pytest.approx(22.0 - 5.0)  # the running cell's share shrinks
 
 
+def test_each_model_prices_its_own_cells_once_one_has_finished():
+    lines: list[str] = []
+    clock = Clock()
+    work = {"big-a": 10.0, "big-b": 20.0, "small-a": 10.0, "small-b": 20.0, "new-a": 10.0}
+    progress = RunProgress(lambda text, live: None, False, work.get, clock, model=lambda key: key.split("-")[0])
+    progress.remaining = list(work)
+    for key, wall in (("big-a", 30.0), ("big-b", 40.0), ("small-a", 2.0)):
+        progress.start_cell(key)
+        clock.t += wall
+        progress.end_cell(key)
+    # small's own cell: 0.2 s per unit -> small-b 4 s, not the big model's fixed 20 s + 1 s per unit;
+    # new has no finished cell: every model's line through (10, 30), (20, 40), (10, 2)
+    overall_fixed, overall_rate = fit_line([(10.0, 30.0), (20.0, 40.0), (10.0, 2.0)])
+    assert progress.eta_s() == pytest.approx(4.0 + overall_fixed + overall_rate * 10.0)
+    assert lines == []
+
+
 def test_the_end_of_a_run_says_where_its_time_went():
     from attrib_core.suite.progress import where_time_went
 

@@ -438,7 +438,11 @@ def start_progress(config: pytest.Config, run: BenchRun, keys: list[str]) -> Run
     def weigh(cell: RunConfig) -> float:
         return weighted_rows(cell) * flops_per_row(cell.workload)
 
-    progress = RunProgress(write, live, work_of(run.cells, is_built, weigh))
+    def model(key: str) -> str:
+        cell = run.cells.get(key)
+        return cell.workload if cell is not None else ""
+
+    progress = RunProgress(write, live, work_of(run.cells, is_built, weigh), model=model)
     progress.start(keys)
     return progress
 

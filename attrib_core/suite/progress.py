@@ -51,7 +51,8 @@ def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
 class RunProgress:
     """The run's progress display. `write(text, live)`: live=True rewrites the current terminal
     line; False prints a line. `work(key)`: the cell's cost-model work, or None before its
-    workload is built."""
+    workload is built. `model(key)`: the cell's model (its workload), whose own cells price it
+    once one has finished: each model has its own fixed cost per cell (references, memory pass)."""
 
     def __init__(
         self,
@@ -59,8 +60,9 @@ class RunProgress:
         live: bool,
         work: Callable[[str], float | None],
         clock_s: Callable[[], float] = time.monotonic,
+        model: Callable[[str], str] = lambda key: "",
     ) -> None:
-        self.write, self.live, self.work, self.now = write, live, work, clock_s
+        self.write, self.live, self.work, self.now, self.model = write, live, work, clock_s, model
         self.lock = threading.Lock()
         self.done: dict[str, tuple[float | None, float]] = {}  # key -> (work, wall seconds)
         self.remaining: list[str] = []
@@ -94,17 +96,27 @@ class RunProgress:
         `unpriced`), since another model's cells say nothing of its time."""
         if not self.done:
             return None
-        measured = [(w, s) for w, s in self.done.values() if w is not None]
-        fixed, rate = fit_line(measured) if measured else (0.0, 0.0)
+        measured = {key: (w, s) for key, (w, s) in self.done.items() if w is not None}
+        overall = fit_line(list(measured.values())) if measured else (0.0, 0.0)
+        per_model: dict[str, list[tuple[float, float]]] = {}
+        for key, point in measured.items():
+            per_model.setdefault(self.model(key), []).append(point)
+        fits = {model: fit_line(points) for model, points in per_model.items()}
         median = statistics.median(s for _, s in self.done.values())
 
-        def expected(work: float | None) -> float:
-            return fixed + rate * work if work is not None and measured else median
+        def expected(key: str) -> float | None:
+            work = self.work(key)
+            if work is None:
+                return None
+            if not measured:
+                return median
+            fixed, rate = fits.get(self.model(key), overall)  # a model not measured yet: every model's fit
+            return fixed + rate * work
 
-        priced = (self.work(key) for key in self.remaining)
-        total = sum(expected(work) for work in priced if work is not None)
+        total = sum(e for e in map(expected, self.remaining) if e is not None)
         if self.key is not None and not self.in_block:  # the running cell, less what it has had
-            total += max(expected(self.work(self.key)) - (self.now() - self.cell_started), 0.0)
+            running = expected(self.key)
+            total += max((median if running is None else running) - (self.now() - self.cell_started), 0.0)
         return total + self.blocks_left_s
 
     def unpriced(self) -> int:
