@@ -49,6 +49,7 @@ from attrib_core.analysis.verdicts import (
     read_runs,
     report,
     run_files,
+    side_names,
     split_pytest_args,
     thresholds_from,
 )
@@ -169,7 +170,8 @@ def run_ab(args, th) -> int:
     print(f"A/B session {session['id']}: A = {session['labels']['A']}; B = {session['labels']['B']}")
     for warning in session["noise"]["warnings"]:
         print(f"WARNING: {warning}")
-    code = report(compare(base_df, new_df, th), th, Path(session["labels"]["A"]), out_dir, args.comment_md)
+    names = side_names(base_df, new_df, Path(session["labels"]["A"]), out_dir)
+    code = report(compare(base_df, new_df, th), th, Path(session["labels"]["A"]), out_dir, args.comment_md, names)
     print(f"A/B session: {len(session['cells'])} cells, {session['blocks']} blocks, {session['wall_s']:.0f} s")
     return code
 
@@ -222,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = read_runs(run_files(baseline, "baseline"), "baseline")  # before running: a bad baseline fails fast
         results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)
         new = read_runs(results, "new run")
-        return report(compare(base, new, th), th, baseline, results[0].parent, args.comment_md)
+        names = side_names(base, new, baseline, results[0].parent)
+        return report(compare(base, new, th), th, baseline, results[0].parent, args.comment_md, names)
     except (RegressError, RegressionInputError, ab_sides.SideError, ab.WorkerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

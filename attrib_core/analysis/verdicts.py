@@ -15,7 +15,7 @@ import pandas as pd
 
 from attrib_core import formatting
 from attrib_core.analysis.regression import FAILING, OK, Comparison, Thresholds, compare
-from attrib_core.analysis.render.comment import render_comment
+from attrib_core.analysis.render.comment import render_comment, side_label
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.timing_rule import STATISTICS
 from attrib_core.exits import EXIT_FAILED, EXIT_OK
@@ -145,16 +145,23 @@ def _env_items(comparison: Comparison):
         yield key, before, after
 
 
-def report(comparison: Comparison, th: Thresholds, base: Path, new: Path, comment_md: Path | None = None) -> int:
+def report(
+    comparison: Comparison,
+    th: Thresholds,
+    base: Path,
+    new: Path,
+    comment_md: Path | None = None,
+    names: tuple[str, str] | None = None,
+) -> int:
     """Print the verdicts; write them as a pull-request comment too when asked (on a regression
-    as well: the comment is written before the exit status is returned)."""
+    as well: the comment is written before the exit status is returned), its sides called `names`."""
     print(f"baseline: {base}\nnew run:  {new}")
     for line in format_warnings(comparison, th):
         print(line)
     print(format_table(comparison))
     print(format_summary(comparison, th))
     if comment_md is not None:
-        atomic_write(comment_md, render_comment(comparison, th, str(base), str(new)))
+        atomic_write(comment_md, render_comment(comparison, th, *(names or (str(base), str(new)))))
         print(f"pull-request comment (markdown): {comment_md}")
     failing = comparison.failing
     if failing:
@@ -169,7 +176,14 @@ def compare_files(base_path: Path, new_path: Path, th: Thresholds, comment_md: P
     """Compare two existing results files or folders; nothing runs."""
     base = read_runs(run_files(base_path, "baseline"), "baseline")
     new = read_runs(run_files(new_path, "new run"), "new run")
-    return report(compare(base, new, th), th, base_path, new_path, comment_md)
+    return report(
+        compare(base, new, th), th, base_path, new_path, comment_md, side_names(base, new, base_path, new_path)
+    )
+
+
+def side_names(base: pd.DataFrame, new: pd.DataFrame, base_path: Path, new_path: Path) -> tuple[str, str]:
+    """The sides' names in a comment: an A/B session's labels, or the paths given."""
+    return side_label(base, str(base_path)), side_label(new, str(new_path))
 
 
 def _number(text: str) -> float:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import pandas as pd
+
 from attrib_core import formatting
 from attrib_core.analysis.regression import (
     CHANGED,
@@ -49,6 +51,12 @@ def outcome(comparison: Comparison) -> str:
     if level is None or level.verdict in (UNCHECKED, CHANGED):
         return UNDETERMINED
     return NO_REGRESSION
+
+
+def side_label(df: pd.DataFrame, fallback: str) -> str:
+    """What an A/B session called this side (`base 4b5189f`), else what the user passed."""
+    labels = set(df["ab_label"].dropna()) if "ab_label" in df else set()
+    return labels.pop() if len(labels) == 1 else fallback
 
 
 def run_level(comparison: Comparison) -> Check | None:
