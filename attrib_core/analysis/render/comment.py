@@ -36,7 +36,7 @@ MARKER = "<!-- attrib-bench-regress -->"
 FOLD_ROWS = 10  # a table longer than this is folded into <details>
 MAX_ROWS = 100  # per table: GitHub refuses comments over 65,536 characters
 REGRESSION, NO_REGRESSION, UNDETERMINED = "regression", "no regression", "undetermined"
-OUTCOME_ICON = {REGRESSION: ":x:", NO_REGRESSION: ":white_check_mark:", UNDETERMINED: ":grey_question:"}
+OUTCOME_ICON = {REGRESSION: "❌", NO_REGRESSION: "✅", UNDETERMINED: "❔"}  # characters, not :codes:: any viewer
 # the timing rule's own words for a time check, read back from the mapping regression.py applies
 TIME_WORDS = {verdict: word for word, verdict in TIME_VERDICTS.items()}
 BLOCK_STATISTIC = {"min": "block minima", "median": "block medians"}
