@@ -80,7 +80,9 @@ def test_a_slowed_cell_is_a_row_with_its_ratio_interval_and_holm_p(tmp_path):
 def test_more_rows_than_the_fold_limit_are_folded_into_details(tmp_path):
     slower = {k: {"median_s": 0.002 * (i + 1) * 1.7} for i, k in enumerate(KEYS)}  # every cell
     base, now = runs(tmp_path, slower)
-    shown, _ = render(base, now)
+    shown, comparison = render(base, now)
+    level = time_check(comparison, RUN_LEVEL)
+    assert f"Holm p {level.p_adjusted:.2g}: **slower**\n" in shown  # the run as a whole, 1.7x
     assert "#### Changed cells (time)" in shown and len(rows_under(shown, "#### Changed cells (time)")) == 4
     folded, _ = render(base, now, fold_rows=3)
     assert "#### Changed cells" not in folded
@@ -151,9 +153,16 @@ def test_a_side_given_as_files_joined_by_plus_reads_like_its_folder(tmp_path):
     assert by_folder.read_text() == by_files.read_text().replace(joined, str(slow))
 
 
-@pytest.mark.parametrize("where", ["missing/comment.md", "."])
-def test_a_comment_path_that_cannot_be_written_exits_2_naming_it(tmp_path, capsys, where):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--compare", "a.json", "b.json", "--comment-md", "{tmp}/missing/comment.md"],  # no such folder
+        ["--compare", "a.json", "b.json", "--comment-md", "{tmp}"],  # a folder
+        ["--update-baseline", "--comment-md", "{tmp}/comment.md"],  # compares nothing
+    ],
+)
+def test_a_comment_that_cannot_be_written_exits_2_naming_the_flag(tmp_path, capsys, args):
     with pytest.raises(SystemExit) as exit_info:
-        regress.main(["--compare", "a.json", "b.json", "--comment-md", str(tmp_path / where)])
+        regress.main([a.format(tmp=tmp_path) for a in args])
     assert exit_info.value.code == exits.EXIT_BAD_INPUT
     assert "--comment-md" in capsys.readouterr().err

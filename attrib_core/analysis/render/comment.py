@@ -36,7 +36,11 @@ MARKER = "<!-- attrib-bench-regress -->"
 FOLD_ROWS = 10  # a table longer than this is folded into <details>
 MAX_ROWS = 100  # per table: GitHub refuses comments over 65,536 characters
 REGRESSION, NO_REGRESSION, UNDETERMINED = "regression", "no regression", "undetermined"
-OUTCOME_ICON = {REGRESSION: "❌", NO_REGRESSION: "✅", UNDETERMINED: "❔"}  # characters, not :codes:: any viewer
+OUTCOME_ICON = {
+    REGRESSION: "❌",
+    NO_REGRESSION: "✅",
+    UNDETERMINED: "❔",
+}  # characters, not :shortcodes:, for any viewer
 # the timing rule's own words for a time check, read back from the mapping regression.py applies
 TIME_WORDS = {verdict: word for word, verdict in TIME_VERDICTS.items()}
 BLOCK_STATISTIC = {"min": "block minima", "median": "block medians"}
@@ -108,18 +112,19 @@ def render_comment(comparison: Comparison, th: Thresholds, base: str, new: str, 
 def headline(level: Check | None, ratio_label: str, interval_label: str) -> str:
     if level is None:
         return f"**{RUN_LEVEL}**: no cell was timed on both sides."
+    word = TIME_WORDS.get(level.verdict, level.verdict)
     if level.ratio is None:
-        return f"**{RUN_LEVEL}**: **{verdict_word(level)}**: {level.note}"
+        return f"**{RUN_LEVEL}**: **{word}**: {level.note}"
     figures = f"{ratio_label} **{ratio(level.ratio)}**, {interval_label} {interval(level)}, Holm p {p_value(level)}"
     note = f" ({level.note})" if level.note else ""
-    return f"**{RUN_LEVEL}**: {figures}: **{verdict_word(level)}**{note}"
+    return f"**{RUN_LEVEL}**: {figures}: **{word}**{note}"
 
 
 def cell_counts(comparison: Comparison) -> str:
     verdicts = list(comparison.cell_verdicts().values())
     counts = [f"{verdicts.count(v)} {v}" for v in VERDICT_ORDER if v in verdicts]
     design = comparison.timing.design if comparison.timing is not None else "none timed"
-    return f"{len(verdicts)} cells: {', '.join(counts)} · time compared {design}"
+    return f"{len(verdicts)} cells: {', '.join(counts)} · time: {design}"
 
 
 def warnings(comparison: Comparison) -> list[str]:
@@ -150,8 +155,8 @@ def worst_first(check: Check) -> tuple[int, str, str]:
 def time_row(c: Check, said: str = "") -> tuple[str, ...]:
     """One time check; its note left out when the headline already says it."""
     word = verdict_word(c) + (f" ({c.note})" if c.note and c.note != said else "")
-    return (cell(c), formatting.seconds(c.baseline), formatting.seconds(c.now), ratio(c.ratio), interval(c),
-            p_value(c), word)  # fmt: skip
+    times = formatting.seconds(c.baseline), formatting.seconds(c.now)
+    return cell(c), *times, ratio(c.ratio), interval(c), p_value(c), word
 
 
 def status_row(c: Check) -> tuple[str, ...]:
