@@ -166,3 +166,14 @@ def test_a_comment_that_cannot_be_written_exits_2_naming_the_flag(tmp_path, caps
         regress.main([a.format(tmp=tmp_path) for a in args])
     assert exit_info.value.code == exits.EXIT_BAD_INPUT
     assert "--comment-md" in capsys.readouterr().err
+
+
+def test_sides_from_other_hardware_are_warned_about_and_memory_is_only_changed(tmp_path):
+    base, now = runs(tmp_path, {KEYS[0]: {"peak_bytes": 1_100_000}}, cpu_model="Other CPU")
+    text, comparison = render(base, now)
+    assert "> [!WARNING]\n> The two sides ran in different environments (cpu_model: `Test CPU` → `Other CPU`)" in text
+    rows = rows_under(text, "#### Memory and fidelity changes")
+    assert [row[:2] + row[-1:] for row in rows] == [
+        [f"`{KEYS[0]}`", "memory", "changed (environment differs: not decisive)"]
+    ]
+    assert not comparison.failing and comment.outcome(comparison) == comment.NO_REGRESSION
