@@ -1,12 +1,12 @@
 """Sessions: tests (and tests-slow, tests-portable), lint, docs, bench (the main job); report, compare,
-history and regress read results; lock.
+history, dashboard and regress read results; lock.
 
 Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
 Through noxw.py a session ends with its attrib-bench command's exit status (1 a regression or a
 failed cell, 2 bad input, 3 an internal error); plain nox ends every failed session with 1.
 Sessions that run models share one virtualenv (.nox/torch, about 6 GB with torch), built
 once and reinstalled only when pyproject.toml or the lock changes. Sessions that only read
-results (report, compare, history) get a light venv without torch. Every install is
+results (report, compare, history, dashboard) get a light venv without torch. Every install is
 constrained by requirements/bench.lock, so two machines get the same versions; `nox -s lock`
 rewrites it.
 
@@ -217,6 +217,13 @@ def history(session: nox.Session) -> None:
     """Each cell over commits with detected steps, from a folder of results: nox -s history -- FOLDER [--out DIR]."""
     session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
     attrib_bench(session, "python", "history", *(session.posargs or ["results/history/ci"]))
+
+
+@nox.session
+def dashboard(session: nox.Session) -> None:
+    """A static site of every results file in folders (no torch): nox -s dashboard -- FOLDER... [-o DIR]."""
+    session.install("-q", "-c", str(BENCH_LOCK), "-e", ".")
+    attrib_bench(session, "python", "dashboard", *session.posargs)
 
 
 @nox.session(venv_backend="none")

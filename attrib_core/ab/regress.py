@@ -6,6 +6,7 @@
     attrib-bench regress --baseline DIR        history mode: run the preset, compare with committed files
     attrib-bench regress --update-baseline     history mode: run it and record the results as the baseline
     attrib-bench regress --compare BASE NEW    compare results files or folders; runs nothing
+    attrib-bench regress ... --comment-md FILE  also write the verdicts as a pull-request comment (markdown)
 
 A/B (the default): the base revision is checked out with `git worktree add --detach` into a
 temporary folder and both sides run the preset (ci) in the same window, interleaved in ABBA
@@ -48,6 +49,7 @@ from attrib_core.analysis.verdicts import (
     read_runs,
     report,
     run_files,
+    side_names,
     split_pytest_args,
     thresholds_from,
 )
@@ -168,7 +170,8 @@ def run_ab(args, th) -> int:
     print(f"A/B session {session['id']}: A = {session['labels']['A']}; B = {session['labels']['B']}")
     for warning in session["noise"]["warnings"]:
         print(f"WARNING: {warning}")
-    code = report(compare(base_df, new_df, th), th, Path(session["labels"]["A"]), out_dir)
+    names = side_names(base_df, new_df, Path(session["labels"]["A"]), out_dir)
+    code = report(compare(base_df, new_df, th), th, Path(session["labels"]["A"]), out_dir, args.comment_md, names)
     print(f"A/B session: {len(session['cells'])} cells, {session['blocks']} blocks, {session['wall_s']:.0f} s")
     return code
 
@@ -197,9 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} {getattr(args, name)} is not valid; needs an integer >= 1")
     if not args.block_s > 0:
         parser.error(f"--block-s {args.block_s} is not valid; needs a number > 0")
+    if args.comment_md is not None and (args.comment_md.is_dir() or not args.comment_md.parent.is_dir()):
+        parser.error(f"--comment-md {args.comment_md} is not valid; needs a file path in an existing folder")
+    if args.comment_md is not None and args.update_baseline:
+        parser.error("--comment-md writes verdicts: --update-baseline compares nothing")
     try:
         if args.compare:
-            return compare_files(*args.compare, th)
+            return compare_files(*args.compare, th, args.comment_md)
         if not history:
             return run_ab(args, th)
         baseline = args.baseline or default_baseline(args.preset)
@@ -217,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = read_runs(run_files(baseline, "baseline"), "baseline")  # before running: a bad baseline fails fast
         results = run_processes(args.preset, args.processes, args.results_dir, pytest_args)
         new = read_runs(results, "new run")
-        return report(compare(base, new, th), th, baseline, results[0].parent)
+        names = side_names(base, new, baseline, results[0].parent)
+        return report(compare(base, new, th), th, baseline, results[0].parent, args.comment_md, names)
     except (RegressError, RegressionInputError, ab_sides.SideError, ab.WorkerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,9 +15,11 @@ import pandas as pd
 
 from attrib_core import formatting
 from attrib_core.analysis.regression import FAILING, OK, Comparison, Thresholds, compare
+from attrib_core.analysis.render.comment import render_comment, side_label
 from attrib_core.analysis.results import ResultsError, load_results, results_files
 from attrib_core.analysis.timing_rule import STATISTICS
 from attrib_core.exits import EXIT_FAILED, EXIT_OK
+from attrib_core.fileio import atomic_write
 
 
 class RegressError(Exception):
@@ -28,7 +30,10 @@ class RegressError(Exception):
 
 
 def run_files(path: Path, what: str) -> list[Path]:
-    """A results file, or the results files in a folder (a baseline of several processes)."""
+    """A results file, the results files in a folder (a baseline of several processes), or
+    several of either joined by `+` (one side of an A/B session: `A1_x.json+A2_x.json`)."""
+    if "+" in str(path) and not path.exists():
+        return [p for part in str(path).split("+") for p in run_files(Path(part), what)]
     if path.is_dir():
         files = results_files(path)
         if not files:
@@ -140,12 +145,24 @@ def _env_items(comparison: Comparison):
         yield key, before, after
 
 
-def report(comparison: Comparison, th: Thresholds, base: Path, new: Path) -> int:
+def report(
+    comparison: Comparison,
+    th: Thresholds,
+    base: Path,
+    new: Path,
+    comment_md: Path | None = None,
+    names: tuple[str, str] | None = None,
+) -> int:
+    """Print the verdicts; write them as a pull-request comment too when asked (on a regression
+    as well: the comment is written before the exit status is returned), its sides called `names`."""
     print(f"baseline: {base}\nnew run:  {new}")
     for line in format_warnings(comparison, th):
         print(line)
     print(format_table(comparison))
     print(format_summary(comparison, th))
+    if comment_md is not None:
+        atomic_write(comment_md, render_comment(comparison, th, *(names or (str(base), str(new)))))
+        print(f"pull-request comment (markdown): {comment_md}")
     failing = comparison.failing
     if failing:
         cells = sorted({c.cell_key for c in failing})
@@ -155,11 +172,18 @@ def report(comparison: Comparison, th: Thresholds, base: Path, new: Path) -> int
     return EXIT_OK
 
 
-def compare_files(base_path: Path, new_path: Path, th: Thresholds) -> int:
+def compare_files(base_path: Path, new_path: Path, th: Thresholds, comment_md: Path | None = None) -> int:
     """Compare two existing results files or folders; nothing runs."""
     base = read_runs(run_files(base_path, "baseline"), "baseline")
     new = read_runs(run_files(new_path, "new run"), "new run")
-    return report(compare(base, new, th), th, base_path, new_path)
+    return report(
+        compare(base, new, th), th, base_path, new_path, comment_md, side_names(base, new, base_path, new_path)
+    )
+
+
+def side_names(base: pd.DataFrame, new: pd.DataFrame, base_path: Path, new_path: Path) -> tuple[str, str]:
+    """The sides' names in a comment: an A/B session's labels, or the paths given."""
+    return side_label(base, str(base_path)), side_label(new, str(new_path))
 
 
 def _number(text: str) -> float:
@@ -182,12 +206,22 @@ def build_parser(run_dir: Path = Path("results") / "regress") -> argparse.Argume
     )
     parser.add_argument("--update-baseline", action="store_true", help="run, then record the runs as the baseline")
     parser.add_argument(
-        "--compare", nargs=2, type=Path, metavar=("BASE", "NEW"), help="compare files or folders; run nothing"
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BASE", "NEW"),
+        help="compare files or folders (several joined by +); run nothing",
     )
     parser.add_argument(
         "--processes", type=int, default=2, help="pytest processes per run, one block each (2 per side at least)"
     )
     parser.add_argument("--results-dir", type=Path, default=run_dir, help="runs go to a new folder in here")
+    parser.add_argument(
+        "--comment-md",
+        type=Path,
+        metavar="FILE",
+        help="also write the verdicts as a pull-request comment in markdown (on a regression too)",
+    )
     group = parser.add_argument_group("thresholds (see attrib_core/regression.py)")
     group.add_argument(
         "--min-effect",
