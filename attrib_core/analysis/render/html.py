@@ -29,6 +29,7 @@ th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descendin
 .caption { color: #444; max-width: 1100px; }
 .warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 1em; font-weight: bold; }
 .skipped { color: #777; font-style: italic; } .scroll { overflow-x: auto; }
+td[data-sort] { white-space: nowrap; }
 """
 
 
