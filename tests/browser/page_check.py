@@ -135,6 +135,7 @@ class PageCheck:
 
 def sort_failure(keys: list[list], ranks: dict[str, int], descending: bool) -> str | None:
     """Why these column keys (in row order) are not sorted by the contract; None when they are."""
+    keys = [[kind, float(value) if kind == 0 else value] for kind, value in keys]
     ranked = [(kind, value if kind == 0 else ranks.get(value, 0)) for kind, value in keys]
     filled = [key for key in ranked if key[0] != 2]
     first_empty = next((i for i, key in enumerate(ranked) if key[0] == 2), len(ranked))
