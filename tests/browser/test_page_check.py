@@ -32,9 +32,7 @@ def write(tmp_path: Path, body: str, head: str = VIEWPORT) -> Path:
 
 def sortable(rows: list[tuple[str, str]]) -> str:
     """A two-column table.sortable: a number (data-sort; '' = missing) and a text."""
-    cells = "".join(
-        f"<tr><td{f' data-sort={n}' if n else ''}>{n}</td><td>{t}</td></tr>" for n, t in rows
-    )
+    cells = "".join(f"<tr><td{f' data-sort={n}' if n else ''}>{n}</td><td>{t}</td></tr>" for n, t in rows)
     return f'<table class="sortable"><thead><tr><th>n</th><th>t</th></tr></thead><tbody>{cells}</tbody></table>'
 
 
@@ -43,7 +41,9 @@ def test_sort_contract_in_python() -> None:
     assert sort_failure([[0, 2.0], [0, 10.0], [1, "a"], [2, ""]], ranks, descending=False) is None
     assert sort_failure([[1, "b"], [1, "a"], [0, 10.0], [0, 2.0], [2, ""]], ranks, descending=True) is None
     assert sort_failure([[2, ""], [0, 1.0]], ranks, descending=False) == "empty cells are not all last"
-    assert sort_failure([[0, 10.0], [0, 2.0]], ranks, descending=False) == "ascending order broken at row 0: [10.0, 2.0]"
+    assert (
+        sort_failure([[0, 10.0], [0, 2.0]], ranks, descending=False) == "ascending order broken at row 0: [10.0, 2.0]"
+    )
 
 
 def test_a_good_page_passes(browser, tmp_path: Path) -> None:
@@ -60,12 +60,10 @@ def test_a_good_page_passes(browser, tmp_path: Path) -> None:
 
 
 def test_each_fault_is_reported(browser, tmp_path: Path) -> None:
-    body = (
-        '<img alt="" src="missing.png">'  # neither loaded nor described
-        + sortable([("10", "b"), ("2", "a")])  # no script: clicks do nothing
-        + "<p>" + "x" * 300 + "</p>"  # one word wider than a phone
-        + '<script>console.error("boom")</script>'
-    )
+    unseen_image = '<img alt="" src="missing.png">'  # neither loaded nor described
+    unsorted = sortable([("10", "b"), ("2", "a")])  # no script: clicks do nothing
+    too_wide = f"<p>{'x' * 300}</p>"  # one word wider than a phone
+    body = f'{unseen_image}{unsorted}{too_wide}<script>console.error("boom")</script>'
     problems = check_page(write(tmp_path, body)).problems()
     assert any(p.startswith("console: ") and "boom" in p for p in problems)
     assert any("missing.png" in p and "not loaded" in p for p in problems)
