@@ -193,6 +193,17 @@ def set_screen(driver, size: tuple[int, int], mobile: bool) -> None:
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
 
 
+def screenshot(path: Path | str, png: Path | str, size: tuple[int, int] = DESKTOP) -> None:
+    """Save the first screen of a local page at this size (CSS pixels, scale 1) as PNG."""
+    driver = new_driver()
+    try:
+        set_screen(driver, size, mobile=False)
+        driver.get(Path(path).resolve().as_uri())
+        Path(png).write_bytes(driver.get_screenshot_as_png())
+    finally:
+        driver.quit()
+
+
 def check_page(path: Path | str, screenshot: Path | str | None = None) -> PageCheck:
     """Load the page (a local file) in headless Chromium and check it; with `screenshot`, save
     the first screen at desktop size there as PNG. BrowserMissing when there is no browser."""
