@@ -1,5 +1,5 @@
-"""Sessions: tests (and tests-slow, tests-portable), lint, docs, bench (the main job); report, compare,
-history, dashboard and regress read results; lock.
+"""Sessions: tests (and tests-slow, tests-portable, tests-browser), lint, docs, bench (the main job);
+report, compare, history, dashboard and regress read results; lock.
 
 Run them through `python3 noxw.py -s NAME` (it brings its own nox; see noxw.py) or any nox.
 Through noxw.py a session ends with its attrib-bench command's exit status (1 a regression or a
@@ -39,6 +39,9 @@ BENCH_LOCK = ROOT / "requirements" / "bench.lock"
 NOX_LOCK = ROOT / "requirements" / "nox.lock"
 BENCH_EXTRAS = "bench,dev,cluster,oracle"  # what the shared torch venv installs
 PYTEST_NO_TESTS = 5
+# The fast suite: the slow tests and the browser's page checks (which need a system Chromium and
+# involve no torch kernel) have sessions of their own.
+FAST = "not slow and not browser"
 EXIT_FILE_ENV = "ATTRIB_BENCH_EXIT_FILE"  # noxw.py names a file here, and exits with the status recorded in it
 LOCK_HEADER = """\
 # {what}, pinned: everything `pip install {install}` installs, as `nox -s lock` resolved it
@@ -149,14 +152,22 @@ def record_exit_status(code: int | None) -> None:
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The harness's own tests, less those marked slow (CPU; CUDA-only tests skip without a GPU)."""
-    run_pytest(session, torch_python(session), "tests", "-m", "not slow", *session.posargs, what="tests")
+    """The harness's own tests, less those marked slow or browser (CPU; CUDA-only tests skip without a GPU)."""
+    run_pytest(session, torch_python(session), "tests", "-m", FAST, *session.posargs, what="tests")
 
 
 @nox.session(name="tests-slow", venv_backend="none")
 def tests_slow(session: nox.Session) -> None:
     """The slow tests: retraining, subprocess isolation, kill and resume, A/B sessions, whole-preset runs."""
     run_pytest(session, torch_python(session), "tests", "-m", "slow", *session.posargs, what="slow tests")
+
+
+@nox.session(name="tests-browser", venv_backend="none")
+def tests_browser(session: nox.Session) -> None:
+    """The HTML pages (report, compare, history, dashboard) opened in headless Chromium: console errors,
+    sortable tables, figures, a phone's width. Needs the system's chromium and chromedriver (Debian:
+    apt-get install chromium chromium-driver); without them the tests skip, or fail when CI is set."""
+    run_pytest(session, torch_python(session), "tests", "-m", "browser", *session.posargs, what="browser tests")
 
 
 @nox.session(name="tests-portable", venv_backend="none")
@@ -172,7 +183,7 @@ def tests_portable(session: nox.Session) -> None:
     for setting in kernel_settings(native):
         label = " ".join(f"{name}={value}" for name, value in setting.items())
         session.log(f"tests with {label} (this CPU: {native})")
-        run_pytest(session, python, "tests", "-m", "not slow", *session.posargs, env=setting, what="tests")
+        run_pytest(session, python, "tests", "-m", FAST, *session.posargs, env=setting, what="tests")
         passed.append(label)
     session.log("passed under: " + "; ".join(passed))
 

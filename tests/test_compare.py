@@ -135,6 +135,9 @@ def test_compare_writes_table_and_plot(capsys, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "compare.md").read_text().startswith("# attrib-bench comparison")
     with Image.open(tmp_path / "out" / "speedup.png") as image:
         image.verify()
+    page = (tmp_path / "out" / "compare.html").read_text()
+    assert page.count('<img alt="Speedup per cell" src="data:image/png;base64,') == 1
+    assert page.count('<table class="sortable">') == 2  # the sides, the cells
 
 
 def test_machine_names_resolve_to_their_newest_file(tmp_path: Path, capsys) -> None:

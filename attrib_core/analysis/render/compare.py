@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from attrib_core import formatting
+from attrib_core.analysis.render import html
 from attrib_core.analysis.render.output import staged
 from attrib_core.analysis.render.plots import legend_right, method_handles, theme
 from attrib_core.analysis.render.style import method_style
@@ -385,6 +386,54 @@ def printable(common: pd.DataFrame, several: bool) -> str:
     return "\n".join(lines)
 
 
+def how_read(statistic: str, alpha: float, min_effect: float) -> str:
+    """How the A, B, speedup and verdict columns were computed, in words, for compare.md and compare.html."""
+    return (
+        f"A and B: the median over each side's blocks of rounds of each block's {statistic} round. "
+        f"Speedup = A / other, from the same {statistic} rounds: paired by A/B group within one A/B "
+        f"session, Welch on runs (or a run's passes over its sweep) otherwise; {1 - alpha:.0%} interval "
+        f"over those units, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < "
+        f"{alpha:g} over all cells and a factor of at least {min_effect:g} "
+        "(attrib_core/analysis/timing_rule.py). An undetermined cell (one single-pass run per side) gets no "
+        "speedup: compare.csv's time_ratio is A / B as measured, with no interval."
+    )
+
+
+def page_table(common: pd.DataFrame, several: bool) -> pd.DataFrame:
+    """compact()'s columns with times and speedups kept as numbers, so the page sorts them as numbers
+    (html shows `_ms` columns in human units); an undecided speedup is left empty."""
+    table = pd.DataFrame(
+        {
+            "workload · method": common["workload"] + " · " + common["method"],
+            "settings": [
+                c.removeprefix(f"{w}-{m}-")
+                for c, w, m in zip(*map(common.get, ("cell", "workload", "method")), strict=True)
+            ],
+            **({"other": common["other"]} if several else {}),
+            "A_ms": common["A_ms"],
+            ("other_ms" if several else "B_ms"): common["B_ms"],
+            "speedup": common["speedup"],
+            "interval": [
+                "" if pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
+                for low, high in zip(common["ci_low"], common["ci_high"], strict=True)
+            ],
+            "verdict": common["verdict"],
+        }
+    )
+    return table.reset_index(drop=True)
+
+
+def page_sections(
+    common: pd.DataFrame, one_sided: pd.DataFrame, several: bool, rule: str, figure: Path | None
+) -> list[html.Section]:
+    """compare.html's sections: the speedups (figure and table), then the cells on one side only."""
+    title = "Speedup per cell" if figure is not None else "Times per cell (no speedup decided: nothing drawn)"
+    sections = [html.Section(title, rule, image=figure, tables=[page_table(common, several)])]
+    if len(one_sided):
+        sections.append(html.Section(f"Cells on one side only ({len(one_sided)})", tables=[one_sided]))
+    return sections
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -435,16 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = ["# attrib-bench comparison", ""]
         parts += [f"- {run.label}: " + ", ".join(f"`{p.name}`" for p in run.paths) for run in runs]
         parts += ["", *[f"**WARNING: {n}**" for n in notes], "", *lines, ""]
-        parts += [
-            f"A and B: the median over each side's blocks of rounds of each block's {args.statistic} round. "
-            f"Speedup = A / other, from the same {args.statistic} rounds: paired by A/B group within one A/B "
-            f"session, Welch on runs (or a run's passes over its sweep) otherwise; {1 - args.alpha:.0%} interval "
-            f"over those units, so it includes run-to-run variation; faster/slower needs Holm's adjusted p < "
-            f"{args.alpha:g} over all cells and a factor of at least {args.min_effect:g} "
-            "(attrib_core/analysis/timing_rule.py). An undetermined cell (one single-pass run per side) gets no "
-            "speedup: compare.csv's time_ratio is A / B as measured, with no interval.",
-            "",
-        ]
+        rule = how_read(args.statistic, args.alpha, args.min_effect)
+        parts += [rule, ""]
         parts += [to_markdown(compact(common, several=len(runs) > 2)), ""]
         if len(one_sided):
             parts += ["## Cells on one side only", "", to_markdown(one_sided)]
@@ -453,7 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         if figure is not None:
             figure.savefig(scratch / "speedup.png", dpi=110, bbox_inches="tight")
             plt.close(figure)
-    print(f"\ncompare: wrote compare.csv, compare.md, one_sided.csv{', speedup.png' if figure else ''} to {out}")
+        sections = page_sections(common, one_sided, len(runs) > 2, rule, scratch / "speedup.png" if figure else None)
+        intro = pd.DataFrame([{"side": r.label, "files": ", ".join(p.name for p in r.paths)} for r in runs])
+        files = sorted(p.name for p in scratch.iterdir())
+        title = "attrib-bench comparison: " + " vs ".join(r.path.stem for r in runs)
+        (scratch / "compare.html").write_text(html.page(title, intro, [*notes, *lines], sections, files))
+    wrote = f"compare.csv, compare.md, compare.html, one_sided.csv{', speedup.png' if figure else ''}"
+    print(f"\ncompare: wrote {wrote} to {out}")
     return 0
 
 

@@ -18,15 +18,18 @@ import pandas as pd
 from attrib_core import formatting
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222;
+  overflow-wrap: break-word; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 th { background: #f4f4f4; cursor: pointer; } th:hover { background: #e8e8e8; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
 .caption { color: #444; max-width: 1100px; }
 .warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 1em; font-weight: bold; }
 .skipped { color: #777; font-style: italic; } .scroll { overflow-x: auto; }
+td[data-sort] { white-space: nowrap; }
 """
 
 
@@ -45,16 +48,26 @@ def data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
-# Sort a table by the clicked column: numbers by their data-sort value, text as text.
+# Sort a table by the clicked column, ascending on the first click and descending on the next: a
+# cell's key is its data-sort number, else its text (the browser's collation); numbers come before
+# text, and empty cells stay last either way. aria-sort marks the sorted column.
 SORT_SCRIPT = """
+const collate = new Intl.Collator().compare;
+const sortKey = (cell) => { const n = cell ? parseFloat(cell.dataset.sort) : NaN;
+  if (!isNaN(n)) return [0, n];
+  const text = cell ? cell.textContent.trim() : "";
+  return text === "" ? [2, ""] : [1, text]; };
 document.querySelectorAll("table.sortable th").forEach((th) => th.addEventListener("click", () => {
-  const col = th.cellIndex, body = th.closest("table").tBodies[0], up = th.dataset.dir !== "up";
-  th.dataset.dir = up ? "up" : "down";
-  const key = (row) => { const cell = row.cells[col]; const n = parseFloat(cell.dataset.sort);
-    return isNaN(n) ? cell.textContent : n; };
-  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
-    const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-    return up ? order : -order; }).forEach((row) => body.appendChild(row));
+  const col = th.cellIndex, body = th.closest("table").tBodies[0];
+  const up = th.getAttribute("aria-sort") !== "ascending";
+  th.closest("tr").querySelectorAll("th").forEach((other) => other.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", up ? "ascending" : "descending");
+  const keyed = [...body.rows].map((row) => [sortKey(row.cells[col]), row]);
+  keyed.sort(([a], [b]) => {
+    if (a[0] === 2 || b[0] === 2) return (a[0] === 2) - (b[0] === 2);
+    const order = a[0] !== b[0] ? a[0] - b[0] : a[0] === 0 ? a[1] - b[1] : collate(a[1], b[1]);
+    return up ? order : -order;
+  }).forEach(([, row]) => body.appendChild(row));
 }));
 """
 
