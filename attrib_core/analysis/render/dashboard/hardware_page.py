@@ -12,7 +12,6 @@ rule (attrib_core.analysis.timing_rule), unpaired design; Holm runs over the cel
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from attrib_core.analysis.render.compare import (
     speedup_figure,
     summary_line,
 )
-from attrib_core.analysis.render.dashboard.layout import Page, Value, absent, ms, number, text
+from attrib_core.analysis.render.dashboard.layout import Page, Value, absent, missing, ms, number, slug, text
 from attrib_core.analysis.render.dashboard.store import Store
 from attrib_core.analysis.timing_rule import RuleSettings, TimingInputError, TimingResult
 from attrib_core.exits import BadInputError
@@ -48,15 +47,11 @@ class Pair:
     problem: str = ""
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "machine"
-
-
 def current_paths(store: Store, machine: str) -> list[str]:
     """The machine's runs at the commit of its newest run (only the newest when no commit is recorded)."""
     runs = store.runs[store.runs["machine"] == machine].sort_values(["run_time", "file"])
     newest = runs.iloc[-1]
-    if not newest["commit"]:
+    if missing(newest["commit"]):
         return [newest["path"]]
     return list(runs.loc[runs["commit"] == newest["commit"], "path"])
 
@@ -92,6 +87,15 @@ def resolve_reference(runs: list[Run], asked: str | None) -> Run:
         return next((r for r in candidates if r.device == "cpu"), candidates[0])
     valid = sorted({r.label.split("@")[0] for r in runs} | {r.label for r in runs})
     raise BadInputError(f"--reference {asked!r} is not a machine in the store; valid: {', '.join(valid)}")
+
+
+def code_differences(runs: list[Run]) -> list[str]:
+    """A note when the sides ran different commits: a ratio then mixes hardware with code changes."""
+    commits = {r.label: str(r.cells["commit"].iloc[0]) for r in runs}
+    if len(set(commits.values())) < 2:
+        return []
+    shown = ", ".join(f"{label}: {commit}" for label, commit in commits.items())
+    return [f"commit differs ({shown}); ratios mix hardware with code changes"]
 
 
 def pair(reference: Run, other: Run) -> Pair:
@@ -159,9 +163,11 @@ def notes_for(reference: Run, pairs: list[Pair]) -> list[str]:
         if p.common is None:
             lines.append(f"{p.other.label} vs {reference.label}: not compared: {p.problem}")
             continue
-        lines.append(summary_line(p.common, reference.label, p.other.label, p.timing))
+        summary = summary_line(p.common, reference.label, p.other.label, p.timing)
+        lines.append(summary)
         undetermined = p.common.loc[p.common["verdict"] == "undetermined", "note"].dropna().unique()
-        lines += [f"{p.other.label} vs {reference.label}, undetermined cells: {n}" for n in undetermined[:3]]
+        fresh = [n for n in undetermined if n and n not in summary]
+        lines += [f"{p.other.label} vs {reference.label}, undetermined cells: {n}" for n in fresh[:3]]
     return lines
 
 
@@ -205,12 +211,18 @@ def build(store: Store, folder: Path, reference: str | None = None) -> Page:
     page.table(
         ["machine", "device", "runs used (count)", "commit", "files"],
         [
-            [text(r.label), text(r.device), number(len(r.paths)), text(r.cells["commit"].iloc[0]), text(", ".join(p.name for p in r.paths))]
+            [
+                text(r.label),
+                text(r.device),
+                number(len(r.paths)),
+                text(r.cells["commit"].iloc[0]),
+                text(", ".join(p.name for p in r.paths)),
+            ]
             for r in runs
         ],
         "the runs each machine's side is made of",
     )
-    for note in differences(runs) if len(runs) > 1 else []:
+    for note in [*code_differences(runs), *differences(runs)] if len(runs) > 1 else []:
         page.warning(f"The machines differ in more than hardware: {note}.")
     if len(runs) == 1:
         page.warning(f"Only one machine in the store ({runs[0].label}): nothing to compare it with yet.")

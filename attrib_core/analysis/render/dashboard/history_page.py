@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrib_core.analysis.history import MEMORY, TIME, TIME_RAW, commit_axis, history_steps, load_history, metrics_of
-from attrib_core.analysis.render.dashboard.hardware_page import slug
-from attrib_core.analysis.render.dashboard.layout import Page, Value, number, text
+from attrib_core.analysis.history import (
+    MEMORY,
+    TIME,
+    TIME_RAW,
+    Metric,
+    commit_axis,
+    history_steps,
+    load_history,
+    metrics_of,
+)
+from attrib_core.analysis.render.dashboard.layout import Page, Value, number, slug, text
 from attrib_core.analysis.render.dashboard.store import Store
 from attrib_core.analysis.render.history_plots import history_figure
 from attrib_core.analysis.render.history_report import readable_steps, warnings
@@ -24,6 +32,7 @@ from attrib_core.analysis.results import ResultsError
 from attrib_core.analysis.steps import StepError
 
 MIN_RUNS = 2
+MIN_COMMITS_TO_DRAW = 2  # reruns of one commit are a noise measurement, not a history to draw
 ALL_PANELS_UP_TO = 16  # cells drawn in every figure; above this only the cells with a step
 
 
@@ -84,6 +93,11 @@ def drawn_cells(df: pd.DataFrame, steps: pd.DataFrame, metric: str) -> tuple[pd.
     return df[df["cell_key"].isin(stepped)], cells - len(stepped)
 
 
+def drawn_metrics(metrics: list[Metric], stepped: set[str]) -> list[Metric]:
+    """Time (normalised and raw) and memory always; a fidelity metric where it has a step."""
+    return [TIME, TIME_RAW, MEMORY, *(m for m in metrics if m.name in stepped and not m.log)]
+
+
 def one_history(page: Page, folder: Path, machine: str, preset: str, paths: list[str]) -> None:
     page.heading(f"{machine} · {preset}", anchor=f"h-{slug(machine)}-{slug(preset)}")
     try:
@@ -108,8 +122,9 @@ def one_history(page: Page, folder: Path, machine: str, preset: str, paths: list
         page.paragraph("No step detected in any series.", "skipped")
     else:
         page.table(STEP_HEADERS, step_rows(readable), f"steps of {machine} {preset}", filterable=True)
-    stepped = set(readable["metric"])
-    for metric in [TIME, TIME_RAW, MEMORY, *(m for m in metrics if m.name in stepped and not m.log)]:
+    if len(axis) < MIN_COMMITS_TO_DRAW:
+        page.paragraph(f"No figure: all {df['file'].nunique()} run(s) are of one commit.", "skipped")
+    for metric in drawn_metrics(metrics, set(readable["metric"])) if len(axis) >= MIN_COMMITS_TO_DRAW else []:
         rows, left_out = drawn_cells(df, steps, metric.name)
         stem = f"history_{slug(machine)}_{slug(preset)}_{metric.name}"
         if rows.empty:

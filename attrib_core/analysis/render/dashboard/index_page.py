@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from attrib_core.analysis.render.dashboard import metrics
-from attrib_core.analysis.render.dashboard.layout import Page, Value, mib, ms, number, text
+from attrib_core.analysis.render.dashboard.layout import Page, Value, mib, missing, ms, number, text
 from attrib_core.analysis.render.dashboard.store import Store
 from attrib_core.analysis.render.style import add_labels
 
@@ -19,7 +19,7 @@ def when(value: object) -> str:
 
 
 def commit_text(run: pd.Series) -> str:
-    if not run["commit"]:
+    if missing(run["commit"]):
         return "-"
     return f"{run['commit']}{' (uncommitted changes)' if run['commit_dirty'] else ''}"
 
@@ -33,7 +33,7 @@ def overview_rows(store: Store) -> list[list[Value]]:
             Value(when(run["run_time"]), run["run_time"].timestamp() if not pd.isna(run["run_time"]) else None),
             text(commit_text(run)),
             text(run["cpu_model"]),
-            text(run["gpu_name"] or "none"),
+            text(run["gpu_name"], "none"),
             text(run["torch_version"]),
             number(run["ok"]),
             number(run["failed"]),
@@ -76,7 +76,7 @@ def cell_rows(cells: pd.DataFrame, fidelity: list[metrics.MetricColumn]) -> list
                 number(cell["rounds"]),
                 mib(cell["peak_bytes"]),
                 *(number(cell.get(m.column)) for m in fidelity),
-                text(cell["error"] or ""),
+                text(cell["error"], ""),
             ]
         )
     return rows
@@ -100,8 +100,8 @@ def build(store: Store) -> Page:
                 ("preset", run["preset"]),
                 ("finished", when(run["run_time"])),
                 ("commit", commit_text(run)),
-                ("CPU", run["cpu_model"] or "-"),
-                ("GPU", run["gpu_name"] or "none"),
+                ("CPU", text(run["cpu_model"]).text),
+                ("GPU", text(run["gpu_name"], "none").text),
                 ("torch / captum", f"{run['torch_version']} / {run['captum_version']}"),
                 ("cells", f"{run['ok']} ok, {run['failed']} failed, {run['not_applicable']} not applicable"),
             ]

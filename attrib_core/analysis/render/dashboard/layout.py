@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from attrib_core.analysis.render import plots
 from attrib_core.analysis.render.html import SORT_SCRIPT, STYLE
@@ -29,6 +33,7 @@ PAGES = (
 DASHBOARD_STYLE = """
 nav { display: flex; flex-wrap: wrap; gap: 0.3em 1.2em; padding: 0.6em 0; border-bottom: 2px solid #ddd; }
 nav a { text-decoration: none; } nav a[aria-current] { font-weight: bold; color: #222; }
+h3 { font-size: 1.05em; margin-top: 1.5em; }
 figure { margin: 1em 0; } figcaption { color: #444; max-width: 1100px; font-size: 0.9em; }
 input.filter { margin: 0.3em 0; padding: 2px 6px; max-width: 100%; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.1em 1em; font-size: 0.9em; }
@@ -66,12 +71,23 @@ class Value:
 MISSING = math.inf  # sort key of a cell without a value
 
 
+def slug(name: str) -> str:
+    """A name as a file-name and anchor part: machine names may hold spaces and brackets."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "x"
+
+
 def absent(text: str = "-") -> Value:
     return Value(text, MISSING)
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return numeric and math.isfinite(value)
+
+
+def missing(value: object) -> bool:
+    """None, NaN or pandas' NA: a field the file did not record."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def number(value: object, scale: float = 1.0, missing: str = "-") -> Value:
@@ -91,10 +107,8 @@ def mib(size_bytes: object, missing: str = "-") -> Value:
     return number(size_bytes, 1 / 2**20, missing)
 
 
-def text(value: object) -> Value:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Value("-")
-    return Value(str(value))
+def text(value: object, missing_text: str = "-") -> Value:
+    return Value(missing_text) if missing(value) else Value(str(value))
 
 
 def _cell(value: Value | str) -> str:

@@ -12,8 +12,7 @@ import pandas as pd
 
 from attrib_core.analysis.render import sanity
 from attrib_core.analysis.render.dashboard import metrics
-from attrib_core.analysis.render.dashboard.hardware_page import slug
-from attrib_core.analysis.render.dashboard.layout import Page, Value, mib, ms, number, text
+from attrib_core.analysis.render.dashboard.layout import Page, Value, mib, ms, number, slug, text
 from attrib_core.analysis.render.dashboard.store import Store
 from attrib_core.analysis.render.style import add_labels
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from attrib_core.analysis.render import plots, sanity
-from attrib_core.analysis.render.dashboard.hardware_page import slug
 from attrib_core.analysis.render.dashboard.index_page import when
-from attrib_core.analysis.render.dashboard.layout import Page, Value, ms, number, text
+from attrib_core.analysis.render.dashboard.layout import Page, Value, ms, number, slug, text
 from attrib_core.analysis.render.dashboard.store import Store
 from attrib_core.analysis.render.style import MethodStyle, add_labels, method_style
 
@@ -29,6 +28,7 @@ FRONT_HEADERS = [
     "IQR of time per call / batch size (ms)",
     "fidelity value (mean over examples)",
 ]
+TEXT_COLUMNS = ("workload", "device", "method", "fails")
 SANITY_HEADERS = {
     "workload": "workload",
     "device": "device",
@@ -66,11 +66,7 @@ def front_rows(df: pd.DataFrame) -> list[list[Value]]:
 def sanity_rows(table: pd.DataFrame) -> list[list[Value]]:
     rows = []
     for _, row in table.iterrows():
-        values = []
-        for column in SANITY_HEADERS:
-            value = row.get(column)
-            values.append(number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else text(value))
-        rows.append(values)
+        rows.append([number(row.get(c)) if c not in TEXT_COLUMNS else text(row.get(c)) for c in SANITY_HEADERS])
     return rows
 
 
