@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from attrib_core.analysis.render.dashboard import build
+from attrib_core.analysis.render.dashboard import build, hardware_page
 from attrib_core.analysis.render.dashboard.history_page import histories
 from attrib_core.analysis.render.dashboard.layout import PAGES
 from attrib_core.analysis.render.dashboard.store import load_store
@@ -255,3 +257,24 @@ def test_a_folder_without_results_exits_2(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{}")
     assert cli.main(["dashboard", str(tmp_path), "-o", str(tmp_path / "site")]) == 2
     assert "no attrib-bench results file among 1 JSON file(s)" in capsys.readouterr().err
+
+
+def test_the_dashboard_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "import attrib_core.analysis.render.dashboard.command\n"
+        "bad = sorted(m for m in ('torch', 'captum', 'torchvision') if m in sys.modules)\n"
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_reference_is_a_machine_or_machine_at_device_in_any_case(store):
+    sides = hardware_page.sides(load_store([store], log=lambda _: None))
+    assert [s.label for s in sides] == [HISTORY_MACHINE, "gpubox", "laptop"]
+    assert hardware_page.resolve_reference(sides, "LAPTOP").label == "laptop"
+    assert hardware_page.resolve_reference(sides, "gpubox@cuda").device == "cuda"
+    assert hardware_page.resolve_reference(sides, None).label == HISTORY_MACHINE
