@@ -75,18 +75,20 @@ def resolve_reference(runs: list[Run], asked: str | None) -> Run:
     """The side --reference names (a machine, or machine@device), case-insensitively; the first by default."""
     if asked is None:
         return runs[0]
-    by_label = {r.label.lower(): r for r in runs}
+    by_name: dict[str, Run] = {}
     by_machine: dict[str, list[Run]] = {}
     for run in runs:
-        by_machine.setdefault(run.label.split("@")[0].lower(), []).append(run)
+        machine = run.label.split("@")[0]
+        by_name[run.label.lower()] = by_name[f"{machine}@{run.device}".lower()] = run
+        by_machine.setdefault(machine.lower(), []).append(run)
     wanted = asked.lower()
-    if wanted in by_label:
-        return by_label[wanted]
+    if wanted in by_name:
+        return by_name[wanted]
     if wanted in by_machine:
         candidates = by_machine[wanted]
         return next((r for r in candidates if r.device == "cpu"), candidates[0])
-    valid = sorted({r.label.split("@")[0] for r in runs} | {r.label for r in runs})
-    raise BadInputError(f"--reference {asked!r} is not a machine in the store; valid: {', '.join(valid)}")
+    valid = ", ".join(sorted({r.label.split("@")[0] for r in runs}))
+    raise BadInputError(f"--reference {asked!r} is not a machine in the store; valid: {valid} (or machine@device)")
 
 
 def code_differences(runs: list[Run]) -> list[str]:
