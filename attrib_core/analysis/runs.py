@@ -31,6 +31,12 @@ def file_machine(path: Path) -> str:
     return _name_parts(path)[0]
 
 
+def named_machine(path: Path) -> str | None:
+    """The machine part of a name the harness wrote (it has the UTC stamp after it), else None."""
+    parts = _name_parts(path)
+    return parts[0] if len(parts) > 1 and STAMP.match(parts[1]) else None
+
+
 def run_time(path: Path) -> str:
     """Sortable run time: the UTC stamp in the name, else the file's modification time."""
     parts = _name_parts(path)

@@ -29,6 +29,9 @@ COMMANDS = {
     "ab": Command("attrib_core.ab.session", "any two versions A/B: revisions, pip overlays, settings", True),
     "tune": Command("attrib_core.commands.tune", "the fastest setting at least as faithful as the default", True),
     "history": Command("attrib_core.analysis.render.history_report", "each cell over commits, with steps", False),
+    "dashboard": Command(
+        "attrib_core.analysis.render.dashboard.command", "a static offline site of every results file in folders", False
+    ),
     "merge": Command("attrib_core.analysis.merge", "the shards of one sweep into one results file", False),
     "device-check": Command(
         "attrib_core.commands.device_check", "prove the harness on this GPU within a time budget (--dry-run: CPU)", True
