@@ -39,7 +39,7 @@ def test_report_page(browser, tmp_path: Path) -> None:
     check = check_page(page)
     assert_page_reads_well(check, tables=3)  # the run, the Pareto front, every cell
     assert_every_figure_shown(page.parent, page, check)
-    assert len(check.images) == 10
+    assert len(check.images) == 11  # 7 figures (reference_error.png among them) and 4 workload galleries
     assert check.tables[2].rows == 91
 
 
