@@ -95,7 +95,7 @@ def table(runs: dict[str, dict], agree: dict) -> str:
         wall = run["wall_s"]
         shares = " | ".join(f"{run['phases_s'][c] / wall:.0%}" for c in COLUMNS)
         lines.append(
-            f"| {label} | {wall / 60:.0f} min {wall % 60:02.0f} s | {len(run['cells'])} | {shares} | "
+            f"| {label} | {int(wall // 60)} min {round(wall % 60):02d} s | {len(run['cells'])} | {shares} | "
             f"{agree['median_halfwidth'][label]:.1%} |"
         )
     return "\n".join(lines)
